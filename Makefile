@@ -1,0 +1,69 @@
+# Two commands a reader needs:
+#   make book   install (first time), run every chapter on the default profile, build _build/html
+#   make test   install (first time), run the test suite
+# Everything else here serves those two.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROFILE ?= default
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+export PYTHONHASHSEED = 0
+
+# Debian packages the project needs at run time, with a file that proves each
+# is there: FluidSynth renders the synthetic set, fluid-soundfont-gm is its
+# SoundFont, ffmpeg decodes what libsndfile cannot (MP3 inside WAV), chromium
+# runs the browser test.
+DEB_CHECKS := /usr/share/sounds/sf2/FluidR3_GM.sf2:fluid-soundfont-gm \
+              /usr/bin/ffmpeg:ffmpeg \
+              /usr/bin/chromium:chromium
+
+.PHONY: book test bench system-deps venv clean distclean strip-notebooks
+
+book: system-deps $(STAMP)
+	$(PY) -m mer run --profile $(PROFILE)
+
+test: system-deps $(STAMP)
+	$(PY) -m pytest
+
+bench: system-deps $(STAMP)
+	$(PY) -m mer bench
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (torch 2.13.0 CPU wheel); set PYTHON=python3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mer)" >/dev/null
+	touch $(STAMP)
+
+# Install the Debian packages that are missing (root only, as in CI); say what
+# is missing otherwise. libfluidsynth3 is checked through the dynamic linker.
+system-deps:
+	@missing=""; \
+	ldconfig -p | grep -q 'libfluidsynth.so.3' || missing="$$missing libfluidsynth3"; \
+	for pair in $(DEB_CHECKS); do \
+	  file=$${pair%%:*}; pkg=$${pair##*:}; \
+	  test -e $$file || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+strip-notebooks: $(STAMP)
+	$(PY) -m nbstripout notebooks/*.ipynb
+
+clean:
+	rm -rf _build book/chapters
+
+distclean: clean
+	rm -rf $(VENV) data/synth data/derived .cache

@@ -1,0 +1,32 @@
+"""mer: the helper package of the explainable Music Emotion Recognition companion.
+
+Every computation the chapters show lives here, one module per concept:
+
+``mer.audio``        loading, writing and playing clips
+``mer.data``         datasets in one table shape (synthetic default, manifests)
+``mer.store``        paths, content hashes and atomic writes under ``data/derived``
+``mer.report``       headline numbers and the reproducibility stamp of a chapter
+``mer.profiles``     the ``quick`` / ``default`` / ``thesis`` parameter sets
+``mer.runner``       ``python -m mer run``: Papermill, caching and the book build
+``mer.plots``        figures (the only module that draws)
+
+Notebooks import these and keep to prose, a few calls and figures.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__version__ = "0.1.0"
+
+# Library convention: the package logs, the application (runner, notebook)
+# decides where the log goes.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+class MerError(Exception):
+    """Base class of every error the package raises on purpose."""
+
+
+class ParameterError(MerError, ValueError):
+    """A parameter has a value the function cannot work with."""

@@ -1,0 +1,124 @@
+"""``make bench``: speed and memory figures, written to ``_build/bench.json``.
+
+Benchmarks, not timed tests: they measure this machine and are reported in
+the issues' notes and the Reproducing page; no test fails on a number here.
+Each module that has a figure to report offers a ``benchmark()`` function
+returning a flat dict; this module calls those that exist and adds the whole
+book's cold and warm build times.
+
+Keys (each documented where it is measured):
+
+``synth_generate_s``            default synthetic set generated from nothing
+``book_cold_s``, ``book_warm_s`` every chapter executed and the book built,
+                                then the same with nothing changed
+``features_*``, ``vit_*``,      from ``mer.features.benchmark``,
+``lrp_*``, ``sonify_*``         ``mer.vit.benchmark``, ``mer.lrp.benchmark``...
+
+Notebook: book/reproducing.md reports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import profiles, store
+
+log = logging.getLogger(__name__)
+
+#: Modules whose ``benchmark()`` is called, in this order.
+MODULES = ("mer.features", "mer.vit", "mer.lrp", "mer.sonify")
+
+
+def synth_generate_s(profile: str = "default") -> dict[str, Any]:
+    """Generate the profile's synthetic set into an empty folder and time it."""
+    from .data import synth
+
+    params = profiles.get(profile)
+    with tempfile.TemporaryDirectory(prefix="mer-bench-synth-") as tmp:
+        start = time.perf_counter()
+        dataset = synth.load(Path(tmp) / "synth", n_clips=params["n_clips"],
+                             soundfont=params["soundfont"], seed=params["seed"])
+        elapsed = time.perf_counter() - start
+    return {"synth_generate_s": round(elapsed, 2), "synth_generate_n_clips": len(dataset.clips),
+            "synth_generate_clips_per_s": round(len(dataset.clips) / elapsed, 1)}
+
+
+def book_times(profile: str = "default") -> dict[str, Any]:
+    """Run every chapter and build the book from a fresh data folder (cold),
+    then again with nothing changed (warm), each as ``python -m mer run``."""
+    with tempfile.TemporaryDirectory(prefix="mer-bench-data-") as tmp:
+        env = dict(os.environ, MER_DATA=tmp)
+        times = {}
+        for key, extra in (("book_cold_s", ["--force"]), ("book_warm_s", [])):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "mer", "run", "--profile", profile, *extra],
+                           cwd=store.root(), env=env, check=True)
+            times[key] = round(time.perf_counter() - start, 1)
+    return times
+
+
+def run(keys: list[str] | None = None, *, profile: str = "default") -> dict[str, Any]:
+    """Run the benchmarks and merge their figures into ``_build/bench.json``.
+
+    Parameters
+    ----------
+    keys : list of str, optional
+        Restrict to these groups: ``synth``, ``book`` or a module name
+        (``features``, ``vit``, ``lrp``, ``sonify``). ``None`` runs all.
+    profile : str
+        Profile whose dataset and model sizes are measured.
+
+    Returns
+    -------
+    dict
+        Everything now in ``_build/bench.json``.
+    """
+    path = store.build_dir() / "bench.json"
+    figures: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    groups: dict[str, Callable[[], dict[str, Any]]] = {
+        "synth": lambda: synth_generate_s(profile),
+    }
+    for module_name in MODULES:
+        short = module_name.split(".")[1]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if hasattr(module, "benchmark"):
+            groups[short] = module.benchmark
+    groups["book"] = lambda: book_times(profile)
+    for name, measure in groups.items():
+        if keys and name not in keys:
+            continue
+        log.info("benchmark %s", name)
+        start = time.perf_counter()
+        result = measure()
+        print(f"{name}: {json.dumps(result)} ({time.perf_counter() - start:.0f} s)", flush=True)
+        figures.update(result)
+        figures["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                              "platform": platform.platform()}
+        store.write_json(path, figures)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mer bench [GROUP...] [--profile NAME]``."""
+    parser = argparse.ArgumentParser(prog="python -m mer bench", description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", help="synth, book, features, vit, lrp, sonify (default: all)")
+    parser.add_argument("--profile", default="default")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    figures = run(args.groups or None, profile=args.profile)
+    print(json.dumps(figures, indent=2, sort_keys=True))
+    return 0

@@ -1,0 +1,177 @@
+"""Headline numbers and the reproducibility stamp of a chapter.
+
+A chapter calls :func:`record` for every number its prose cites (the number
+is glued with myst-nb so the prose can reference it, and kept), and ends with
+:func:`finish`, which writes the numbers to ``_build/results/<chapter>.json``
+and shows the stamp: seed, parameters, package versions, git commit and run
+time. The JSON holds only what the parameters determine (no clock, no host),
+so two runs with the same parameters give byte-identical files.
+
+Notebook: every chapter ends with ``mer.report.finish``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import subprocess
+import time
+from importlib import metadata
+from typing import Any
+
+from . import ParameterError, store
+
+_STARTED = time.perf_counter()
+_RESULTS: dict[str, Any] = {}
+
+#: Packages whose versions the stamp lists.
+STAMP_PACKAGES = (
+    "numpy", "scipy", "pandas", "scikit-learn", "librosa", "torch", "transformers",
+    "pretty_midi", "pyfluidsynth", "soundfile", "papermill", "jupyter-book", "captum",
+)
+
+
+def start() -> None:
+    """Reset the recorded numbers and the clock (the runner's kernel is fresh;
+    call this when re-running a chapter by hand in a live kernel)."""
+    global _STARTED
+    _STARTED = time.perf_counter()
+    _RESULTS.clear()
+
+
+def _plain(value: Any) -> Any:
+    """Turn numpy scalars into Python numbers and round floats to 10 significant
+    digits, so the JSON does not change with the last bit of a BLAS sum."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return None
+        return float(f"{value:.10g}")
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def record(name: str, value: Any, *, display: bool = False) -> Any:
+    """Keep ``value`` under ``name`` for the results file and glue it.
+
+    Parameters
+    ----------
+    name : str
+        Key in ``_build/results/<chapter>.json`` and the myst-nb glue name the
+        prose uses (``{glue:text}`\\`name:.2f\\``).
+    value : number, str, dict or list
+        The number the prose cites. Floats are rounded to 10 significant digits.
+    display : bool
+        Also show the value in the notebook output.
+
+    Returns
+    -------
+    The value as stored.
+    """
+    if not name or not isinstance(name, str):
+        raise ParameterError(f"record: name must be a non-empty string, got {name!r}")
+    stored = _plain(value)
+    _RESULTS[name] = stored
+    try:  # glue only where myst-nb is present (it is, in the pinned environment)
+        from myst_nb import glue
+
+        glue(name, value, display=display)
+    except ImportError:  # pragma: no cover - a bare install without the book
+        pass
+    return stored
+
+
+def results() -> dict[str, Any]:
+    """Return a copy of the numbers recorded so far."""
+    return dict(_RESULTS)
+
+
+def git_commit() -> str:
+    """The repository's ``HEAD`` commit, with ``+dirty`` if the tree has changes."""
+    def run(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=store.root(), capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    try:
+        commit = run("rev-parse", "--short=12", "HEAD")
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+
+
+def versions(packages: tuple[str, ...] = STAMP_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages`` (``"not installed"`` where absent)."""
+    found = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def stamp(chapter: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The reproducibility stamp of a run: what it needs to be run again."""
+    return {
+        "chapter": chapter,
+        "seed": params.get("seed"),
+        "parameters": {k: _plain(v) for k, v in sorted(params.items())},
+        "versions": versions(),
+        "commit": git_commit(),
+        "mer_code": store.package_hash(),
+        "run_time_s": round(time.perf_counter() - _STARTED, 1),
+    }
+
+
+def finish(chapter: str, params: dict[str, Any], *, show: bool = True) -> dict[str, Any]:
+    """Write the chapter's results and show its reproducibility stamp.
+
+    Parameters
+    ----------
+    chapter : str
+        The chapter's notebook name without suffix (``"01_features"``).
+    params : dict
+        The chapter's parameters as run (the ``parameters`` cell after
+        Papermill's injection).
+    show : bool
+        Display the stamp as a table in the notebook.
+
+    Returns
+    -------
+    dict
+        The stamp. The results file holds ``{"chapter", "parameters",
+        "results"}`` only: nothing that varies between identical runs.
+    """
+    payload = {
+        "chapter": chapter,
+        "parameters": {k: _plain(v) for k, v in sorted(params.items())},
+        "results": dict(sorted(_RESULTS.items())),
+    }
+    store.write_json(store.results_dir() / f"{chapter}.json", payload)
+    info = stamp(chapter, params)
+    if show:
+        _show_stamp(info)
+    return info
+
+
+def _show_stamp(info: dict[str, Any]) -> None:
+    import html
+
+    rows = [("seed", info["seed"]), ("commit", info["commit"]), ("mer code", info["mer_code"]),
+            ("run time", f"{info['run_time_s']} s")]
+    rows += [(f"parameter {k}", v) for k, v in info["parameters"].items()]
+    rows += [(k, v) for k, v in info["versions"].items()]
+    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td><code>{html.escape(str(v))}</code></td></tr>"
+                   for k, v in rows)
+    markup = ("<details class='mer-stamp'><summary>Reproducibility stamp</summary>"
+              f"<table>{body}</table></details>")
+    try:
+        from IPython.display import HTML, display
+
+        display(HTML(markup))
+    except ImportError:  # pragma: no cover
+        print("\n".join(f"{k}: {v}" for k, v in rows))

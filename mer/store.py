@@ -1,0 +1,158 @@
+"""Where things live, what they are called, and how they are written.
+
+Chapters hand artefacts to one another only through files under
+``data/derived/``, named by a content hash of what produced them (parameters
+and the source of the ``mer`` package), so that a chapter re-run alone never
+reads a stale artefact. Every write is atomic: a temporary file in the same
+directory, then ``os.replace``.
+
+Notebook: every chapter (through ``mer.data``, ``mer.report`` and the runner).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+#: Root of the repository (the folder holding ``_config.yml``). ``MER_ROOT``
+#: overrides it, which the tests use to work on a scratch copy.
+ROOT = Path(os.environ.get("MER_ROOT", Path(__file__).resolve().parent.parent))
+
+
+def root() -> Path:
+    """Return the repository root, honouring ``MER_ROOT`` set after import."""
+    return Path(os.environ.get("MER_ROOT", ROOT))
+
+
+def data_dir() -> Path:
+    """``<root>/data``: datasets and derived artefacts (``MER_DATA`` overrides)."""
+    return Path(os.environ.get("MER_DATA", root() / "data"))
+
+
+def derived_dir() -> Path:
+    """``<data>/derived``: content-hashed artefacts shared between chapters."""
+    return data_dir() / "derived"
+
+
+def build_dir() -> Path:
+    """``<root>/_build``: the rendered book, results and benchmarks."""
+    return Path(os.environ.get("MER_BUILD", root() / "_build"))
+
+
+def results_dir() -> Path:
+    """``<build>/results``: one JSON of headline numbers per chapter."""
+    return build_dir() / "results"
+
+
+def canonical_json(obj: Any) -> str:
+    """Serialise ``obj`` the same way every time (sorted keys, no spaces).
+
+    Used for content hashes and for results files that must be byte-identical
+    across runs with the same parameters.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, paths: the types that reach us from chapters.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON: {obj!r}")
+
+
+def hash_params(params: Any, *, length: int = 12) -> str:
+    """Return a short SHA-256 of ``params`` (any JSON-serialisable value)."""
+    return hashlib.sha256(canonical_json(params).encode()).hexdigest()[:length]
+
+
+def hash_files(paths: list[Path], *, base: Path | None = None) -> str:
+    """SHA-256 over the names (relative to ``base``) and bytes of ``paths``."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        name = path.relative_to(base) if base else path.name
+        digest.update(str(name).encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def package_hash() -> str:
+    """Hash of the ``mer`` package source (every ``.py`` file under it).
+
+    Part of every artefact name and of the runner's chapter cache key, so a
+    change of code invalidates what the code produced.
+    """
+    package = Path(__file__).resolve().parent
+    return hash_files(list(package.rglob("*.py")), base=package)[:12]
+
+
+def artefact_path(kind: str, params: Any, suffix: str = "") -> Path:
+    """Path of a derived artefact named by ``kind`` and a hash of ``params``.
+
+    Parameters
+    ----------
+    kind : str
+        What the artefact is (``"features"``, ``"vit"``, ``"relevance"``...).
+    params : JSON-serialisable
+        Everything that determines the artefact's content. The package source
+        hash is added, so changed code never reuses an old artefact.
+    suffix : str
+        File suffix (``".csv"``) or ``""`` for a directory.
+
+    Returns
+    -------
+    pathlib.Path
+        ``data/derived/<kind>/<kind>-<hash><suffix>``; the parent exists.
+    """
+    key = hash_params({"params": params, "code": package_hash()})
+    folder = derived_dir() / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{kind}-{key}{suffix}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    If the block raises, the temporary file is removed and ``path`` is left
+    as it was, so a reader never sees a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON (sorted keys) atomically and return the path."""
+    text = json.dumps(obj, sort_keys=True, indent=indent, default=_json_default)
+    return write_text(path, text + "\n")
+
+
+def write_csv(path: str | os.PathLike, frame) -> Path:
+    """Write a pandas DataFrame to CSV atomically (no index) and return the path."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
