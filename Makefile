@@ -14,7 +14,7 @@ export PYTHONHASHSEED = 0
 
 # Debian packages the project needs at run time, with a file that proves each
 # is there: FluidSynth renders the synthetic set, fluid-soundfont-gm is its
-# SoundFont, ffmpeg decodes what libsndfile cannot (MP3 inside WAV), chromium
+# SoundFont, ffmpeg decodes what libsndfile cannot (AAC/M4A, through audioread), chromium
 # runs the browser test.
 DEB_CHECKS := /usr/share/sounds/sf2/FluidR3_GM.sf2:fluid-soundfont-gm \
               /usr/bin/ffmpeg:ffmpeg \
@@ -63,7 +63,7 @@ strip-notebooks: $(STAMP)
 	$(PY) -m nbstripout notebooks/*.ipynb
 
 clean:
-	rm -rf _build book/chapters
+	rm -rf _build book/chapters _static/audio
 
 distclean: clean
 	rm -rf $(VENV) data/synth data/derived .cache
