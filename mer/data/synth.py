@@ -1,0 +1,908 @@
+r"""The embedded synthetic dataset: short pieces composed and played by the package.
+
+Each clip is a 10 s piece in 4/4 (chord progression, melody, bass line and a
+drum kit) composed as MIDI with :mod:`pretty_midi` and rendered to audio by
+FluidSynth with a General MIDI SoundFont, so the clips sound like instruments
+being played, not like sine tones. Everything is drawn from a seeded
+:class:`numpy.random.Generator`, one per clip, so the same ``seed`` gives the
+same MIDI, the same labels and byte-identical FLAC files on every machine with
+the same FluidSynth and SoundFont.
+
+Why a synthetic default: the emotion label is a *known* function of musical
+cues, so an explanation method can be checked against the truth: which cue
+mattered (chapter 1), where in time and frequency the evidence was (chapter 3,
+windowed clips and the probe set).
+
+Cues (what the label depends on)
+--------------------------------
+Each cue is drawn independently per clip; its realised value (measured on
+the composed MIDI) is standardised as ``z = (x - centre) / scale`` with the
+centre and scale of its sampling distribution (the table; uniform
+distributions have ``scale = (high - low) / sqrt(12)``):
+
+================  ========================================  ======  ======  ======
+cue               sampled as                                centre  scale   weight
+================  ========================================  ======  ======  ======
+``mode``          major or minor, p = 0.5                   0       1       +1.0
+``tempo_bpm``     uniform 70 .. 160 bpm                     115     25.98   +0.7
+``register``      melody centre uniform MIDI 62 .. 78       70      4.62    +0.5
+                  (column: realised mean melody pitch)
+``articulation``  sounding duration / inter-onset           0.625   0.188   -0.4
+                  interval, uniform 0.30 .. 0.95
+                  (staccato .. legato)
+``velocity``      mean MIDI velocity uniform 55 .. 105      80      14.43   +0.3
+                  (column: realised mean melody velocity)
+``brightness``    programme class dark 0 / mid 0.5 /        0.5     0.408   +0.2
+                  bright 1, p = 1/3 each
+================  ========================================  ======  ======  ======
+
+(``mode`` enters as z = +1 for major, -1 for minor.) The latent valence is
+
+.. math:: v = \sum_c w_c z_c + \sigma \varepsilon, \quad \varepsilon \sim N(0, 1),
+          \ \sigma = 0.08
+
+and the label is ``"happy"`` iff ``v > 0``; ``valence`` in ``clips`` is ``v``
+and ``valence_noiseless`` is the sum without the noise. The weights are
+distinct so their ranking can be recovered (chapter 1). The noise is small:
+the Bayes classifier (the sign of the noiseless sum) agrees with about 98 % of
+the labels (``oracle_accuracy`` in ``generator.json``; 0.981 for the default
+480 clips, and a logistic regression on the six cues recovers the weights'
+ranking), but no cue decides alone: the labels agree with the mode on only
+about 83 % of the clips (``mode_agreement``; 0.838 for the default set), so a
+perfect key detector is not a perfect emotion classifier.
+
+Arousal (``arousal`` column), a separate documented combination:
+``a = 0.8 z_tempo + 0.5 z_velocity - 0.4 z_articulation + 0.3 eps``.
+
+Nuisance factors (weight 0, drawn independently of the cues)
+------------------------------------------------------------
+- ``transpose``: the key, -5 .. +6 semitones from C (``tonic`` = transpose mod 12);
+- ``program_melody``, ``program_chords``: which General MIDI programme within
+  the brightness class (4 per class and part, :data:`PROGRAMS`);
+- ``voicing``: chord inversion 0, 1, 2;
+- the progression (4 per mode) and the melody's notes and rhythm.
+
+Musical realism
+---------------
+Major clips use major-key progressions (I-V-vi-IV, I-IV-V-I, ...), minor clips
+natural-minor ones (i-iv-v-i, i-VI-iv-v, ...); the melody uses the major or
+natural minor scale; chords change on bar lines and are struck on beats 1 and 3
+(and at the edges of an evidence window); the drums play kick on 1 and 3,
+snare on 2 and 4, hi-hat on eighths, so a beat tracker finds the tempo.
+Chords are voiced with their lowest note at G3 (MIDI 55) or above: a 128-band log-mel at 22 050 Hz has bands about 26 Hz wide
+below 1 kHz, so a major and a minor third voiced in octave 3 (e.g. E3 = 165 Hz
+vs Eb3 = 156 Hz) can fall in the same band and the spectrogram model could
+not tell the modes apart from the chords. The bass plays root and fifth in
+octave 2 (no thirds).
+
+Windowed-evidence clips
+-----------------------
+A share ``window_share`` (default 25 %) of the clips, in every split, carry
+their mode evidence only inside a window of 2-3 s (a whole number of beats, at
+most 30 % of the clip), starting on a beat at a random position (the chords
+are struck again at its edges): there the chords are full triads
+(I, IV, V major or i, iv, v minor); everywhere else they are open fifths
+(root, fifth, octave), the progression uses only the roots I, IV and V, and
+the melody uses only the scale degrees 1, 2, 4 and 5 (common to major and
+natural minor), so no third, sixth or seventh anywhere outside the window. A
+model that gets these clips right has to use local evidence. Columns
+``windowed``, ``window_start_s``, ``window_end_s``. (A released note rings
+for a few tens of ms after ``window_end_s``; the window is given in note times.)
+
+Probe set (:func:`load_probe`)
+------------------------------
+Clips built like the windowed clips, with the same instruments (the mid
+brightness class), drums and textures, whose *only* class evidence is the
+chord third inside a known window; every other cue is neutral (tempo 115 bpm,
+register centre 70, articulation 0.625, velocity 80, brightness 0.5). The
+label is the mode of the window. For each probe clip a twin with the window's
+thirds replaced by the open-fifth voicing used elsewhere is rendered too
+(``path_no_window``), so chapter 3 can measure how much ``p(class)`` drops
+when the evidence is removed.
+
+Rendering
+---------
+FluidSynth at 22 050 Hz through pyfluidsynth, from the :mod:`pretty_midi`
+score, with every instrument on its own MIDI channel in one pass (about twice
+as fast as :meth:`pretty_midi.PrettyMIDI.fluidsynth`, which plays one
+instrument at a time and keeps only the left channel). A fresh synthesizer per
+clip (a reused one carries voices and effect state from clip to clip, which
+breaks byte-identical output), with dynamic sample loading so it costs ~20 ms.
+One fixed gain per SoundFont (:data:`GAINS`), so velocity changes loudness;
+clips are not each normalised to full scale and are scaled down only if the
+peak would exceed 0.99 (column ``peak``). Mono (mean of the stereo channels)
+float32, exactly 10 s, a 30 ms fade-out, written as FLAC PCM_16. About 0.14 s
+of CPU per clip with FluidR3_GM, so 480 clips take ~35-40 s on two idle cores.
+SoundFonts: ``"FluidR3_GM"`` (Debian package ``fluid-soundfont-gm``, the
+default profile) and ``"TimGM6mb"`` (shipped with pretty_midi, the quick
+profile).
+
+Files
+-----
+``<root>/audio/<clip_id>.flac``, ``midi/<clip_id>.mid``, ``truth/<clip_id>.json``
+(cues, z-scores, valence, arousal, ``key`` such as ``"A:min"``, ``chords`` as
+``[start_s, end_s, "C:maj"]`` with roots ``C C# D ... B`` and qualities
+``maj``, ``min`` and ``5`` (open fifth), ``beats_s``, ``downbeats_s``,
+``tempo_bpm``, the window), ``clips.csv`` and ``generator.json`` (this model:
+weights, scales, noise, measured agreement). The probe set adds
+``audio_no_window/`` and ``midi_no_window/``. A folder is complete when its
+``COMPLETE`` marker exists; it is rendered in a temporary folder and renamed.
+
+Notebook: notebooks/00_data.ipynb (the Data page) and every chapter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import MerError, ParameterError
+from .. import store
+from . import Dataset
+
+log = logging.getLogger(__name__)
+
+#: Bump when the composition, the rendering or the label model changes: it is
+#: part of the dataset folder's name, so old folders are never reused.
+#: Version 2: chords struck on beats 1 and 3 (version 1 struck every beat).
+GENERATOR_VERSION = 2
+
+SR = 22050
+DURATION = 10.0
+N_SAMPLES = int(SR * DURATION)
+#: Pitch-class names of chord and key labels (mir_eval / librosa spelling).
+PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+#: Lowest note of a chord voicing: G3. Thirds lower than this are not resolved
+#: by a 128-band log-mel at 22 050 Hz (see the module docstring).
+CHORD_FLOOR = 55
+
+#: SoundFont name -> (path, Debian package that provides it or None).
+SOUNDFONTS = {
+    "FluidR3_GM": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
+    "TimGM6mb": (None, None),  # shipped with pretty_midi, path resolved at use
+}
+#: Output gain per SoundFont, applied to FluidSynth's mix (int16 / 2**15);
+#: chosen so the loudest clips peak near 0.9 and velocity stays audible as
+#: loudness (clips are not each normalised to full scale).
+GAINS = {"FluidR3_GM": 4.5, "TimGM6mb": 4.5}
+PEAK = 0.99
+
+#: General MIDI programmes (0-based) per brightness class and part.
+PROGRAMS = {
+    "melody": {
+        0.0: (42, 60, 71, 69),   # cello, French horn, clarinet, English horn
+        0.5: (0, 65, 40, 68),    # acoustic grand, alto sax, violin, oboe
+        1.0: (56, 72, 73, 11),   # trumpet, piccolo, flute, vibraphone
+    },
+    "chords": {
+        0.0: (89, 52, 49, 19),   # warm pad, choir aahs, slow strings, church organ
+        0.5: (0, 24, 48, 16),    # acoustic grand, nylon guitar, strings, drawbar organ
+        1.0: (25, 6, 8, 4),      # steel guitar, harpsichord, celesta, electric piano
+    },
+}
+BASS_PROGRAM = 33  # electric bass (finger)
+KICK, SNARE, HIHAT = 36, 38, 42
+
+#: Sampling ranges of the cues and their standardisation (centre, scale).
+RANGES = {
+    "tempo_bpm": (70.0, 160.0),
+    "register": (62.0, 78.0),
+    "articulation": (0.30, 0.95),
+    "velocity": (55.0, 105.0),
+}
+BRIGHTNESS_LEVELS = (0.0, 0.5, 1.0)
+SCALING = {
+    "mode": (0.0, 1.0),  # z = +1 major, -1 minor
+    **{cue: ((lo + hi) / 2, (hi - lo) / math.sqrt(12)) for cue, (lo, hi) in RANGES.items()},
+    "brightness": (0.5, math.sqrt(1 / 6)),
+}
+#: The true weights of the latent valence (on standardised cues).
+WEIGHTS = {"mode": 1.0, "tempo_bpm": 0.7, "register": 0.5, "articulation": -0.4,
+           "velocity": 0.3, "brightness": 0.2}
+NOISE_SD = 0.08
+AROUSAL_WEIGHTS = {"tempo_bpm": 0.8, "velocity": 0.5, "articulation": -0.4}
+AROUSAL_NOISE_SD = 0.3
+#: Cue values of the probe clips (the centre of every range).
+NEUTRAL = {"tempo_bpm": 115.0, "register": 70.0, "articulation": 0.625, "velocity": 80.0,
+           "brightness": 0.5}
+WINDOW_S = (2.0, 3.0)
+MAX_WINDOW_SHARE = 0.3
+SPLIT_SHARES = {"train": 0.60, "val": 0.15, "test": 0.25}
+
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
+NEUTRAL_SCALE = (0, 2, 5, 7)  # degrees 1, 2, 4, 5: shared by major and natural minor
+#: Progressions: (root offset from the tonic, quality) per bar, cycled.
+PROGRESSIONS = {
+    "major": (
+        ((0, "maj"), (7, "maj"), (9, "min"), (5, "maj")),   # I-V-vi-IV
+        ((0, "maj"), (5, "maj"), (7, "maj"), (0, "maj")),   # I-IV-V-I
+        ((0, "maj"), (9, "min"), (5, "maj"), (7, "maj")),   # I-vi-IV-V
+        ((0, "maj"), (2, "min"), (7, "maj"), (0, "maj")),   # I-ii-V-I
+    ),
+    "minor": (
+        ((0, "min"), (5, "min"), (7, "min"), (0, "min")),   # i-iv-v-i
+        ((0, "min"), (8, "maj"), (5, "min"), (7, "min")),   # i-VI-iv-v
+        ((0, "min"), (5, "min"), (8, "maj"), (7, "min")),   # i-iv-VI-v
+        ((0, "min"), (10, "maj"), (8, "maj"), (7, "min")),  # i-VII-VI-v
+    ),
+}
+#: Root sequences of windowed and probe clips: only I, IV, V, identical in both modes.
+NEUTRAL_ROOTS = ((0, 5, 7, 0), (0, 7, 5, 0), (0, 5, 0, 7), (0, 0, 5, 7))
+
+
+class SoundFontError(MerError, FileNotFoundError):
+    """A SoundFont the renderer needs is not installed."""
+
+
+# --------------------------------------------------------------------------- composing
+
+
+def sample_params(*, rng: np.random.Generator, windowed: bool = False) -> dict[str, Any]:
+    """Draw the parameters of one clip of the main set.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The clip's own generator.
+    windowed : bool
+        Whether the mode evidence is confined to a 2-3 s window.
+
+    Returns
+    -------
+    dict
+        Everything :func:`compose` needs (JSON-serialisable), plus the label
+        noise draws ``noise_valence`` and ``noise_arousal``.
+
+    Notebook: notebooks/00_data.ipynb
+    """
+    mode = "major" if rng.random() < 0.5 else "minor"
+    params: dict[str, Any] = {"mode": mode}
+    for cue, (lo, hi) in RANGES.items():
+        params[cue] = float(rng.uniform(lo, hi))
+    params["brightness"] = float(BRIGHTNESS_LEVELS[rng.integers(3)])
+    params.update(_nuisances(rng=rng, brightness=params["brightness"], mode=mode, windowed=windowed))
+    params["noise_valence"] = float(rng.standard_normal())
+    params["noise_arousal"] = float(rng.standard_normal())
+    return params
+
+
+def probe_params(*, rng: np.random.Generator, mode: str) -> dict[str, Any]:
+    """Draw the parameters of one probe clip: neutral cues, thirds only in a window.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The clip's own generator.
+    mode : {"major", "minor"}
+        The mode of the window (the probe clip's only class evidence).
+
+    Returns
+    -------
+    dict
+        Parameters for :func:`compose`; the label noise is zero.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    if mode not in PROGRESSIONS:
+        raise ParameterError(f"mode must be 'major' or 'minor', got {mode!r}")
+    params: dict[str, Any] = {"mode": mode, **NEUTRAL}
+    params.update(_nuisances(rng=rng, brightness=NEUTRAL["brightness"], mode=mode, windowed=True))
+    params["noise_valence"] = 0.0
+    params["noise_arousal"] = 0.0
+    return params
+
+
+def _nuisances(*, rng: np.random.Generator, brightness: float, mode: str, windowed: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "transpose": int(rng.integers(-5, 7)),
+        "program_melody": int(rng.choice(PROGRAMS["melody"][brightness])),
+        "program_chords": int(rng.choice(PROGRAMS["chords"][brightness])),
+        "voicing": int(rng.integers(3)),
+        "windowed": bool(windowed),
+        "window_evidence": True,
+        "melody_seed": int(rng.integers(2**31)),
+    }
+    if windowed:
+        out["progression"] = int(rng.integers(len(NEUTRAL_ROOTS)))
+        out["window_s"] = float(rng.uniform(*WINDOW_S))  # rounded to whole beats by _window_beats
+        out["window_position"] = float(rng.random())
+    else:
+        out["progression"] = int(rng.integers(len(PROGRESSIONS[mode])))
+    return out
+
+
+def _window_beats(params: dict[str, Any]) -> tuple[int, int]:
+    """First beat and number of beats of the evidence window."""
+    beat = 60.0 / params["tempo_bpm"]
+    n_beats = max(1, min(int(round(params["window_s"] / beat)), int(MAX_WINDOW_SHARE * DURATION / beat)))
+    # The window starts on a beat and ends before the last half second.
+    first, last = 1, int((DURATION - 0.5) / beat) - n_beats
+    start = first + int(params["window_position"] * (last - first + 1))
+    return min(start, last), n_beats
+
+
+def _voice(root_pc: int, quality: str, inversion: int) -> list[int]:
+    """MIDI pitches of a chord voiced with its lowest note at G3 or above."""
+    if quality == "5":
+        # Open fifth in root position, doubled at the octave: no third.
+        bottom = CHORD_FLOOR + (root_pc - CHORD_FLOOR) % 12
+        return [bottom, bottom + 7, bottom + 12]
+    intervals = [0, 4 if quality == "maj" else 3, 7]
+    order = intervals[inversion:] + [i + 12 for i in intervals[:inversion]]
+    bottom = CHORD_FLOOR + (root_pc + order[0] - CHORD_FLOOR) % 12
+    return [bottom + i - order[0] for i in order]
+
+
+def compose(params: dict[str, Any]):
+    """Compose one clip as MIDI from its parameters (a pure function).
+
+    Parameters
+    ----------
+    params : dict
+        From :func:`sample_params` or :func:`probe_params`. With
+        ``params["window_evidence"] = False`` a windowed clip is composed
+        without its window's thirds (the probe set's "window removed" twin).
+
+    Returns
+    -------
+    pm : pretty_midi.PrettyMIDI
+        Four instruments: melody, chords, bass, drums; 10 s long.
+    truth : dict
+        Realised cue values (``mode``, ``tonic``, ``tempo_bpm``, ``register``,
+        ``articulation``, ``velocity``, ``brightness``), ``key`` (``"A:min"``),
+        ``chords`` (``[start_s, end_s, label]`` as rendered), ``beats_s``,
+        ``downbeats_s``, ``windowed``, ``window_start_s``, ``window_end_s``.
+
+    Notebook: notebooks/00_data.ipynb
+    """
+    import pretty_midi
+
+    rng = np.random.default_rng(params["melody_seed"])
+    mode = params["mode"]
+    tonic = params["transpose"] % 12
+    tempo = params["tempo_bpm"]
+    beat = 60.0 / tempo
+    art = params["articulation"]
+    vel = params["velocity"]
+    n_beats = int(math.ceil(DURATION / beat))
+    windowed = params["windowed"]
+    if windowed:
+        win_first, win_n = _window_beats(params)
+        win_beats = set(range(win_first, win_first + win_n))
+        window = (win_first * beat, (win_first + win_n) * beat)
+    else:
+        win_beats, window = set(), (float("nan"), float("nan"))
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+    melody = pretty_midi.Instrument(params["program_melody"], name="melody")
+    chords = pretty_midi.Instrument(params["program_chords"], name="chords")
+    bass = pretty_midi.Instrument(BASS_PROGRAM, name="bass")
+    drums = pretty_midi.Instrument(0, is_drum=True, name="drums")
+
+    def add(inst, pitch, start, end, velocity):
+        end = min(end, DURATION)
+        if start < DURATION and end > start:
+            inst.notes.append(pretty_midi.Note(int(np.clip(round(velocity), 1, 127)), int(pitch), start, end))
+
+    # Harmony: one chord per bar.
+    if windowed:
+        roots = NEUTRAL_ROOTS[params["progression"]]
+        triad = "maj" if mode == "major" else "min"
+        progression = [(r, triad) for r in roots]
+    else:
+        progression = PROGRESSIONS[mode][params["progression"]]
+    timeline: list[list] = []
+    for b in range(n_beats):
+        t = b * beat
+        root, quality = progression[(b // 4) % len(progression)]
+        if windowed and not (b in win_beats and params["window_evidence"]):
+            quality = "5"
+        root_pc = (tonic + root) % 12
+        # Chords are struck on beats 1 and 3 and again at the window's edges.
+        if b % 2 == 0 or (windowed and b in (win_first, win_first + win_n)):
+            end = b + 1
+            while end < n_beats and end % 2 != 0 and not (windowed and end in (win_first, win_first + win_n)):
+                end += 1
+            for pitch in _voice(root_pc, quality, params["voicing"]):
+                add(chords, pitch, t, t + art * (end - b) * beat, vel - 12 + (6 if b % 4 == 0 else 0))
+        label = f"{PITCH_NAMES[root_pc]}:{quality}"
+        if timeline and timeline[-1][2] == label and b % 4 != 0:
+            timeline[-1][1] = min((b + 1) * beat, DURATION)
+        else:  # a new bar (annotated per bar even if the chord repeats) or a window edge
+            timeline.append([t, min((b + 1) * beat, DURATION), label])
+
+        # Bass: root on beat 1, fifth on beat 3, octave 2.
+        if b % 2 == 0:
+            bass_root = 36 + root_pc
+            add(bass, bass_root + (7 if b % 4 == 2 else 0), t, t + 2 * beat * 0.85, vel - 5)
+        # Drums: kick 1 and 3, snare 2 and 4, hi-hat eighths.
+        add(drums, KICK if b % 2 == 0 else SNARE, t, t + 0.1, vel + (5 if b % 4 == 0 else 0))
+        add(drums, HIHAT, t, t + 0.05, vel - 20)
+        add(drums, HIHAT, t + beat / 2, t + beat / 2 + 0.05, vel - 30)
+
+    # Melody: a random walk on the scale around the register centre, in
+    # eighths, quarters and halves on the beat grid, no rests.
+    scale = NEUTRAL_SCALE if windowed else (MAJOR_SCALE if mode == "major" else MINOR_SCALE)
+    centre = params["register"]
+    pitches = [p for p in range(int(centre) - 8, int(centre) + 9) if (p - tonic) % 12 in scale]
+    index = int(np.argmin([abs(p - centre) for p in pitches]))
+    onsets, t = [], 0.0
+    while t < DURATION - 1e-9:
+        onsets.append(t)
+        t += beat * float(rng.choice((0.5, 1.0, 1.0, 1.0, 2.0)))
+    onsets.append(t)
+    for start, nxt in zip(onsets[:-1], onsets[1:]):
+        step = int(rng.choice((-2, -1, -1, 0, 1, 1, 2)))
+        index = int(np.clip(index + step, 0, len(pitches) - 1))
+        if abs(pitches[index] - centre) > 5:  # drift back towards the centre
+            index += -1 if pitches[index] > centre else 1
+        on_beat = abs(start / beat - round(start / beat)) < 1e-6
+        accent = 6 if on_beat and round(start / beat) % 4 == 0 else (2 if on_beat else -3)
+        add(melody, pitches[index], start, start + art * (nxt - start),
+            vel + accent + rng.normal(0.0, 3.0))
+
+    pm.instruments.extend([melody, chords, bass, drums])
+    notes = melody.notes
+    iois = [b.start - a.start for a, b in zip(notes[:-1], notes[1:])]
+    truth = {
+        "mode": mode,
+        "tonic": tonic,
+        "transpose": params["transpose"],
+        "tempo_bpm": tempo,
+        "register": float(np.mean([n.pitch for n in notes])),
+        "articulation": float(np.mean([(a.end - a.start) / ioi for a, ioi in zip(notes[:-1], iois)])),
+        "velocity": float(np.mean([n.velocity for n in notes])),
+        "brightness": params["brightness"],
+        "key": f"{PITCH_NAMES[tonic]}:{'maj' if mode == 'major' else 'min'}",
+        "chords": [[round(s, 6), round(e, 6), lab] for s, e, lab in timeline],
+        "beats_s": [round(b * beat, 6) for b in range(n_beats)],
+        "downbeats_s": [round(b * beat, 6) for b in range(0, n_beats, 4)],
+        "windowed": windowed,
+        "window_evidence": bool(params["window_evidence"]) if windowed else None,
+        "window_start_s": window[0],
+        "window_end_s": window[1],
+    }
+    return pm, truth
+
+
+def latent(truth: dict[str, Any], *, noise_valence: float = 0.0,
+           noise_arousal: float = 0.0) -> dict[str, Any]:
+    """Standardised cues, valence, arousal and label of a composed clip.
+
+    Parameters
+    ----------
+    truth : dict
+        From :func:`compose` (realised cue values).
+    noise_valence, noise_arousal : float
+        Standard-normal draws, scaled by :data:`NOISE_SD` and
+        :data:`AROUSAL_NOISE_SD`.
+
+    Returns
+    -------
+    dict
+        ``z`` (cue -> standardised value), ``valence``, ``arousal``,
+        ``valence_noiseless`` and ``label`` (``"happy"`` iff valence > 0).
+
+    Notebook: notebooks/00_data.ipynb
+    """
+    z = {}
+    for cue, (centre, scale) in SCALING.items():
+        x = (1.0 if truth["mode"] == "major" else -1.0) if cue == "mode" else truth[cue]
+        z[cue] = (x - centre) / scale
+    signal = sum(WEIGHTS[c] * z[c] for c in WEIGHTS)
+    valence = signal + NOISE_SD * noise_valence
+    arousal = sum(AROUSAL_WEIGHTS[c] * z[c] for c in AROUSAL_WEIGHTS) + AROUSAL_NOISE_SD * noise_arousal
+    return {"z": z, "valence": float(valence), "valence_noiseless": float(signal),
+            "arousal": float(arousal), "label": "happy" if valence > 0 else "sad"}
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def soundfont_path(soundfont: str = "FluidR3_GM") -> Path:
+    """Path of a known SoundFont, checked to exist.
+
+    Parameters
+    ----------
+    soundfont : {"FluidR3_GM", "TimGM6mb"}
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ParameterError
+        If the name is unknown.
+    SoundFontError
+        If the file is missing (the message names the Debian package).
+
+    Notebook: notebooks/00_data.ipynb
+    """
+    if soundfont not in SOUNDFONTS:
+        raise ParameterError(f"unknown soundfont {soundfont!r}; expected one of {sorted(SOUNDFONTS)}")
+    path, package = SOUNDFONTS[soundfont]
+    if path is None:
+        import pretty_midi
+
+        path = os.path.join(pretty_midi.__path__[0], "TimGM6mb.sf2")
+        package = "pip package pretty_midi"
+    if not os.path.exists(path):
+        raise SoundFontError(
+            f"SoundFont {soundfont!r} not found at {path}; it is provided by the Debian package "
+            f"{package!r} (`sudo apt-get install {package}`), which `make` installs")
+    return Path(path)
+
+
+def render(pm, *, soundfont: str = "FluidR3_GM") -> np.ndarray:
+    """Render a composed clip to audio with FluidSynth.
+
+    Parameters
+    ----------
+    pm : pretty_midi.PrettyMIDI
+        From :func:`compose` (at most 15 melodic instruments and drums).
+    soundfont : {"FluidR3_GM", "TimGM6mb"}
+
+    Returns
+    -------
+    y : np.ndarray, shape (220500,), float32
+        10 s at 22 050 Hz, the mean of FluidSynth's two stereo channels, times
+        the SoundFont's fixed gain (:data:`GAINS`), scaled down only if the
+        peak would exceed 0.99, with a 30 ms fade-out at the end.
+
+    Notebook: notebooks/00_data.ipynb
+    """
+    import fluidsynth
+
+    path = soundfont_path(soundfont)
+    # A fresh synthesizer per clip: a reused one keeps voices and effect state
+    # from the previous clip, so the output would depend on rendering order.
+    # Dynamic sample loading reads only the samples of the programmes used,
+    # which makes a fresh FluidR3_GM synthesizer cost ~20 ms instead of ~200.
+    synth = fluidsynth.Synth(samplerate=float(SR), **{"synth.dynamic-sample-loading": 1})
+    try:
+        sfid = synth.sfload(str(path))
+        # Written by hand instead of pretty_midi.PrettyMIDI.fluidsynth, which
+        # plays one instrument at a time (each with a 1 s tail and its own
+        # reverb pass) and keeps only the left channel: one pass with every
+        # instrument on its own channel is about twice as fast, keeps both
+        # stereo channels and stops at exactly 10 s.
+        events = []
+        melodic = iter(c for c in range(16) if c != 9)
+        for inst in pm.instruments:
+            channel = 9 if inst.is_drum else next(melodic)
+            synth.program_select(channel, sfid, 128 if inst.is_drum else 0, inst.program)
+            for note in inst.notes:
+                events.append((int(round(note.start * SR)), 1, channel, note.pitch, note.velocity))
+                events.append((int(round(note.end * SR)), 0, channel, note.pitch, 0))
+        events.sort()  # by time, note-offs before note-ons at the same sample
+        blocks, position = [], 0
+        for sample, is_on, channel, pitch, velocity in events:
+            sample = min(sample, N_SAMPLES)
+            if sample > position:
+                blocks.append(synth.get_samples(sample - position))
+                position = sample
+            if is_on:
+                synth.noteon(channel, pitch, velocity)
+            else:
+                synth.noteoff(channel, pitch)
+        if position < N_SAMPLES:
+            blocks.append(synth.get_samples(N_SAMPLES - position))
+    finally:
+        synth.delete()
+    stereo = np.concatenate(blocks).astype(np.float64).reshape(-1, 2) / 32768.0
+    y = stereo.mean(axis=1) * GAINS[soundfont]
+    peak = float(np.abs(y).max())
+    if peak > PEAK:
+        y *= PEAK / peak
+    fade = int(0.03 * SR)
+    y[-fade:] *= np.linspace(1.0, 0.0, fade)
+    return y.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- one clip on disk
+
+
+def _make_clip(*, clip_id: str, params: dict[str, Any], root: str, soundfont: str,
+               twin: bool) -> dict[str, Any]:
+    """Compose, render and write one clip; return its row of ``clips``."""
+    import soundfile
+
+    root = Path(root)
+    pm, truth = compose(params)
+    y = render(pm, soundfont=soundfont)
+    soundfile.write(root / "audio" / f"{clip_id}.flac", y, SR, subtype="PCM_16")
+    pm.write(str(root / "midi" / f"{clip_id}.mid"))
+    labels = latent(truth, noise_valence=params["noise_valence"], noise_arousal=params["noise_arousal"])
+    if twin:
+        # Probe clip: the label is the mode of the window, by design; the
+        # valence model does not apply (every other cue is neutral).
+        labels.update(label="happy" if truth["mode"] == "major" else "sad", valence=float("nan"),
+                      arousal=float("nan"), valence_noiseless=float("nan"))
+    row = {
+        "clip_id": clip_id,
+        "path": f"audio/{clip_id}.flac",
+        "label": labels["label"],
+        "valence": labels["valence"],
+        "arousal": labels["arousal"],
+        "midi_path": f"midi/{clip_id}.mid",
+        "truth_path": f"truth/{clip_id}.json",
+        "mode": truth["mode"],
+        "tonic": truth["tonic"],
+        "tempo_bpm": truth["tempo_bpm"],
+        "register": truth["register"],
+        "articulation": truth["articulation"],
+        "velocity": truth["velocity"],
+        "brightness": truth["brightness"],
+        "transpose": params["transpose"],
+        "program_melody": params["program_melody"],
+        "program_chords": params["program_chords"],
+        "voicing": params["voicing"],
+        "windowed": truth["windowed"],
+        "window_start_s": truth["window_start_s"],
+        "window_end_s": truth["window_end_s"],
+        "valence_noiseless": labels["valence_noiseless"],
+        "peak": float(np.abs(y).max()),
+    }
+    if twin:
+        twin_params = {**params, "window_evidence": False}
+        pm_twin, _ = compose(twin_params)
+        y_twin = render(pm_twin, soundfont=soundfont)
+        soundfile.write(root / "audio_no_window" / f"{clip_id}.flac", y_twin, SR, subtype="PCM_16")
+        pm_twin.write(str(root / "midi_no_window" / f"{clip_id}.mid"))
+        row["path_no_window"] = f"audio_no_window/{clip_id}.flac"
+        row["midi_path_no_window"] = f"midi_no_window/{clip_id}.mid"
+    record = {"clip_id": clip_id, **truth, **labels, "params": params}
+    # Strict JSON: NaN (no window, probe valence) is written as null.
+    record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+    (root / "truth" / f"{clip_id}.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return row
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _check_unknown(unknown: dict[str, Any], *, known: tuple[str, ...], name: str) -> None:
+    # Explicit, so a misspelt option from a profile or the command line is an
+    # error that names the options, not a silently ignored keyword.
+    if unknown:
+        raise ParameterError(f"unknown option(s) {sorted(unknown)} for dataset {name!r}; "
+                             f"expected some of {list(known)}")
+
+
+def _check_options(*, n_clips, soundfont, seed, n_jobs, window_share=0.0) -> None:
+    if not isinstance(n_clips, (int, np.integer)) or isinstance(n_clips, bool) or n_clips < 8:
+        raise ParameterError(f"n_clips must be an integer >= 8, got {n_clips!r}")
+    if soundfont not in SOUNDFONTS:
+        raise ParameterError(f"unknown soundfont {soundfont!r}; expected one of {sorted(SOUNDFONTS)}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ParameterError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
+        raise ParameterError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
+    if not 0.0 <= float(window_share) <= 1.0:
+        raise ParameterError(f"window_share must be in [0, 1], got {window_share!r}")
+
+
+def _split(labels: pd.Series, *, strata: pd.Series, seed: int) -> list[str]:
+    """Stratified train/val/test split by ``strata``, seeded (60/15/25)."""
+    rng = np.random.default_rng([seed, 7])
+    split = np.empty(len(labels), dtype=object)
+    for value in sorted(strata.unique()):
+        idx = np.flatnonzero((strata == value).to_numpy())
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(SPLIT_SHARES["test"] * len(idx)))
+        n_val = int(round(SPLIT_SHARES["val"] * len(idx)))
+        split[idx[:n_test]] = "test"
+        split[idx[n_test:n_test + n_val]] = "val"
+        split[idx[n_test + n_val:]] = "train"
+    return list(split)
+
+
+def _generator_info(*, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "generator_version": GENERATOR_VERSION,
+        "options": options,
+        "sample_rate": SR,
+        "duration_s": DURATION,
+        "weights": WEIGHTS,
+        "noise_sd": NOISE_SD,
+        "scaling": {c: {"centre": m, "scale": s} for c, (m, s) in SCALING.items()},
+        "ranges": {**{c: list(r) for c, r in RANGES.items()}, "brightness": list(BRIGHTNESS_LEVELS),
+                   "mode": ["minor", "major"]},
+        "arousal_weights": AROUSAL_WEIGHTS,
+        "arousal_noise_sd": AROUSAL_NOISE_SD,
+        "label_rule": "valence = sum_c weights[c] * (x_c - centre_c) / scale_c + noise_sd * N(0, 1), "
+                      "mode as +1 major / -1 minor; label = 'happy' iff valence > 0",
+        "nuisances": ["transpose", "program_melody", "program_chords", "voicing", "progression",
+                      "melody notes and rhythm"],
+        "programs": {part: {str(k): list(v) for k, v in d.items()} for part, d in PROGRAMS.items()},
+        "bass_program": BASS_PROGRAM,
+        "chord_floor_midi": CHORD_FLOOR,
+        "window_s": list(WINDOW_S),
+        "neutral": NEUTRAL,
+        "split_shares": SPLIT_SHARES,
+        "soundfont_gain": GAINS[options["soundfont"]],
+    }
+
+
+def _default_dir(kind: str, options: dict[str, Any]) -> Path:
+    key = store.hash_params({"kind": kind, "version": GENERATOR_VERSION, **options}, length=8)
+    prefix = "probe-" if kind == "synth_probe" else ""  # both sets live under data/synth/
+    return store.data_dir() / "synth" / f"{prefix}{options['soundfont']}-n{options['n_clips']}-s{options['seed']}-{key}"
+
+
+def _read(root: Path, *, name: str) -> Dataset:
+    clips = pd.read_csv(root / "clips.csv", dtype={"clip_id": str})
+    for column in ("path", "midi_path", "truth_path", "path_no_window", "midi_path_no_window"):
+        if column in clips:
+            clips[column] = [str(root / p) for p in clips[column]]
+    clips["windowed"] = clips["windowed"].astype(bool)
+    info = json.loads((root / "generator.json").read_text())
+    return Dataset(name=name, clips=clips, root=root, info=info)
+
+
+def _generate(root: Path, *, kind: str, options: dict[str, Any], jobs: list[dict[str, Any]],
+              n_jobs: int, twin: bool) -> None:
+    """Render ``jobs`` into a temporary folder beside ``root``, then rename it."""
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    soundfont_path(options["soundfont"])  # fail early, before any worker starts
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    try:
+        folders = ["audio", "midi", "truth"] + (["audio_no_window", "midi_no_window"] if twin else [])
+        for folder in folders:
+            (tmp / folder).mkdir()
+        started = time.perf_counter()
+        tasks = (delayed(_make_clip)(clip_id=job["clip_id"], params=job["params"], root=str(tmp),
+                                     soundfont=options["soundfont"], twin=twin) for job in jobs)
+        rows = list(tqdm(Parallel(n_jobs=n_jobs, return_as="generator", batch_size=4)(tasks),
+                         total=len(jobs), desc=f"rendering {kind} ({options['soundfont']})"))
+        seconds = time.perf_counter() - started
+        clips = pd.DataFrame(rows)
+        strata = clips["label"] + "/" + clips["windowed"].astype(str)
+        clips.insert(5, "split", _split(clips["label"], strata=strata, seed=options["seed"]))
+        clips.insert(6, "source", kind)
+        info = _generator_info(kind=kind, options=options)
+        info["n_happy"] = int((clips["label"] == "happy").sum())
+        info["n_sad"] = int((clips["label"] == "sad").sum())
+        info["mode_agreement"] = float(((clips["mode"] == "major") == (clips["label"] == "happy")).mean())
+        bayes = (clips["valence_noiseless"] > 0) == (clips["label"] == "happy")
+        info["oracle_accuracy"] = None if twin else float(bayes.mean())  # probe labels are the mode
+        info["n_windowed"] = int(clips["windowed"].sum())
+        info["render_seconds"] = round(seconds, 1)  # informative only, not used by readers of the data
+        store.write_csv(tmp / "clips.csv", clips)
+        store.write_json(tmp / "generator.json", info)
+        (tmp / "COMPLETE").write_text("")
+        if root.exists():
+            if (root / "COMPLETE").exists():  # another process finished first
+                shutil.rmtree(tmp)
+                return
+            if any(root.iterdir()):
+                raise ParameterError(f"data_dir {root} exists, is not empty and holds no complete "
+                                     f"{kind} dataset; remove it or choose another folder")
+            root.rmdir()
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a dataset is for every reader
+        os.replace(tmp, root)
+        log.info("%s: %d clips rendered in %.1f s into %s", kind, len(jobs), seconds, root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _open(root: Path | None, *, kind: str, options: dict[str, Any], jobs_fn, n_jobs: int,
+          twin: bool) -> Dataset:
+    root = Path(root) if root is not None else _default_dir(kind, options)
+    if not (root / "COMPLETE").exists():
+        _generate(root, kind=kind, options=options, jobs=jobs_fn(), n_jobs=n_jobs, twin=twin)
+    dataset = _read(root, name=kind)
+    stored = dataset.info.get("options")
+    if stored != options or dataset.info.get("generator_version") != GENERATOR_VERSION:
+        raise ParameterError(f"{root} holds a {kind} dataset generated with {stored} "
+                             f"(generator version {dataset.info.get('generator_version')}), not with "
+                             f"{options} (version {GENERATOR_VERSION}); pass another data_dir")
+    return dataset
+
+
+def load(data_dir: str | Path | None = None, *, n_clips: int = 480, soundfont: str = "FluidR3_GM",
+         seed: int = 0, n_jobs: int = 2, window_share: float = 0.25, **unknown: Any) -> Dataset:
+    """Load the synthetic dataset, generating it on first use.
+
+    Parameters
+    ----------
+    data_dir : str or Path, optional
+        The dataset folder. ``None``: ``data/synth/<soundfont>-n<N>-s<seed>-<hash>``
+        (the hash covers these options and :data:`GENERATOR_VERSION`).
+    n_clips : int
+        Number of clips (>= 8).
+    soundfont : {"FluidR3_GM", "TimGM6mb"}
+        FluidR3_GM for the book, the small TimGM6mb for quick runs and tests.
+    seed : int
+        Seed of everything (cues, nuisances, notes, noise, split).
+    n_jobs : int
+        Rendering processes (joblib).
+    window_share : float
+        Share of clips whose mode evidence is confined to a window.
+
+    Returns
+    -------
+    Dataset
+        ``clips`` has the common columns and the synth extras (cues, nuisances,
+        window, ``midi_path``, ``truth_path``); ``info`` is ``generator.json``.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown option, a bad option value, or a ``data_dir`` holding
+        another dataset.
+    SoundFontError
+        If the SoundFont is not installed.
+
+    Notebook: notebooks/00_data.ipynb (the Data page) and every chapter.
+    """
+    _check_unknown(unknown, known=("n_clips", "soundfont", "seed", "n_jobs", "window_share"), name="synth")
+    _check_options(n_clips=n_clips, soundfont=soundfont, seed=seed, n_jobs=n_jobs, window_share=window_share)
+    options = {"n_clips": int(n_clips), "soundfont": soundfont, "seed": int(seed),
+               "window_share": float(window_share)}
+
+    def jobs():
+        # Which clips are windowed: an exact share, seeded; each clip then has
+        # its own generator, so no clip depends on another or on process order.
+        n_windowed = int(round(window_share * n_clips))
+        windowed = np.zeros(n_clips, dtype=bool)
+        windowed[np.random.default_rng([seed, 1]).permutation(n_clips)[:n_windowed]] = True
+        return [{"clip_id": f"synth-{i:04d}",
+                 "params": sample_params(rng=np.random.default_rng([seed, 0, i]), windowed=bool(windowed[i]))}
+                for i in range(n_clips)]
+
+    return _open(data_dir, kind="synth", options=options, jobs_fn=jobs, n_jobs=n_jobs, twin=False)
+
+
+def load_probe(data_dir: str | Path | None = None, *, n_clips: int = 60, soundfont: str = "FluidR3_GM",
+               seed: int = 0, n_jobs: int = 2, **unknown: Any) -> Dataset:
+    """Load the probe set, generating it on first use.
+
+    Parameters
+    ----------
+    data_dir : str or Path, optional
+        The dataset folder; ``None``: ``data/synth/probe-<soundfont>-n<N>-s<seed>-<hash>``.
+    n_clips : int
+        Number of probe clips (>= 8), half major, half minor.
+    soundfont : {"FluidR3_GM", "TimGM6mb"}
+    seed : int
+    n_jobs : int
+
+    Returns
+    -------
+    Dataset
+        As :func:`load`, plus ``path_no_window`` and ``midi_path_no_window``:
+        the same clip with the window's thirds replaced by open fifths.
+        ``label`` is the mode of the window (major = happy).
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    _check_unknown(unknown, known=("n_clips", "soundfont", "seed", "n_jobs"), name="synth_probe")
+    _check_options(n_clips=n_clips, soundfont=soundfont, seed=seed, n_jobs=n_jobs)
+    options = {"n_clips": int(n_clips), "soundfont": soundfont, "seed": int(seed)}
+
+    def jobs():
+        return [{"clip_id": f"probe-{i:04d}",
+                 "params": probe_params(rng=np.random.default_rng([seed, 2, i]),
+                                        mode="major" if i % 2 == 0 else "minor")}
+                for i in range(n_clips)]
+
+    return _open(data_dir, kind="synth_probe", options=options, jobs_fn=jobs, n_jobs=n_jobs, twin=True)
