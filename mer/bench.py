@@ -37,7 +37,7 @@ from . import profiles, store
 log = logging.getLogger(__name__)
 
 #: Modules whose ``benchmark()`` is called, in this order.
-MODULES = ("mer.features", "mer.vit", "mer.lrp", "mer.sonify")
+MODULES = ("mer.features", "mer.parallel", "mer.vit", "mer.lrp", "mer.sonify")
 
 
 def synth_generate_s(profile: str = "default") -> dict[str, Any]:

@@ -106,12 +106,17 @@ def check(dataset: Dataset) -> Dataset:
 def _adapters() -> dict[str, Callable[..., Dataset]]:
     # Imported lazily: the synthetic generator pulls in pretty_midi and
     # FluidSynth, which a user of a real corpus does not need.
-    from . import manifest, synth
+    from . import corpora, manifest, synth
 
     return {
         "synth": synth.load,
         "synth_probe": synth.load_probe,
         "manifest": manifest.load,
+        "deam": corpora.load_deam,
+        "pmemo": corpora.load_pmemo,
+        "fourq": corpora.load_fourq,
+        "soundtracks": corpora.load_soundtracks,
+        "jamendo_mood": corpora.load_jamendo_mood,
     }
 
 
