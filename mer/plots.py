@@ -19,13 +19,365 @@ sns.set_theme(context="notebook", style="whitegrid")
 # Data page (notebooks/00_data.ipynb)
 # ---------------------------------------------------------------------------
 
+#: Class order (the integer codes of :data:`mer.data.LABELS`) and colours of the Data page.
+DATA_LABEL_ORDER = ("sad", "happy")
+DATA_LABEL_PALETTE = {"sad": "#4C72B0", "happy": "#DD8452"}
+#: The synthetic generator's cues, as columns of ``Dataset.clips``.
+SYNTH_CUES = ("mode", "tempo_bpm", "register", "articulation", "velocity", "brightness")
+
+
+def class_balance(clips, *, by: str = "split"):
+    """Bar chart of clips per class in each value of ``by`` (the splits).
+
+    Parameters
+    ----------
+    clips : pandas.DataFrame, shape (n_clips, >= 7)
+        ``Dataset.clips``: needs ``label`` and ``by``.
+    by : str
+        Column along the x axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/00_data.ipynb (the Data page).
+    """
+    figure, axes = plt.subplots(figsize=(5.5, 3.2), constrained_layout=True)
+    order = [s for s in ("train", "val", "test") if s in set(clips[by])] if by == "split" else None
+    sns.countplot(data=clips, x=by, hue="label", order=order, hue_order=DATA_LABEL_ORDER,
+                  palette=DATA_LABEL_PALETTE, ax=axes)
+    for container in axes.containers:
+        axes.bar_label(container, fontsize=9)
+    axes.set(xlabel=by, ylabel="clips", title="Clips per class")
+    axes.legend(title="label", frameon=False)
+    return figure
+
+
+def cue_distributions(clips, *, cues=SYNTH_CUES, ncols: int = 3):
+    """Distribution of each cue in the two classes, one panel per cue.
+
+    A numeric cue is a box plot with the clips as points; a categorical one
+    (``mode``) is a count of clips per category and class.
+
+    Parameters
+    ----------
+    clips : pandas.DataFrame, shape (n_clips, >= 7)
+        ``Dataset.clips`` with ``label`` and the ``cues`` columns (missing
+        columns are left out, so a real corpus shows what it has).
+    cues : sequence of str
+        Columns to show.
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/00_data.ipynb (the Data page).
+    """
+    cues = [c for c in cues if c in clips.columns]
+    nrows = max(1, int(np.ceil(len(cues) / ncols)))
+    figure, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.9 * nrows),
+                                constrained_layout=True, squeeze=False)
+    for ax, cue in zip(axes.flat, cues):
+        values = clips[cue]
+        if values.dtype == object or values.dtype.name in ("category", "bool", "string", "str"):
+            sns.countplot(data=clips, x=cue, hue="label", hue_order=DATA_LABEL_ORDER,
+                          palette=DATA_LABEL_PALETTE, ax=ax)
+            ax.set_ylabel("clips")
+        else:
+            sns.boxplot(data=clips, x="label", y=cue, hue="label", order=DATA_LABEL_ORDER,
+                        palette=DATA_LABEL_PALETTE, showfliers=False, width=0.5, ax=ax,
+                        legend=False, boxprops={"alpha": 0.45})
+            sns.stripplot(data=clips, x="label", y=cue, hue="label", order=DATA_LABEL_ORDER,
+                          palette=DATA_LABEL_PALETTE, size=3, jitter=0.2, ax=ax, legend=False)
+            ax.set_xlabel("")
+        ax.set_title(cue)
+        if ax.get_legend() is not None and cue != cues[0]:
+            ax.get_legend().remove()
+    for ax in list(axes.flat)[len(cues):]:
+        ax.set_visible(False)
+    figure.suptitle("Cues by class")
+    return figure
+
 # ---------------------------------------------------------------------------
 # Chapter 1: features (notebooks/01_features.ipynb)
 # ---------------------------------------------------------------------------
 
+_CLASS_PALETTE = {"sad": "#4C72B0", "happy": "#DD8452"}
+
+
+def chroma_profiles_by_class(features, labels):
+    """Mean key-relative chroma (scale degrees above the estimated tonic) per class.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        With ``clip_id`` and ``chroma_rel_<degree>`` columns (mer.features.extract).
+    labels : pandas.Series
+        ``"happy"``/``"sad"`` by ``clip_id``.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    import pandas as pd
+
+    columns = [c for c in features.columns if c.startswith("chroma_rel_")]
+    long = features.set_index("clip_id")[columns].join(labels.rename("label")).melt(
+        id_vars="label", var_name="degree", value_name="chroma")
+    long["degree"] = pd.Categorical(long["degree"].str.replace("chroma_rel_", ""),
+                                    [c.replace("chroma_rel_", "") for c in columns])
+    figure, ax = plt.subplots(figsize=(8, 3.5))
+    sns.barplot(data=long, x="degree", y="chroma", hue="label", palette=_CLASS_PALETTE, errorbar=("ci", 95), ax=ax)
+    ax.set(xlabel="scale degree above the estimated tonic", ylabel="mean chroma",
+           title="Key-relative chroma profile by class")
+    figure.tight_layout()
+    return figure
+
+
+def chord_histogram(degrees, labels):
+    """Share of time on each chord (Roman numeral relative to the tonic) per class.
+
+    Parameters
+    ----------
+    degrees : pandas.DataFrame
+        ``clip_id, degree, seconds`` (mer.features.chord_degrees).
+    labels : pandas.Series
+        Class by ``clip_id``.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    table = degrees.merge(labels.rename("label"), left_on="clip_id", right_index=True)
+    share = table.groupby(["label", "degree"])["seconds"].sum()
+    share = (share / share.groupby(level="label").transform("sum")).rename("share").reset_index()
+    order = share.groupby("degree")["share"].sum().sort_values(ascending=False).index.tolist()
+    figure, ax = plt.subplots(figsize=(8, 3.5))
+    sns.barplot(data=share, x="degree", y="share", hue="label", order=order, palette=_CLASS_PALETTE, ax=ax)
+    ax.set(xlabel="chord (upper case major, lower case minor, relative to the estimated tonic)",
+           ylabel="share of time", title="Recognised chords by class")
+    figure.tight_layout()
+    return figure
+
+
+def descriptors_by_class(features, labels, *, columns=None):
+    """Violin plots of the mid-level descriptors (each standardised) by class.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    columns = columns or [c for c in features.columns if c.startswith("ml_")]
+    frame = features.set_index("clip_id")[columns]
+    frame = (frame - frame.mean()) / frame.std()
+    long = frame.join(labels.rename("label")).melt(id_vars="label", var_name="descriptor", value_name="z")
+    long["descriptor"] = long["descriptor"].str.replace("ml_", "").str.replace("_", " ")
+    figure, ax = plt.subplots(figsize=(9, 3.8))
+    sns.violinplot(data=long, x="descriptor", y="z", hue="label", split=True, inner="quart",
+                   palette=_CLASS_PALETTE, cut=0, ax=ax)
+    ax.set(xlabel="", ylabel="standardised value", title="Mid-level descriptors (signal proxies) by class")
+    ax.tick_params(axis="x", rotation=20)
+    figure.tight_layout()
+    return figure
+
+
+def low_level_by_class(features, labels, *, columns=("tempo_bpm", "onset_rate", "rms_db", "spectral_centroid_hz")):
+    """Box plots of low-level context features by class.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    columns = [c for c in columns if c in features]
+    figure, axes = plt.subplots(1, len(columns), figsize=(2.4 * len(columns), 3.2))
+    frame = features.set_index("clip_id")[columns].join(labels.rename("label"))
+    for ax, column in zip(np.atleast_1d(axes), columns):
+        sns.boxplot(data=frame, x="label", y=column, hue="label", palette=_CLASS_PALETTE, ax=ax, legend=False)
+        ax.set(xlabel="", title=column)
+        ax.set_ylabel("")
+    figure.tight_layout()
+    return figure
+
+
+def coefficient_plot(table, *, title="Standardised coefficients (95 % bootstrap intervals)", top=None, ax=None):
+    """Point estimate and interval of each standardised coefficient.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Index ``feature``, columns ``coef, ci_low, ci_high`` (mer.models.bootstrap_coefficients).
+    top : int, optional
+        Show only the ``top`` largest ``|coef|``.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    table = table.reindex(table["coef"].abs().sort_values(ascending=False).index)
+    if top:
+        table = table.head(top)
+    table = table.iloc[::-1]
+    if ax is None:
+        figure, ax = plt.subplots(figsize=(7, 0.28 * len(table) + 1.2))
+    else:
+        figure = ax.figure
+    y = np.arange(len(table))
+    colours = np.where(table["coef"] > 0, _CLASS_PALETTE["happy"], _CLASS_PALETTE["sad"])
+    ax.errorbar(table["coef"], y, xerr=[table["coef"] - table["ci_low"], table["ci_high"] - table["coef"]],
+                fmt="none", ecolor="0.5", elinewidth=1.2, capsize=2)
+    ax.scatter(table["coef"], y, c=colours, zorder=3)
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_yticks(y, table.index)
+    ax.set(xlabel="towards Sad  <-  coefficient per SD  ->  towards Happy", title=title)
+    figure.tight_layout()
+    return figure
+
+
+def permutation_importance_plot(table, *, top=15):
+    """Bar chart of permutation importances (drop of ROC AUC when a feature is shuffled).
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    table = table.head(top).iloc[::-1]
+    figure, ax = plt.subplots(figsize=(7, 0.28 * len(table) + 1.2))
+    ax.barh(table.index, table["importance"], xerr=table["sd"], color="#55A868", ecolor="0.4")
+    ax.set(xlabel="drop of ROC AUC on held-out folds", title="Shallow network: permutation importance")
+    figure.tight_layout()
+    return figure
+
+
+def recovery_plot(table, *, rho=None):
+    """Recovered importance against the generator's true weight, per cue and nuisance.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From mer.models.ground_truth_recovery (``cue, proxy, nuisance,
+        true_weight, coef, ci_low, ci_high``).
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    figure, ax = plt.subplots(figsize=(5.5, 4.5))
+    for nuisance, marker, colour in ((False, "o", "#C44E52"), (True, "s", "0.5")):
+        part = table[table["nuisance"] == nuisance]
+        ax.errorbar(part["true_weight"], part["coef"], yerr=[part["coef"] - part["ci_low"], part["ci_high"] - part["coef"]],
+                    fmt=marker, color=colour, ecolor="0.6", capsize=2,
+                    label="nuisance (true weight 0)" if nuisance else "cue")
+        for _, row in part.iterrows():
+            ax.annotate(f"{row['cue']}\n({row['proxy']})", (row["true_weight"], row["coef"]),
+                        textcoords="offset points", xytext=(5, 3), fontsize=7)
+    lim = max(table["true_weight"].abs().max(), table["coef"].abs().max()) * 1.15
+    ax.plot([-lim, lim], [-lim, lim], ls="--", color="0.7", lw=1)
+    ax.set(xlim=(-lim, lim), xlabel="true weight (generator.json)", ylabel="recovered standardised coefficient",
+           title="Ground-truth recovery" + (f" (Spearman ρ = {rho:.2f})" if rho is not None else ""))
+    ax.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 # ---------------------------------------------------------------------------
 # Chapter 2: ViT (notebooks/02_vit.ipynb)
 # ---------------------------------------------------------------------------
+
+def vit_patches(spec, *, patch_size=(128, 2), sr: int = 22050, hop_length: int = 512, pool: int = 4,
+                title: str | None = None, highlight: int | None = 10):
+    """A log-mel spectrogram with the ViT's patch grid drawn on it.
+
+    Parameters
+    ----------
+    spec : np.ndarray, shape (n_mels, n_frames) or (1, n_mels, n_frames)
+        Log-mel in dB (or normalised).
+    patch_size : (int, int)
+        Patch (mel bands, frames); (128, 2) = full-height stripes.
+    highlight : int, optional
+        Index of one patch (token) to outline in colour.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from matplotlib.patches import Rectangle
+
+    spec = np.asarray(spec)
+    spec = spec[0] if spec.ndim == 3 else spec
+    n_mels, n_frames = spec.shape
+    seconds = hop_length * pool / sr
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    ax.imshow(spec, origin="lower", aspect="auto", cmap="magma",
+              extent=(0, n_frames * seconds, 0, n_mels))
+    bands, frames = patch_size
+    for column in range(0, n_frames + 1, frames):
+        ax.axvline(column * seconds, color="white", lw=0.4, alpha=0.7)
+    for row in range(0, n_mels + 1, bands):
+        ax.axhline(row, color="white", lw=0.6, alpha=0.7)
+    n_cols = n_frames // frames
+    if highlight is not None and highlight < n_cols * (n_mels // bands):
+        r, c = divmod(highlight, n_cols)
+        ax.add_patch(Rectangle((c * frames * seconds, r * bands), frames * seconds, bands,
+                               fill=False, edgecolor="cyan", lw=2))
+        ax.annotate(f"token {highlight + 1}", (c * frames * seconds, r * bands + bands * 0.9),
+                    color="cyan", xytext=(6, 0), textcoords="offset points", va="top")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mel band")
+    ax.grid(False)
+    ax.set_title(title or f"{n_mels} x {n_frames} log-mel cut into "
+                 f"{(n_mels // bands) * (n_frames // frames)} patches of {bands} x {frames}")
+    fig.tight_layout()
+    return fig
+
+
+def vit_training_curves(history):
+    """Loss and (balanced) accuracy per epoch, train vs validation.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        ``TrainResult.history``: ``epoch, train_loss, train_acc, val_loss,
+        val_balanced_accuracy, selected``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    left.plot(history["epoch"], history["train_loss"], marker="o", label="train (masked)")
+    right.plot(history["epoch"], history["train_acc"], marker="o", label="train accuracy (masked)")
+    if "val_loss" in history:
+        left.plot(history["epoch"], history["val_loss"], marker="o", label="validation")
+        right.plot(history["epoch"], history["val_balanced_accuracy"], marker="o",
+                   label="validation balanced accuracy")
+    if "selected" in history and history["selected"].any():
+        chosen = history.loc[history["selected"].astype(bool), "epoch"].max()
+        for ax in (left, right):
+            ax.axvline(chosen, color="grey", ls="--", lw=1, label=f"selected (epoch {chosen})")
+    left.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    right.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0.4, 1.01))
+    left.legend()
+    right.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def vit_confusion(confusion, *, title: str = "test split"):
+    """The 2 x 2 confusion matrix with the quadrant names (Happy = positive).
+
+    Parameters
+    ----------
+    confusion : pandas.DataFrame, shape (2, 2)
+        Rows true label, columns predicted, order sad, happy.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    counts = np.asarray(confusion)
+    names = np.array([["TN", "FP"], ["FN", "TP"]])
+    annot = np.array([[f"{names[i, j]}\n{counts[i, j]}" for j in range(2)] for i in range(2)])
+    fig, ax = plt.subplots(figsize=(3.8, 3.4))
+    sns.heatmap(counts, annot=annot, fmt="", cmap="Blues", cbar=False, ax=ax,
+                xticklabels=["sad", "happy"], yticklabels=["sad", "happy"])
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
 
 # ---------------------------------------------------------------------------
 # Chapter 3: LRP (notebooks/03_lrp.ipynb)
@@ -34,3 +386,173 @@ sns.set_theme(context="notebook", style="whitegrid")
 # ---------------------------------------------------------------------------
 # Chapter 4: sonification (notebooks/04_sonification.ipynb)
 # ---------------------------------------------------------------------------
+#: Order of the four quadrants (Happy is the positive class) and of the sounds compared in chapter 4.
+SONIFY_QUADRANT_ORDER = ("TP", "TN", "FP", "FN")
+SONIFY_CONDITION_ORDER = ("original", "kept", "complement", "random removed")
+
+
+def _mel_ticks(ax, *, n_mels: int, sr: int, fmin: float = 0.0, fmax: float | None = None) -> None:
+    """Label a mel-band axis (band index) with Hz at a few round frequencies."""
+    import librosa
+
+    centres = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=fmax or sr / 2)[1:-1]
+    marks = [hz for hz in (125, 250, 500, 1000, 2000, 4000, 8000) if centres[0] <= hz <= centres[-1]]
+    ax.set_yticks(np.interp(marks, centres, np.arange(n_mels)) + 0.5)
+    ax.set_yticklabels([f"{hz / 1000:g}k" if hz >= 1000 else str(hz) for hz in marks])
+    ax.set_ylabel("Hz (mel scale)")
+
+
+def relevance_overlay(logmel_db, relevance, *, sr: int = 22050, hop_length: int = 512, pool: int = 4,
+                      title: str | None = None, ax=None, colorbar: bool = True):
+    """A log-mel spectrogram in grey with the relevance drawn over it.
+
+    Red marks evidence for the explained class, blue evidence against it; a
+    bin's opacity grows with its absolute relevance, so the spectrogram shows
+    through where the model did not look.
+
+    Parameters
+    ----------
+    logmel_db : np.ndarray, shape (n_mels, n_frames) or (1, n_mels, n_frames)
+        The spectrogram the model saw (dB or normalised).
+    relevance : np.ndarray, shape (n_mels, n_frames)
+        Signed relevance (frames beyond ``logmel_db``'s are ignored).
+    sr, hop_length, pool : int
+        Geometry, for the time axis in seconds and the Hz labels.
+    title : str, optional
+    ax : matplotlib.axes.Axes, optional
+        Draw into this axes; a new figure otherwise.
+    colorbar : bool
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    spec = np.asarray(logmel_db, dtype=float).reshape(np.shape(logmel_db)[-2:])
+    n_mels, n_frames = spec.shape
+    rel = np.asarray(relevance, dtype=float)[:, :n_frames]
+    if ax is None:
+        figure, ax = plt.subplots(figsize=(7.0, 3.0), constrained_layout=True)
+    else:
+        figure = ax.figure
+    extent = (0.0, n_frames * pool * hop_length / sr, 0.0, n_mels)
+    ax.imshow(spec, origin="lower", aspect="auto", cmap="Greys", extent=extent, interpolation="nearest")
+    scale = float(np.abs(rel).max()) or 1.0
+    colours = plt.get_cmap("RdBu_r")(0.5 + 0.5 * rel / scale)
+    colours[..., 3] = np.clip(np.abs(rel) / scale, 0, 1) ** 0.7
+    ax.imshow(colours, origin="lower", aspect="auto", extent=extent, interpolation="nearest")
+    _mel_ticks(ax, n_mels=n_mels, sr=sr)
+    ax.set_xlabel("time (s)")
+    ax.grid(False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if colorbar:
+        mappable = plt.cm.ScalarMappable(cmap="RdBu_r", norm=plt.Normalize(-scale, scale))
+        figure.colorbar(mappable, ax=ax, label="relevance", pad=0.01)
+    return figure
+
+
+def sonification_panels(y, mask, kept, complement, *, sr: int = 22050, n_fft: int = 2048,
+                        hop_length: int = 512, title: str | None = None, fmax: float = 8000.0):
+    """What the mask keeps and what it leaves out, on the linear STFT.
+
+    Three panels over time and frequency (Hz, linear up to ``fmax``): the
+    original with the mask's outline (mask >= 0.5), the sonified clip (kept)
+    and the complement, each in dB relative to the original's maximum, so
+    the loudness matching of kept and complement is visible too.
+
+    Parameters
+    ----------
+    y, kept, complement : np.ndarray, shape (n_samples,)
+    mask : np.ndarray, shape (1 + n_fft // 2, n_stft_frames)
+    fmax : float
+        Highest frequency shown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    import librosa
+
+    figure, axes = plt.subplots(1, 3, figsize=(11.0, 3.0), sharey=True, constrained_layout=True)
+    powers = [np.abs(librosa.stft(np.asarray(s, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
+              for s in (y, kept, complement)]
+    ref = float(powers[0].max()) or 1.0
+    top = int(np.searchsorted(librosa.fft_frequencies(sr=sr, n_fft=n_fft), fmax)) + 1
+    extent = (0.0, len(y) / sr, 0.0, top * sr / n_fft)
+    image = None
+    for ax, power, name in zip(axes, powers, ("original and mask", "sonified (kept)", "complement (ignored)")):
+        db = 10 * np.log10(np.maximum(power[:top], 1e-10) / ref)
+        image = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0, extent=extent,
+                          interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("time (s)")
+        ax.grid(False)
+    axes[0].contour(np.asarray(mask)[:top], levels=[0.5], colors="cyan", linewidths=0.8, extent=extent)
+    axes[0].set_ylabel("Hz")
+    figure.colorbar(image, ax=axes, label="dB re original max", pad=0.01)
+    if title:
+        figure.suptitle(title, fontsize=11)
+    return figure
+
+
+def faithfulness_distributions(table):
+    """p(predicted class) on the original and the three masked sounds, per explainer.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per clip and explainer: ``explainer, p_orig, p_kept,
+        p_complement, p_random`` (:func:`mer.sonify.faithfulness_table`
+        with an ``explainer`` column).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    import pandas as pd
+
+    names = {"p_orig": "original", "p_kept": "kept", "p_complement": "complement",
+             "p_random": "random removed"}
+    long = table.melt(id_vars=["explainer"], value_vars=list(names), var_name="sound", value_name="p")
+    long["sound"] = pd.Categorical(long["sound"].map(names), categories=list(SONIFY_CONDITION_ORDER))
+    n = table["explainer"].nunique()
+    figure, ax = plt.subplots(figsize=(max(6.0, 1.6 * n + 2), 3.4), constrained_layout=True)
+    sns.boxplot(data=long, x="explainer", y="p", hue="sound", ax=ax, fliersize=0, linewidth=0.8)
+    sns.stripplot(data=long, x="explainer", y="p", hue="sound", dodge=True, ax=ax, size=2.5, alpha=0.5,
+                  palette="dark:black", legend=False)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set(ylim=(0, 1.02), ylabel="p(predicted class)", xlabel="",
+           title="What the model hears in each sound (held-out test clips)")
+    ax.legend(title="", frameon=False, ncols=4, loc="lower center", fontsize=8)
+    return figure
+
+
+def centroids_by_quadrant(table):
+    """Spectral centroid of the sonified clips per quadrant, beside the originals'.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``quadrant`` (TP/TN/FP/FN), ``sound`` (e.g. "original",
+        "trained model", "randomised model") and ``centroid_hz``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    order = [q for q in SONIFY_QUADRANT_ORDER if q in set(table["quadrant"])]
+    figure, ax = plt.subplots(figsize=(6.5, 3.2), constrained_layout=True)
+    sns.pointplot(data=table, x="quadrant", y="centroid_hz", hue="sound", order=order, dodge=0.35,
+                  linestyles="none", errorbar=("pi", 50), ax=ax, markersize=5)
+    ax.set(ylabel="spectral centroid (Hz)", xlabel="quadrant (Happy positive)",
+           title="Where the kept energy sits")
+    ax.legend(title="", frameon=False, fontsize=8)
+    return figure

@@ -1,0 +1,477 @@
+"""Linear and shallow models on interpretable features, and what they recover.
+
+Every model is a scikit-learn ``Pipeline``: median imputation of undefined
+features (a silent stretch has no key, a clip without onsets no rhythm), then
+standardisation, then the model, so coefficients are *standardised*: the
+change in log-odds (or valence) per standard deviation of a feature.
+
+- :func:`cross_validate`: seeded stratified k-fold scores (accuracy, balanced
+  accuracy, ROC AUC; R² for regression) and out-of-fold predictions;
+- :func:`bootstrap_coefficients`: standardised coefficients with 95 %
+  percentile bootstrap intervals;
+- :func:`permutation_importances`: the shallow network's explanation;
+- :func:`ground_truth_recovery`: Spearman ρ between recovered importance and
+  the synthetic generator's true cue weights;
+- :func:`interpretability_table`: accuracy beside interpretability, for every
+  model of the book (the ViT of chapter 2 when its results exist).
+
+Notebook: notebooks/01_features.ipynb
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import ParameterError, store
+
+log = logging.getLogger(__name__)
+
+#: Models of the chapter: name -> (task, what explains it).
+MODELS = {
+    "logreg": ("classification", "standardised coefficients with 95 % bootstrap intervals (global, exact)"),
+    "mlp": ("classification", "permutation importance (global, post hoc)"),
+    "linreg": ("regression", "standardised coefficients with 95 % bootstrap intervals (global, exact)"),
+}
+
+
+def make_model(name: str = "logreg", *, random_state: int = 0, hidden: int = 16):
+    """The chapter's pipeline: median imputation, standardisation, model.
+
+    Parameters
+    ----------
+    name : {"logreg", "mlp", "linreg"}
+        Logistic regression (L2, C = 1), a one-hidden-layer network
+        (``hidden`` ReLU units, L2 1e-2, LBFGS), or linear regression with
+        a ridge penalty chosen by efficient leave-one-out CV over
+        ``10**-2 .. 10**3`` (RidgeCV: ordinary least squares with ~50
+        features on a few dozen clips overfits; with many clips the chosen
+        penalty is small and the coefficients are those of least squares).
+    random_state : int
+        Seed of the network's initialisation.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Steps ``impute`` (SimpleImputer, median), ``scale`` (StandardScaler),
+        ``model``.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "logreg":
+        model = LogisticRegression(C=1.0, max_iter=2000)
+    elif name == "mlp":
+        model = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-2, solver="lbfgs", max_iter=2000,
+                              random_state=random_state)
+    elif name == "linreg":
+        model = RidgeCV(alphas=np.logspace(-2, 3, 11))
+    else:
+        raise ParameterError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                     ("scale", StandardScaler()), ("model", model)])
+
+
+def design(dataset, features: pd.DataFrame, *, columns: Sequence[str],
+           target: str = "label") -> tuple[pd.DataFrame, pd.Series]:
+    """Feature matrix and target, aligned on ``clip_id``; rejected clips dropped.
+
+    Parameters
+    ----------
+    dataset : mer.data.Dataset or pandas.DataFrame
+        The clips (``clip_id``, ``label``, ``valence``, ``arousal``...).
+    features : pandas.DataFrame
+        From :func:`mer.features.extract`.
+    columns : sequence of str
+        Feature columns (or clip columns, e.g. a nuisance such as ``transpose``).
+    target : str
+        ``"label"`` (coded sad = 0, happy = 1), ``"valence"`` or ``"arousal"``.
+
+    Returns
+    -------
+    X : pandas.DataFrame, shape (n_clips, n_columns)
+        Index ``clip_id``; NaN where a feature is undefined (the pipeline imputes).
+    y : pandas.Series, shape (n_clips,)
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    from .data import label_codes
+
+    clips = dataset.clips if hasattr(dataset, "clips") else dataset
+    if not columns:
+        raise ParameterError("design: no feature columns given")
+    table = clips.merge(features, on="clip_id", how="inner", suffixes=("_clip", ""))
+    if "status" in table:
+        dropped = table.loc[table["status"] != "ok", "clip_id"].tolist()
+        if dropped:
+            log.warning("design: %d clip(s) without features left out: %s", len(dropped), dropped[:5])
+        table = table[table["status"] == "ok"]
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise ParameterError(f"design: unknown columns {missing}")
+    if target not in table:
+        raise ParameterError(f"design: the dataset has no target column {target!r}")
+    table = table[table[target].notna()]
+    X = table.set_index("clip_id")[list(columns)].astype(float)
+    y = table.set_index("clip_id")[target]
+    y = pd.Series(label_codes(y).to_numpy(), index=y.index, name="label") if target == "label" else y.astype(float)
+    return X, y
+
+
+def _task(model: str) -> str:
+    if model not in MODELS:
+        raise ParameterError(f"unknown model {model!r}; expected one of {sorted(MODELS)}")
+    return MODELS[model][0]
+
+
+def cross_validate(X: pd.DataFrame, y: pd.Series, *, model: str = "logreg", cv_folds: int = 5,
+                   seed: int = 0) -> dict[str, Any]:
+    """Seeded k-fold scores and out-of-fold predictions of ``model``.
+
+    Classification uses StratifiedKFold (shuffled with ``seed``) and reports
+    accuracy, balanced accuracy and ROC AUC; regression uses KFold and R².
+
+    Parameters
+    ----------
+    X : pandas.DataFrame, shape (n_clips, n_features)
+    y : pandas.Series, shape (n_clips,)
+    model : {"logreg", "mlp", "linreg"}
+    cv_folds : int
+        At least 2 and at most the size of the smaller class.
+
+    Returns
+    -------
+    dict
+        ``scores``: metric -> mean over folds, ``scores_sd``: metric -> SD,
+        ``oof``: pandas.Series of out-of-fold P(happy) (or predicted value),
+        indexed by ``clip_id``.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, r2_score, roc_auc_score
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    task = _task(model)
+    if cv_folds < 2:
+        raise ParameterError(f"cv_folds must be >= 2, got {cv_folds!r}")
+    if task == "classification":
+        smallest = int(pd.Series(y).value_counts().min())
+        if smallest < cv_folds:
+            raise ParameterError(f"cv_folds={cv_folds} exceeds the smaller class ({smallest} clips)")
+        splitter = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    oof = pd.Series(np.nan, index=X.index, name="prediction")
+    per_fold: dict[str, list[float]] = {}
+    for train, test in splitter.split(X, y):
+        pipe = make_model(model, random_state=seed).fit(X.iloc[train], y.iloc[train])
+        if task == "classification":
+            p = pipe.predict_proba(X.iloc[test])[:, 1]
+            oof.iloc[test] = p
+            yt = y.iloc[test]
+            fold = {"accuracy": accuracy_score(yt, p > 0.5), "balanced_accuracy": balanced_accuracy_score(yt, p > 0.5),
+                    "roc_auc": roc_auc_score(yt, p) if yt.nunique() == 2 else np.nan}
+        else:
+            pred = pipe.predict(X.iloc[test])
+            oof.iloc[test] = pred
+            fold = {"r2": r2_score(y.iloc[test], pred)}
+        for k, v in fold.items():
+            per_fold.setdefault(k, []).append(float(v))
+    return {"scores": {k: float(np.nanmean(v)) for k, v in per_fold.items()},
+            "scores_sd": {k: float(np.nanstd(v)) for k, v in per_fold.items()},
+            "oof": oof}
+
+
+def coefficients(X: pd.DataFrame, y: pd.Series, *, model: str = "logreg") -> pd.Series:
+    """Standardised coefficients of ``model`` fitted on all of ``X``.
+
+    Returns
+    -------
+    coef : pandas.Series, shape (n_features,)
+        Log-odds of Happy (logreg) or valence units (linreg) per SD of each feature.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    if model not in ("logreg", "linreg"):
+        raise ParameterError(f"coefficients: {model!r} has none; expected 'logreg' or 'linreg'")
+    pipe = make_model(model).fit(X, y)
+    return pd.Series(np.ravel(pipe.named_steps["model"].coef_), index=X.columns, name="coef")
+
+
+def bootstrap_coefficients(X: pd.DataFrame, y: pd.Series, *, model: str = "logreg", n_boot: int = 200,
+                           seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Standardised coefficients with percentile bootstrap intervals.
+
+    The pipeline (imputation and scaling included) is refitted on ``n_boot``
+    resamples of the clips drawn with replacement (stratified by class for
+    classification, so every resample has both classes); the interval is the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles (Efron & Tibshirani
+    1993, ch. 13).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_features, 5)
+        Index ``feature``; columns ``coef`` (fit on all clips), ``ci_low``,
+        ``ci_high``, ``boot_sd``, ``excludes_zero``; sorted by ``|coef|``.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    if n_boot < 10:
+        raise ParameterError(f"n_boot must be >= 10 for an interval, got {n_boot!r}")
+    rng = np.random.default_rng(seed)
+    point = coefficients(X, y, model=model)
+    draws = np.empty((n_boot, X.shape[1]))
+    yv = np.asarray(y)
+    groups = [np.flatnonzero(yv == c) for c in np.unique(yv)] if model == "logreg" else [np.arange(len(yv))]
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        draws[b] = coefficients(X.iloc[idx], y.iloc[idx], model=model).to_numpy()
+    alpha = (1 - level) / 2
+    table = pd.DataFrame({"coef": point, "ci_low": np.quantile(draws, alpha, axis=0),
+                          "ci_high": np.quantile(draws, 1 - alpha, axis=0), "boot_sd": draws.std(axis=0)},
+                         index=pd.Index(X.columns, name="feature"))
+    table["excludes_zero"] = (table["ci_low"] > 0) | (table["ci_high"] < 0)
+    return table.reindex(table["coef"].abs().sort_values(ascending=False).index)
+
+
+def permutation_importances(X: pd.DataFrame, y: pd.Series, *, model: str = "mlp", cv_folds: int = 5,
+                            seed: int = 0, n_repeats: int = 5) -> pd.DataFrame:
+    """Permutation importance of each feature, on held-out folds.
+
+    For each fold the model is fitted on the training part; each feature of
+    the held-out part is shuffled ``n_repeats`` times and the drop of ROC AUC
+    (or R²) recorded (Breiman 2001; sklearn.inspection.permutation_importance).
+    Held-out, so it measures what the model *uses to generalise*.
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_features, 2)
+        Index ``feature``; ``importance`` (mean drop over folds and repeats),
+        ``sd``; sorted by importance.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    from sklearn.inspection import permutation_importance
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    task = _task(model)
+    splitter = (StratifiedKFold if task == "classification" else KFold)(n_splits=cv_folds, shuffle=True,
+                                                                        random_state=seed)
+    scoring = "roc_auc" if task == "classification" else "r2"
+    drops = []
+    for train, test in splitter.split(X, y):
+        pipe = make_model(model, random_state=seed).fit(X.iloc[train], y.iloc[train])
+        result = permutation_importance(pipe, X.iloc[test], y.iloc[test], scoring=scoring, n_repeats=n_repeats,
+                                        random_state=seed)
+        drops.append(result.importances)  # (n_features, n_repeats)
+    drops = np.concatenate(drops, axis=1)
+    table = pd.DataFrame({"importance": drops.mean(axis=1), "sd": drops.std(axis=1)},
+                         index=pd.Index(X.columns, name="feature"))
+    return table.sort_values("importance", ascending=False)
+
+
+# ----------------------------------------------------------------------------
+# Ground-truth recovery on the synthetic set
+# ----------------------------------------------------------------------------
+
+#: One feature per cue of the generator's label rule. ``"audio"``: extracted
+#: from the audio by mer.features; ``"score"``: read from the MIDI score
+#: (brightness has no score proxy, so the spectral centroid stands for it).
+CUE_PROXIES = {
+    "audio": {"mode": "key_minorness", "tempo_bpm": "tempo_bpm", "register": "salient_pitch_midi",
+              "articulation": "ml_articulation", "velocity": "rms_db", "brightness": "spectral_centroid_hz"},
+    "score": {"mode": "sym_minor", "tempo_bpm": "sym_tempo_bpm", "register": "sym_mean_pitch",
+              "articulation": "sym_articulation", "velocity": "sym_velocity",
+              "brightness": "spectral_centroid_hz"},
+}
+#: Nuisance factors entered beside the cue proxies (weight 0 in the generator):
+#: the transposition and chord inversion as drawn (``clips`` columns).
+NUISANCES = ("transpose", "voicing")
+
+
+def true_weights(dataset) -> pd.Series:
+    """The generator's weights of the latent valence (``generator.json``).
+
+    Returns
+    -------
+    pandas.Series
+        cue -> weight (on standardised cues; signed).
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    info = getattr(dataset, "info", {}) or {}
+    weights = info.get("weights")
+    if weights is None and hasattr(dataset, "root"):
+        path = Path(dataset.root) / "generator.json"
+        if path.exists():
+            weights = json.loads(path.read_text()).get("weights")
+    if not weights:
+        raise ParameterError("the dataset has no generator weights (only the synthetic set has them)")
+    return pd.Series(weights, name="true_weight", dtype=float)
+
+
+def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "score", target: str = "valence",
+                          n_boot: int = 100, seed: int = 0) -> dict[str, Any]:
+    """Does the feature route recover the generator's cue weights?
+
+    A linear regression of the valence (``target="valence"``: the quantity
+    the generator's weights define) or a logistic regression of Happy vs Sad
+    (``target="label"``: what a classifier sees), both the chapter's
+    pipeline, on exactly one proxy feature per cue (:data:`CUE_PROXIES`) plus
+    the nuisance factors (:data:`NUISANCES`). The recovered importance of a cue
+    is the absolute standardised coefficient of its proxy; Spearman's ρ
+    compares its ranking over the six cues with that of the absolute true
+    weights. Signs are compared too (a minorness proxy carries the mode
+    weight with the opposite sign, so its sign is flipped: ``sign``).
+
+    Parameters
+    ----------
+    proxies : {"score", "audio"}
+        Which proxy set (:data:`CUE_PROXIES`).
+    n_boot : int
+        Bootstrap resamples for the coefficients' intervals.
+
+    Returns
+    -------
+    dict
+        ``table`` (pandas.DataFrame: cue, proxy, true_weight, coef, ci_low,
+        ci_high, importance, relative_importance, sign_ok; nuisances with
+        true weight 0), ``spearman_rho``, ``spearman_p``, ``nuisance_max``
+        (largest nuisance importance relative to the largest cue
+        importance), ``proxies``.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    from scipy.stats import spearmanr
+
+    if proxies not in CUE_PROXIES:
+        raise ParameterError(f"proxies must be one of {sorted(CUE_PROXIES)}, got {proxies!r}")
+    mapping = CUE_PROXIES[proxies]
+    weights = true_weights(dataset)
+    clips = dataset.clips if hasattr(dataset, "clips") else dataset
+    nuisances = [n for n in NUISANCES if n in clips]
+    merged = features.drop(columns=[c for c in nuisances if c in features], errors="ignore")
+    merged = merged.merge(clips[["clip_id", *nuisances]], on="clip_id", how="left")
+    columns = [mapping[c] for c in weights.index] + nuisances
+    if target not in ("valence", "label"):
+        raise ParameterError(f"target must be 'valence' or 'label', got {target!r}")
+    X, y = design(dataset, merged, columns=columns, target=target)
+    coefs = bootstrap_coefficients(X, y, model="linreg" if target == "valence" else "logreg",
+                                   n_boot=n_boot, seed=seed)
+    # Proxies measured in the opposite direction of their cue: minorness and
+    # minor (cue: major = +1), staccato-ness (cue: legato = 1).
+    flip = {"key_minorness": -1.0, "ml_minorness": -1.0, "sym_minor": -1.0, "ml_articulation": -1.0}
+    rows = []
+    for cue, w in list(weights.items()) + [(n, 0.0) for n in nuisances]:
+        feature = mapping.get(cue, cue)
+        sign = flip.get(feature, 1.0)
+        c = coefs.loc[feature]
+        lo, hi = sorted((sign * c["ci_low"], sign * c["ci_high"]))
+        rows.append({"cue": cue, "proxy": feature, "nuisance": cue in nuisances, "true_weight": w,
+                     "coef": sign * c["coef"], "ci_low": lo, "ci_high": hi,
+                     "importance": abs(c["coef"])})
+    table = pd.DataFrame(rows)
+    top = table.loc[~table["nuisance"], "importance"].max()
+    table["relative_importance"] = table["importance"] / top
+    table["sign_ok"] = np.where(table["nuisance"], np.nan, np.sign(table["coef"]) == np.sign(table["true_weight"]))
+    cues = table[~table["nuisance"]]
+    rho, p = spearmanr(cues["importance"], cues["true_weight"].abs())
+    return {"table": table, "spearman_rho": float(rho), "spearman_p": float(p),
+            "nuisance_max": float(table.loc[table["nuisance"], "relative_importance"].max()) if nuisances else np.nan,
+            "proxies": proxies, "target": target}
+
+
+# ----------------------------------------------------------------------------
+# Accuracy beside interpretability
+# ----------------------------------------------------------------------------
+
+
+def vit_results(path: str | Path | None = None) -> dict[str, Any] | None:
+    """Chapter 2's headline numbers (``_build/results/02_vit.json``), or None."""
+    path = Path(path) if path else store.results_dir() / "02_vit.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text()).get("results", {})
+    except (OSError, json.JSONDecodeError) as err:
+        log.warning("cannot read %s: %s", path, err)
+        return None
+
+
+def _pick(results: dict[str, Any], metric: str) -> float:
+    # Chapter 2 may name them test_balanced_accuracy, balanced_accuracy, ...
+    exact = [k for k in results if k == metric or k.endswith("_" + metric)]
+    if metric == "accuracy":
+        exact = [k for k in exact if "balanced" not in k]
+    preferred = sorted(exact, key=lambda k: (not k.startswith("test"), len(k)))
+    for key in preferred:
+        if isinstance(results[key], (int, float)):
+            return float(results[key])
+    return np.nan
+
+
+def interpretability_table(rows: list[dict[str, Any]], *, vit_path: str | Path | None = None) -> pd.DataFrame:
+    """Accuracy beside interpretability, one row per model.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Each ``{"model", "features", "n_features", "scores": {...}}`` from
+        :func:`cross_validate`.
+    vit_path : path, optional
+        Chapter 2's results file; its row is added when it exists.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, inputs, n_parameters_or_features, accuracy,
+        balanced_accuracy, roc_auc, explanation, evaluated_by``.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    out = []
+    for row in rows:
+        scores = row["scores"]
+        out.append({"model": row["model"], "inputs": row.get("features", ""),
+                    "n_inputs": row.get("n_features"), "accuracy": scores.get("accuracy", np.nan),
+                    "balanced_accuracy": scores.get("balanced_accuracy", np.nan),
+                    "roc_auc": scores.get("roc_auc", np.nan),
+                    "explanation": MODELS.get(row["model"], ("", row.get("explanation", "")))[1],
+                    "evaluated_by": row.get("evaluated_by", "cross-validation")})
+    vit = vit_results(vit_path)
+    if vit:
+        out.append({"model": "ViT (chapter 2)", "inputs": "log-mel spectrogram", "n_inputs": np.nan,
+                    "accuracy": _pick(vit, "accuracy"), "balanced_accuracy": _pick(vit, "balanced_accuracy"),
+                    "roc_auc": _pick(vit, "roc_auc"),
+                    "explanation": "relevance per mel bin x frame (LRP, post hoc, local; chapter 3)",
+                    "evaluated_by": "held-out test split"})
+    return pd.DataFrame(out)
+
+
+def most_typical(oof: pd.Series, *, n: int = 2) -> dict[str, list[str]]:
+    """The ``n`` clips the model finds most Happy-looking and most Sad-looking.
+
+    Parameters
+    ----------
+    oof : pandas.Series
+        Out-of-fold P(happy) by ``clip_id`` (:func:`cross_validate`).
+
+    Returns
+    -------
+    dict
+        ``{"happy": [clip_id, ...], "sad": [clip_id, ...]}``.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    ranked = oof.dropna().sort_values()
+    return {"happy": ranked.index[::-1][:n].tolist(), "sad": ranked.index[:n].tolist()}

@@ -1,0 +1,79 @@
+"""Models of the feature route: scores, bootstrap intervals, ground-truth recovery.
+
+Notebook: notebooks/01_features.ipynb
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mer import ParameterError
+from mer import features as F
+from mer import models as M
+
+
+@pytest.fixture(scope="module")
+def synth():
+    from mer import data
+
+    return data.load_dataset("synth", n_clips=24, soundfont="TimGM6mb", seed=0, n_jobs=2)
+
+
+@pytest.fixture(scope="module")
+def synth_features(synth):
+    return F.extract(synth, n_jobs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def design(synth, synth_features):
+    return M.design(synth, synth_features, columns=F.feature_columns(synth_features, ["key", "lowlevel", "midlevel"]))
+
+
+def test_cross_validated_scores_are_in_range(design):
+    X, y = design
+    result = M.cross_validate(X, y, model="logreg", cv_folds=3, seed=0)
+    for metric in ("accuracy", "balanced_accuracy", "roc_auc"):
+        assert 0.0 <= result["scores"][metric] <= 1.0
+    assert result["scores"]["roc_auc"] > 0.6  # the features carry the label
+    assert result["oof"].notna().all() and result["oof"].between(0, 1).all()
+    again = M.cross_validate(X, y, model="logreg", cv_folds=3, seed=0)
+    assert again["scores"] == result["scores"]
+
+
+def test_bootstrap_intervals_contain_the_point_estimate(design):
+    X, y = design
+    table = M.bootstrap_coefficients(X.iloc[:, :6], y, model="logreg", n_boot=30, seed=0)
+    assert ((table["ci_low"] <= table["coef"]) & (table["coef"] <= table["ci_high"])).all()
+
+
+def test_imputation_handles_undefined_features(design):
+    X, y = design
+    X = X.copy()
+    X.iloc[::3, 0] = np.nan
+    assert M.cross_validate(X, y, model="mlp", cv_folds=3, seed=0)["oof"].notna().all()
+
+
+def test_ground_truth_recovery_ranks_the_true_weights(synth, synth_features):
+    result = M.ground_truth_recovery(synth, synth_features, proxies="score", target="valence", n_boot=20, seed=0)
+    assert result["spearman_rho"] >= 0.8, result["table"]
+    assert result["nuisance_max"] < 0.25
+    # Signs of the cues measured on the score (brightness's proxy, the
+    # spectral centroid, is too weak for a sign on 24 clips).
+    cues = result["table"][result["table"]["proxy"].str.startswith("sym_")]
+    assert cues["sign_ok"].all(), result["table"]
+
+
+def test_interpretability_table_includes_vit_when_present(tmp_path, design):
+    X, y = design
+    scores = M.cross_validate(X, y, model="logreg", cv_folds=3)["scores"]
+    rows = [{"model": "logreg", "features": "key", "n_features": X.shape[1], "scores": scores}]
+    path = tmp_path / "02_vit.json"
+    assert len(M.interpretability_table(rows, vit_path=path)) == 1
+    path.write_text('{"results": {"test_accuracy": 0.9, "test_balanced_accuracy": 0.88, "test_roc_auc": 0.95}}')
+    table = M.interpretability_table(rows, vit_path=path)
+    assert table.iloc[1]["balanced_accuracy"] == 0.88 and table.iloc[1]["accuracy"] == 0.9
+
+
+def test_unknown_model_is_a_parameter_error():
+    with pytest.raises(ParameterError, match="unknown model"):
+        M.make_model("forest")
