@@ -383,6 +383,150 @@ def vit_confusion(confusion, *, title: str = "test split"):
 # Chapter 3: LRP (notebooks/03_lrp.ipynb)
 # ---------------------------------------------------------------------------
 
+def _symmetric_limit(values) -> float:
+    limit = float(np.nanmax(np.abs(values))) if np.size(values) else 1.0
+    return limit if limit > 0 else 1.0
+
+
+def lrp_example(spec: np.ndarray, relevance: np.ndarray, contrast: np.ndarray, *, frame_s: float,
+                title: str = "", window: tuple[float, float] | None = None):
+    """One explained clip: spectrogram with relevance overlaid, relevance summed
+    over time (which mel bands) and over frequency (which moments), and the
+    class-contrastive relevance (Happy minus Sad logit).
+
+    Parameters
+    ----------
+    spec : np.ndarray, shape (n_mels, n_frames)
+        Log-mel (dB or normalised) of the clip.
+    relevance, contrast : np.ndarray, shape (n_mels, n_frames)
+        Relevance of the explained (predicted) class, and of Happy - Sad.
+    frame_s : float
+        Seconds per frame.
+    window : (float, float), optional
+        An evidence window to outline (probe clips).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    n_mels, n_frames = spec.shape
+    extent = (0, n_frames * frame_s, 0, n_mels)
+    fig = plt.figure(figsize=(11, 5.2), layout="constrained")
+    grid = fig.add_gridspec(2, 3, width_ratios=(4, 4, 1.2), height_ratios=(3, 1.2))
+    ax_spec = fig.add_subplot(grid[0, 0])
+    ax_con = fig.add_subplot(grid[0, 1], sharey=ax_spec)
+    ax_freq = fig.add_subplot(grid[0, 2], sharey=ax_spec)
+    ax_time = fig.add_subplot(grid[1, 0], sharex=ax_spec)
+    ax_time_c = fig.add_subplot(grid[1, 1], sharex=ax_con)
+    ax_spec.imshow(spec, origin="lower", aspect="auto", cmap="gray_r", extent=extent)
+    limit = _symmetric_limit(relevance)
+    shown = np.ma.masked_where(np.abs(relevance) < 0.05 * limit, relevance)
+    image = ax_spec.imshow(shown, origin="lower", aspect="auto", cmap="bwr", vmin=-limit, vmax=limit,
+                           extent=extent, alpha=0.8)
+    fig.colorbar(image, ax=ax_spec, location="top", shrink=0.6, label="relevance (explained class)")
+    c_limit = _symmetric_limit(contrast)
+    image = ax_con.imshow(contrast, origin="lower", aspect="auto", cmap="PuOr_r", vmin=-c_limit, vmax=c_limit,
+                          extent=extent)
+    fig.colorbar(image, ax=ax_con, location="top", shrink=0.6, label="Happy - Sad relevance")
+    bands = np.arange(n_mels) + 0.5
+    ax_freq.plot(relevance.sum(1), bands, color="C3", label="class")
+    ax_freq.plot(contrast.sum(1), bands, color="C4", lw=1, label="H - S")
+    ax_freq.axvline(0, color="k", lw=0.5)
+    ax_freq.set_xlabel("sum over time")
+    ax_freq.legend(fontsize="x-small")
+    times = (np.arange(n_frames) + 0.5) * frame_s
+    ax_time.bar(times, relevance.sum(0), width=frame_s, color=np.where(relevance.sum(0) >= 0, "C3", "C0"))
+    ax_time.set_ylabel("sum over mel")
+    ax_time.set_xlabel("time (s)")
+    ax_time_c.bar(times, contrast.sum(0), width=frame_s, color=np.where(contrast.sum(0) >= 0, "C1", "C4"))
+    ax_time_c.set_xlabel("time (s)")
+    ax_spec.set_ylabel("mel band")
+    for ax in (ax_spec, ax_con, ax_time, ax_time_c):
+        if window is not None:
+            ax.axvspan(*window, fill=False, edgecolor="k", lw=1.5, ls="--")
+    fig.suptitle(title)
+    return fig
+
+
+def conservation_plot(tables: dict):
+    """Sum of input relevance against the explained logit, one panel per rule.
+
+    Parameters
+    ----------
+    tables : dict name -> pandas.DataFrame
+        :func:`mer.lrp.conservation` tables (columns ``logit``, ``input``).
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    fig, axes = plt.subplots(1, len(tables), figsize=(4 * len(tables), 3.6), layout="constrained", squeeze=False)
+    for ax, (name, table) in zip(axes[0], tables.items()):
+        ax.scatter(table["logit"], table["input"], s=12)
+        low = float(min(table["logit"].min(), table["input"].min()))
+        high = float(max(table["logit"].max(), table["input"].max()))
+        ax.plot([low, high], [low, high], color="k", lw=0.8)
+        ax.set_xlabel("explained logit")
+        ax.set_ylabel("sum of input relevance")
+        ax.set_title(f"{name}\nmedian rel. error {table['rel_error'].median():.1e}", fontsize="small")
+    return fig
+
+
+def perturbation_curves(morf: dict, lerf: dict, fractions: np.ndarray):
+    """Mean p(explained class) as patches are removed, MoRF and LeRF, per explainer.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained", sharey=True)
+    for ax, curves, title in ((axes[0], morf, "most relevant first (MoRF): lower is better"),
+                              (axes[1], lerf, "least relevant first (LeRF): higher is better")):
+        for i, (name, values) in enumerate(curves.items()):
+            ax.plot(fractions, np.mean(values, 0), label=name, color=f"C{i}",
+                    lw=2.2 if name in ("lrp", "attnlrp") else 1.2)
+        ax.set_xlabel("fraction of patches removed")
+        ax.set_title(title, fontsize="small")
+    axes[0].set_ylabel("p(explained class)")
+    axes[1].legend(fontsize="small")
+    return fig
+
+
+def mass_accuracy_plot(table, *, chance: float | None = None):
+    """Relevance mass accuracy (per bin and per token) and pointing game per explainer.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Index explainer; columns ``mass_accuracy``, ``mass_accuracy_token``, ``pointing_game``.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    fig, ax = plt.subplots(figsize=(8, 3.6), layout="constrained")
+    long = table[["mass_accuracy", "mass_accuracy_token", "pointing_game"]].reset_index().melt(
+        id_vars=table.index.name or "index", var_name="score")
+    sns.barplot(data=long, x=table.index.name or "index", y="value", hue="score", ax=ax)
+    if chance is not None:
+        ax.axhline(chance, color="k", ls="--", lw=1, label="chance (window share)")
+    ax.axhline(0.8, color="C3", ls=":", lw=1, label="target 0.8")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("")
+    ax.legend(fontsize="x-small", ncols=2)
+    return fig
+
+
+def randomisation_plot(tables: dict):
+    """Spearman correlation with the trained model's map as blocks are randomised, top first.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    for i, (name, table) in enumerate(tables.items()):
+        ax.plot(table["randomised"], table["spearman"], marker="o", label=name, color=f"C{i}")
+    ax.axhspan(-0.2, 0.2, color="0.9", zorder=0, label="|rho| <= 0.2")
+    ax.set_ylabel("Spearman rho (per bin, median)")
+    ax.set_xlabel("randomised so far (cumulative, top first)")
+    ax.legend(fontsize="x-small")
+    return fig
+
 # ---------------------------------------------------------------------------
 # Chapter 4: sonification (notebooks/04_sonification.ipynb)
 # ---------------------------------------------------------------------------
@@ -454,20 +598,23 @@ def relevance_overlay(logmel_db, relevance, *, sr: int = 22050, hop_length: int 
 
 
 def sonification_panels(y, mask, kept, complement, *, sr: int = 22050, n_fft: int = 2048,
-                        hop_length: int = 512, title: str | None = None, fmax: float = 8000.0):
+                        hop_length: int = 512, title: str | None = None, fmax: float | None = None,
+                        floor_db: float = -70.0):
     """What the mask keeps and what it leaves out, on the linear STFT.
 
-    Three panels over time and frequency (Hz, linear up to ``fmax``): the
-    original with the mask's outline (mask >= 0.5), the sonified clip (kept)
-    and the complement, each in dB relative to the original's maximum, so
-    the loudness matching of kept and complement is visible too.
+    Four panels over time and frequency (Hz, linear up to ``fmax``): the
+    mask (0-1), the original, the sonified clip (kept) and the complement,
+    the last three in dB relative to the original's maximum, so the loudness
+    matching of kept and complement is visible too.
 
     Parameters
     ----------
     y, kept, complement : np.ndarray, shape (n_samples,)
     mask : np.ndarray, shape (1 + n_fft // 2, n_stft_frames)
-    fmax : float
-        Highest frequency shown.
+    fmax : float, optional
+        Highest frequency shown (default ``sr / 2``).
+    floor_db : float
+        Bottom of the dB colour scale.
 
     Returns
     -------
@@ -477,23 +624,27 @@ def sonification_panels(y, mask, kept, complement, *, sr: int = 22050, n_fft: in
     """
     import librosa
 
-    figure, axes = plt.subplots(1, 3, figsize=(11.0, 3.0), sharey=True, constrained_layout=True)
+    figure, axes = plt.subplots(1, 4, figsize=(12.0, 2.7), sharey=True, constrained_layout=True)
     powers = [np.abs(librosa.stft(np.asarray(s, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
               for s in (y, kept, complement)]
     ref = float(powers[0].max()) or 1.0
-    top = int(np.searchsorted(librosa.fft_frequencies(sr=sr, n_fft=n_fft), fmax)) + 1
-    extent = (0.0, len(y) / sr, 0.0, top * sr / n_fft)
+    top = int(np.searchsorted(librosa.fft_frequencies(sr=sr, n_fft=n_fft), fmax or sr / 2)) + 1
+    extent = (0.0, len(y) / sr, 0.0, (top - 1) * sr / n_fft)
+    shown = axes[0].imshow(np.asarray(mask)[:top], origin="lower", aspect="auto", cmap="Greens", vmin=0, vmax=1,
+                           extent=extent, interpolation="nearest")
+    axes[0].set_title("mask", fontsize=10)
+    figure.colorbar(shown, ax=axes[0], pad=0.01)
     image = None
-    for ax, power, name in zip(axes, powers, ("original and mask", "sonified (kept)", "complement (ignored)")):
-        db = 10 * np.log10(np.maximum(power[:top], 1e-10) / ref)
-        image = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0, extent=extent,
+    for ax, power, name in zip(axes[1:], powers, ("original", "sonified (kept)", "complement (ignored)")):
+        db = 10 * np.log10(np.maximum(power[:top], 1e-12) / ref)
+        image = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=floor_db, vmax=0, extent=extent,
                           interpolation="nearest")
         ax.set_title(name, fontsize=10)
+    for ax in axes:
         ax.set_xlabel("time (s)")
         ax.grid(False)
-    axes[0].contour(np.asarray(mask)[:top], levels=[0.5], colors="cyan", linewidths=0.8, extent=extent)
     axes[0].set_ylabel("Hz")
-    figure.colorbar(image, ax=axes, label="dB re original max", pad=0.01)
+    figure.colorbar(image, ax=axes[1:], label="dB re original max", pad=0.01)
     if title:
         figure.suptitle(title, fontsize=11)
     return figure

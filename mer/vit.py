@@ -1,0 +1,940 @@
+"""The perceptual route: a Vision Transformer on log-mel spectrograms, Happy vs Sad.
+
+The model is a stock ``transformers.ViTForImageClassification`` built from a
+``ViTConfig`` for one-channel, non-square images (``num_channels=1``,
+``image_size=(n_mels, n_frames)``). By default its patches are full-height
+stripes: all 128 mel bands x 2 frames of the log-mel average-pooled 4x in time
+(128 x 108 per 10 s), so the model sees 54 tokens, each one moment of the clip,
+plus the CLS token it classifies from. The layers are transformers' own (no
+subclassing), so chapter 3 can swap the attention function through
+transformers' attention registry and derive LRP rules for the standard modules.
+
+Training (:func:`train`) is AdamW with linear warm-up and cosine decay,
+SpecAugment-style time and frequency masks, class-balanced sampling and a
+validation-based model selection that leans towards later epochs (see
+:func:`train`). Every random draw of epoch ``e`` comes from generators seeded
+with ``(seed, e)``, and every epoch ends with a checkpoint holding the weights,
+the AdamW moments and the scheduler state (safetensors + JSON, never pickle):
+a killed run re-run with the same arguments resumes after its last finished
+epoch and ends with bit-identical weights.
+
+Notebook: notebooks/02_vit.ipynb
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import MerError, ParameterError, spectrogram, store
+
+log = logging.getLogger(__name__)
+
+#: Model sizes. ``patch`` = (mel bands, frames) per patch; ``None`` = all bands.
+SIZES: dict[str, dict[str, Any]] = {
+    "quick": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "intermediate_size": 128, "patch": (None, 2)},
+    "default": {"hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 3,
+                "intermediate_size": 384, "patch": (None, 2)},
+    "thesis": {"hidden_size": 384, "num_hidden_layers": 8, "num_attention_heads": 6,
+               "intermediate_size": 1536, "patch": (None, 2)},
+}
+LABEL2ID = {"sad": 0, "happy": 1}
+ID2LABEL = {0: "sad", 1: "happy"}
+META_FILE = "meta.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class CheckpointError(MerError):
+    """A checkpoint folder is missing, incomplete or inconsistent."""
+
+
+class PretrainedNotFound(MerError):
+    """Pretrained weights were asked for but are not on this machine."""
+
+
+# ---------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------
+
+def model_config(size: str = "default", *, n_mels: int = 128, n_frames: int = 108,
+                 patch_size: tuple[int | None, int] | None = None, dropout: float = 0.0,
+                 attn_implementation: str = "eager"):
+    """The ``ViTConfig`` of a model size for ``(1, n_mels, n_frames)`` inputs.
+
+    Parameters
+    ----------
+    size : {"quick", "default", "thesis"}
+    n_mels, n_frames : int
+        Input height and width; ``n_frames`` must be a multiple of the patch width.
+    patch_size : (int or None, int), optional
+        ``(mel bands, frames)`` of a patch; ``None`` bands = full height.
+        Default: the size's own (full-height stripes 2 frames wide).
+
+    Returns
+    -------
+    transformers.ViTConfig
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from transformers import ViTConfig
+
+    if size not in SIZES:
+        raise ParameterError(f"unknown model size {size!r}; expected one of {sorted(SIZES)}")
+    spec = dict(SIZES[size])
+    bands, frames = patch_size if patch_size is not None else spec.pop("patch")
+    spec.pop("patch", None)
+    bands = n_mels if bands is None else int(bands)
+    if n_mels % bands or n_frames % frames:
+        raise ParameterError(f"input {n_mels} x {n_frames} is not a whole number of "
+                             f"{bands} x {frames} patches")
+    config = ViTConfig(**spec, image_size=(n_mels, n_frames), patch_size=(bands, frames), num_channels=1,
+                       num_labels=2, id2label=dict(ID2LABEL), label2id=dict(LABEL2ID),
+                       hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                       qkv_bias=True)
+    config._attn_implementation = attn_implementation
+    return config
+
+
+def build_model(size: str = "default", *, n_mels: int = 128, n_frames: int = 108,
+                patch_size: tuple[int | None, int] | None = None, pretrained: str | None = None,
+                dropout: float = 0.0, attn_implementation: str = "eager", seed: int = 0):
+    """A ``ViTForImageClassification`` for one-channel log-mel spectrograms.
+
+    Parameters
+    ----------
+    size : {"quick", "default", "thesis"}
+        ``quick``: 2 layers, width 64 (tests). ``default``: 4 layers, width
+        192, 3 heads (about 1.3 M parameters). ``thesis``: 8 layers, width 384.
+    n_mels, n_frames : int
+        Input shape ``(1, n_mels, n_frames)``; 128 x 108 for 10 s pooled 4x.
+    patch_size : (int or None, int), optional
+        Patch ``(mel bands, frames)``; default full-height stripes 2 frames wide.
+    pretrained : str, optional
+        A local folder or a Hugging Face id already in the local cache holding
+        ImageNet ViT weights (e.g. ``google/vit-base-patch16-224``). Its
+        architecture and patch size replace ``size``/``patch_size``; the
+        3-channel patch embedding is averaged to one channel and the position
+        embeddings are interpolated (bicubic) to the mel x time patch grid.
+        Never downloads: files must be present.
+    attn_implementation : {"eager", "sdpa"}
+        transformers' attention function (chapter 3 registers its own).
+    seed : int
+        ``torch.manual_seed`` before the weights are drawn.
+
+    Returns
+    -------
+    transformers.ViTForImageClassification
+        Input ``pixel_values`` of shape (batch, 1, n_mels, n_frames); logits
+        (batch, 2) with sad = 0, happy = 1.
+
+    Raises
+    ------
+    PretrainedNotFound
+        If ``pretrained`` is neither a folder nor in the local Hugging Face cache.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+    from transformers import ViTForImageClassification
+
+    torch.manual_seed(seed)
+    if pretrained:
+        return _adapt_pretrained(pretrained, n_mels=n_mels, n_frames=n_frames,
+                                 attn_implementation=attn_implementation)
+    config = model_config(size, n_mels=n_mels, n_frames=n_frames, patch_size=patch_size,
+                          dropout=dropout, attn_implementation=attn_implementation)
+    return ViTForImageClassification(config)
+
+
+def _adapt_pretrained(pretrained: str, *, n_mels: int, n_frames: int, attn_implementation: str):
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    try:
+        source_config = ViTConfig.from_pretrained(pretrained, local_files_only=True)
+        source = ViTForImageClassification.from_pretrained(pretrained, local_files_only=True,
+                                                           use_safetensors=None)
+    except (OSError, ValueError) as error:
+        offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise PretrainedNotFound(
+            f"pretrained ViT weights {pretrained!r} are not on this machine{offline}; this package "
+            f"never downloads them. Fetch them where there is network (e.g. `hf download "
+            f"{pretrained}`) and pass the local folder or keep them in the Hugging Face cache. "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+    patch = source_config.patch_size
+    patch = tuple(patch) if isinstance(patch, (tuple, list)) else (patch, patch)
+    if n_mels % patch[0] or n_frames % patch[1]:
+        raise ParameterError(f"input {n_mels} x {n_frames} is not a whole number of the pretrained "
+                             f"{patch[0]} x {patch[1]} patches; pad n_frames to a multiple of {patch[1]}")
+    config_dict = source_config.to_dict()
+    for key in ("id2label", "label2id", "architectures", "_name_or_path", "transformers_version"):
+        config_dict.pop(key, None)
+    config_dict.update(image_size=[n_mels, n_frames], patch_size=list(patch), num_channels=1,
+                       num_labels=2, id2label=dict(ID2LABEL), label2id=dict(LABEL2ID))
+    config = ViTConfig(**config_dict)
+    config._attn_implementation = attn_implementation
+    model = ViTForImageClassification(config)
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("classifier.")}
+    key_proj = "vit.embeddings.patch_embeddings.projection.weight"
+    state[key_proj] = state[key_proj].mean(dim=1, keepdim=True)  # RGB -> one channel
+    key_pos = "vit.embeddings.position_embeddings"
+    old = state[key_pos]
+    side = int(round(math.sqrt(old.shape[1] - 1)))
+    grid = old[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, size=(n_mels // patch[0], n_frames // patch[1]),
+                                           mode="bicubic", align_corners=False)
+    state[key_pos] = torch.cat([old[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, old.shape[-1])], dim=1)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("classifier.")]:
+        raise CheckpointError(f"pretrained weights {pretrained!r} do not fit a ViT: "
+                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model
+
+
+def predict_proba(model, specs: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities for normalised spectrograms.
+
+    Parameters
+    ----------
+    model : transformers.ViTForImageClassification
+    specs : np.ndarray, shape (n_clips, 1, n_mels, n_frames)
+        Normalised log-mel (:func:`mer.spectrogram.normalize` with the
+        checkpoint's statistics).
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips, 2)
+        Columns sad, happy.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(specs), batch_size):
+            batch = torch.as_tensor(np.asarray(specs[start:start + batch_size], dtype=np.float32))
+            out.append(torch.softmax(model(pixel_values=batch).logits, dim=-1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    model : transformers.ViTForImageClassification
+        The selected model (see :func:`train`), in eval mode.
+    checkpoint : pathlib.Path
+        Folder with ``model.safetensors``, ``config.json`` and ``meta.json``.
+    meta : dict
+        Everything in ``meta.json``: normalisation stats, label map, log-mel
+        parameters, training parameters, history, selected epoch, timing.
+    history : pandas.DataFrame
+        One row per epoch: ``epoch, train_loss, train_acc, val_loss, val_acc,
+        val_balanced_accuracy, lr, selected``.
+    """
+
+    model: Any
+    checkpoint: Path
+    meta: dict[str, Any]
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def train_seconds(self) -> float:
+        return float(self.meta.get("train_seconds", float("nan")))
+
+    @property
+    def best_epoch(self) -> int:
+        return int(self.meta.get("selected_epoch", -1))
+
+
+def spec_augment(batch, *, generator, time_mask: int = 12, freq_mask: int = 16):
+    """SpecAugment-style masking: one time stripe and one band stripe per clip set to 0.
+
+    Parameters
+    ----------
+    batch : torch.Tensor, shape (batch, 1, n_mels, n_frames)
+        Normalised spectrograms (0 is the training mean).
+    generator : torch.Generator
+        Source of the mask positions and widths (seeded by the caller).
+    time_mask, freq_mask : int
+        Maximum widths in frames and mel bands (each drawn uniformly from 0..max).
+
+    Returns
+    -------
+    torch.Tensor, same shape (a masked copy).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+
+    n, _, n_mels, n_frames = batch.shape
+
+    def stripes(length: int, widest: int):
+        width = torch.randint(0, widest + 1, (n,), generator=generator)
+        start = (torch.rand(n, generator=generator) * (length - width + 1)).long()
+        axis = torch.arange(length)
+        return (axis[None] >= start[:, None]) & (axis[None] < (start + width)[:, None])
+
+    masked = torch.zeros_like(batch, dtype=torch.bool)
+    if time_mask > 0:
+        masked |= stripes(n_frames, min(time_mask, n_frames))[:, None, None, :]
+    if freq_mask > 0:
+        masked |= stripes(n_mels, min(freq_mask, n_mels))[:, None, :, None]
+    return batch.masked_fill(masked, 0.0)
+
+
+def balanced_order(labels: np.ndarray, *, generator) -> "np.ndarray":
+    """One epoch of class-balanced sample indices (with replacement).
+
+    Draws ``len(labels)`` indices, each clip with probability proportional to
+    ``1 / count(its class)``, so both classes are seen equally often.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator).numpy()
+
+
+def _epoch_generator(seed: int, epoch: int, stream: int):
+    import torch
+
+    # Every epoch and purpose gets its own seed, so a resumed run draws
+    # exactly what an uninterrupted one would without saving RNG states.
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch * 7 + stream)
+
+
+def _dataset_fingerprint(clips: pd.DataFrame) -> str:
+    return store.hash_params(clips[["clip_id", "label", "split"]].astype(str).values.tolist())
+
+
+def prepare(dataset, *, logmel: dict | None = None, n_jobs: int = 2, progress: bool = True,
+            patch_frames: int = 2) -> dict[str, Any]:
+    """Spectrograms of a dataset, normalised with training-split statistics.
+
+    Returns
+    -------
+    dict
+        ``specs`` (n_clips, 1, n_mels, n_frames) normalised float32, ``labels``
+        (n_clips,) int, ``split`` (n_clips,) str, ``clip_ids``, ``stats``
+        (from the training split only), ``logmel`` (parameters as dict).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from .data import label_codes
+
+    params = spectrogram.LogMelParams(**(logmel or {}))
+    clips = dataset.clips.reset_index(drop=True)
+    specs, ids = spectrogram.compute(clips, params=params, n_jobs=n_jobs, progress=progress)
+    split = clips["split"].astype(str).to_numpy()
+    if not (split == "train").any():
+        raise ParameterError(f"dataset {dataset.name!r} has no clip in split 'train'")
+    stats = spectrogram.fit_normalizer(specs[split == "train"])
+    specs = spectrogram.normalize(specs, stats)
+    remainder = specs.shape[-1] % patch_frames
+    if remainder:  # pad with the training mean (0 after normalising) to whole patches
+        specs = np.pad(specs, [(0, 0)] * 3 + [(0, patch_frames - remainder)])
+    return {"specs": specs, "labels": label_codes(clips["label"]).to_numpy(), "split": split,
+            "clip_ids": ids, "stats": stats, "logmel": params.to_dict(), "clips": clips}
+
+
+def _evaluate_split(model, specs, labels, *, batch_size: int, label_smoothing: float) -> dict[str, float]:
+    import torch
+    from sklearn.metrics import balanced_accuracy_score
+
+    proba = predict_proba(model, specs, batch_size=batch_size)
+    target = torch.as_tensor(labels)
+    loss = torch.nn.functional.cross_entropy(torch.log(torch.as_tensor(proba).clamp_min(1e-12)), target)
+    predicted = proba.argmax(1)
+    return {"loss": float(loss), "acc": float((predicted == labels).mean()),
+            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted))}
+
+
+def _save_tensors(path: Path, tensors: dict, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    with store.atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def _optimizer_tensors(optimizer) -> tuple[dict, dict]:
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            tensors[f"optimizer.{index}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def _restore_optimizer(optimizer, tensors: dict, groups: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+
+
+def checkpoint_dir(dataset, **params: Any) -> Path:
+    """Default checkpoint folder: ``data/derived/vit/vit-<hash>`` of the dataset and parameters."""
+    return store.artefact_path("vit", {"dataset": dataset.name, "clips": _dataset_fingerprint(dataset.clips),
+                                       **params})
+
+
+def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int = 32, lr: float = 3e-4,
+          seed: int = 0, time_budget_s: float | None = None, out_dir: str | Path | None = None,
+          resume: bool = True, weight_decay: float = 0.05, warmup_fraction: float = 0.1,
+          label_smoothing: float = 0.1, time_mask: int = 12, freq_mask: int = 16,
+          patience: int = 8, min_delta: float = 0.01, pretrained: str | None = None,
+          logmel: dict | None = None, patch_size: tuple[int | None, int] | None = None,
+          num_threads: int | None = None, n_jobs: int = 2, progress: bool = True) -> TrainResult:
+    """Train the ViT on a dataset's ``train`` split, selecting on ``val``.
+
+    Parameters
+    ----------
+    dataset : mer.data.Dataset
+        Clips with ``split`` in train/val/test (test is never read here).
+    size : {"quick", "default", "thesis"}
+        See :func:`build_model`.
+    epochs : int
+        Length of the warm-up + cosine schedule (``warmup_fraction`` of the
+        steps warm up linearly, the rest decay to 0).
+    batch_size : int
+    lr : float
+        AdamW peak learning rate (``weight_decay`` decoupled).
+    seed : int
+        Seeds the weights and, per epoch, the balanced sampler and the masks.
+    time_budget_s : float, optional
+        Stop after the epoch that would otherwise overrun this many seconds of
+        training (summed over resumed runs). The schedule is not stretched to
+        it, so a run that fits its budget is reproducible; one that hits it is
+        reported in ``meta["stopped"]``.
+    out_dir : path, optional
+        Checkpoint folder; default :func:`checkpoint_dir` of the dataset and
+        every parameter here.
+    resume : bool
+        Continue from the folder's last finished epoch (or return the finished
+        model) instead of starting over.
+    label_smoothing : float
+        Cross-entropy label smoothing.
+    time_mask, freq_mask : int
+        Widest SpecAugment stripe in frames / mel bands (0 = off).
+    patience, min_delta : int, float
+        Model selection and early stopping on the validation split. An epoch
+        becomes the selected model when its validation balanced accuracy is at
+        least the best so far minus ``min_delta``: near-ties go to the later,
+        longer-trained model, so a small validation split that an early
+        shortcut model (e.g. a pure mode detector) happens to fit perfectly
+        does not freeze the selection. Training stops early when neither the
+        selection nor the validation loss has improved for ``patience`` epochs.
+    pretrained : str, optional
+        Local ImageNet ViT weights (see :func:`build_model`).
+    logmel : dict, optional
+        :class:`mer.spectrogram.LogMelParams` overrides (``pool``, ``n_mels``...).
+    num_threads : int, optional
+        ``torch.set_num_threads`` for the run.
+
+    Returns
+    -------
+    TrainResult
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+    from safetensors.torch import load_file
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise ParameterError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    hyper = {"size": size, "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
+             "seed": int(seed), "time_budget_s": time_budget_s, "weight_decay": weight_decay,
+             "warmup_fraction": warmup_fraction, "label_smoothing": label_smoothing,
+             "time_mask": time_mask, "freq_mask": freq_mask, "patience": patience, "min_delta": min_delta,
+             "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
+    patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
+    data = prepare(dataset, logmel=logmel, n_jobs=n_jobs, progress=progress,
+                   patch_frames=16 if pretrained else patch_frames)
+    out = Path(out_dir) if out_dir else checkpoint_dir(dataset, logmel=data["logmel"], **hyper)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / META_FILE
+
+    if resume and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("status") == "done":
+            model, meta = load_checkpoint(out)
+            return TrainResult(model, out, meta, pd.DataFrame(meta["history"]))
+    else:
+        meta = None
+
+    split, labels, specs = data["split"], data["labels"], data["specs"]
+    x_train, y_train = torch.as_tensor(specs[split == "train"]), labels[split == "train"]
+    has_val = (split == "val").any()
+    x_val, y_val = specs[split == "val"], labels[split == "val"]
+    n_mels, n_frames = specs.shape[2], specs.shape[3]
+
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    model = build_model(size, n_mels=n_mels, n_frames=n_frames, patch_size=patch_size,
+                        pretrained=pretrained, seed=seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(y_train) / batch_size)
+    total_steps = steps_per_epoch * epochs
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(round(warmup_fraction * total_steps)), total_steps)
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    progress_state = {"history": [], "selected_epoch": -1, "best_bacc": -1.0, "best_loss": float("inf"),
+                      "since_selected": 0, "since_loss": 0, "train_seconds": 0.0, "stopped": "epochs",
+                      "next_epoch": 0}
+
+    if meta is not None and meta.get("status") == "training":
+        tensors = load_file(str(out / meta["resume_file"]))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        _restore_optimizer(optimizer, tensors, meta["optimizer"])
+        scheduler_state = dict(meta["scheduler"])
+        scheduler.load_state_dict(scheduler_state)
+        progress_state.update(meta["progress"])
+        log.info("resuming %s after epoch %d", out, progress_state["next_epoch"] - 1)
+
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    base = {"status": "training", "train": hyper, "logmel": data["logmel"], "stats": data["stats"],
+            "label2id": LABEL2ID, "id2label": {str(k): v for k, v in ID2LABEL.items()},
+            "model_config": model.config.to_dict(), "dataset": {"name": dataset.name,
+            "fingerprint": _dataset_fingerprint(dataset.clips),
+            "n_train": int(len(y_train)), "n_val": int(len(y_val))}, "input_shape": [1, n_mels, n_frames]}
+    try:
+        for epoch in range(progress_state["next_epoch"], epochs):
+            started = time.perf_counter()
+            torch.manual_seed(int(seed) * 1_000_003 + epoch)  # dropout, if any
+            order = balanced_order(y_train, generator=_epoch_generator(seed, epoch, 1))
+            masks = _epoch_generator(seed, epoch, 2)
+            model.train()
+            total_loss = correct = seen = 0.0
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                       disable=not progress)
+            for step in bar:
+                index = torch.as_tensor(order[step * batch_size:(step + 1) * batch_size])
+                batch = spec_augment(x_train[index], generator=masks, time_mask=time_mask, freq_mask=freq_mask)
+                target = torch.as_tensor(y_train[index.numpy()])
+                logits = model(pixel_values=batch).logits
+                loss = loss_fn(logits, target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                total_loss += loss.item() * len(index)
+                correct += float((logits.argmax(1) == target).sum())
+                seen += len(index)
+                bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+            row = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": correct / seen,
+                   "lr": float(scheduler.get_last_lr()[0])}
+            if has_val:
+                val = _evaluate_split(model, x_val, y_val, batch_size=64, label_smoothing=label_smoothing)
+                row.update(val_loss=val["loss"], val_acc=val["acc"], val_balanced_accuracy=val["balanced_accuracy"])
+                selected = val["balanced_accuracy"] >= progress_state["best_bacc"] - min_delta
+                improved = val["balanced_accuracy"] > progress_state["best_bacc"] + 1e-12
+                progress_state["best_bacc"] = max(progress_state["best_bacc"], val["balanced_accuracy"])
+                progress_state["since_selected"] = 0 if (selected and improved) else progress_state["since_selected"] + 1
+                if val["loss"] < progress_state["best_loss"]:
+                    progress_state["best_loss"], progress_state["since_loss"] = val["loss"], 0
+                else:
+                    progress_state["since_loss"] += 1
+            else:
+                selected = True
+            if selected:
+                progress_state["selected_epoch"] = epoch + 1
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            row["selected"] = bool(selected)
+            progress_state["history"].append(row)
+            progress_state["train_seconds"] += time.perf_counter() - started
+            progress_state["next_epoch"] = epoch + 1
+            stop = None
+            if has_val and min(progress_state["since_selected"], progress_state["since_loss"]) >= patience:
+                stop = "early stopping"
+            mean_epoch = progress_state["train_seconds"] / len(progress_state["history"])
+            if time_budget_s and progress_state["train_seconds"] + mean_epoch > time_budget_s and epoch + 1 < epochs:
+                stop = "time budget"
+            if stop:
+                progress_state["stopped"] = stop
+            log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+            if progress:
+                tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))
+            _write_resume(out, epoch + 1, model, best_state, optimizer, scheduler, base, progress_state)
+            if stop:
+                break
+    finally:
+        torch.use_deterministic_algorithms(previous_deterministic)
+
+    model.load_state_dict(best_state)
+    model.eval()
+    meta = _write_final(out, model, base, progress_state)
+    return TrainResult(model, out, meta, pd.DataFrame(meta["history"]))
+
+
+def _write_resume(out: Path, epoch: int, model, best_state, optimizer, scheduler, base, progress_state) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    optimizer_tensors, groups = _optimizer_tensors(optimizer)
+    tensors.update(optimizer_tensors)
+    name = f"resume-e{epoch:04d}.safetensors"
+    _save_tensors(out / name, tensors, {"epoch": str(epoch)})
+    scheduler_state = {k: v for k, v in scheduler.state_dict().items()}
+    meta = dict(base, resume_file=name, optimizer=groups, scheduler=scheduler_state,
+                progress=progress_state, epoch=epoch, history=progress_state["history"])
+    store.write_json(out / META_FILE, meta)  # the commit point: meta names the file
+    for old in out.glob("resume-e*.safetensors"):
+        if old.name != name:
+            old.unlink()
+
+
+def _write_final(out: Path, model, base, progress_state) -> dict[str, Any]:
+    _save_tensors(out / WEIGHTS_FILE, model.state_dict(), {"format": "pt"})
+    store.write_json(out / "config.json", model.config.to_dict())
+    meta = dict(base, status="done", epoch=progress_state["next_epoch"], history=progress_state["history"],
+                selected_epoch=progress_state["selected_epoch"], train_seconds=progress_state["train_seconds"],
+                stopped=progress_state["stopped"])
+    store.write_json(out / META_FILE, meta)
+    for old in out.glob("resume-e*.safetensors"):
+        old.unlink()
+    return meta
+
+
+def load_checkpoint(path: str | Path, *, attn_implementation: str = "eager"):
+    """Load a finished checkpoint folder (safetensors and JSON only, no pickle).
+
+    Returns
+    -------
+    model : transformers.ViTForImageClassification, in eval mode
+    meta : dict
+        ``meta.json``: ``stats`` (normalisation), ``logmel`` (parameters),
+        ``id2label``, ``history``, ``train`` (hyper-parameters)...
+
+    Raises
+    ------
+    CheckpointError
+        If the folder has no finished model.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from safetensors.torch import load_file
+    from transformers import ViTConfig, ViTForImageClassification
+
+    path = Path(path)
+    meta_path, weights = path / META_FILE, path / WEIGHTS_FILE
+    if not meta_path.exists() or not weights.exists():
+        raise CheckpointError(f"{path} is not a finished ViT checkpoint (needs {META_FILE} and {WEIGHTS_FILE})")
+    meta = json.loads(meta_path.read_text())
+    config = ViTConfig.from_dict(meta["model_config"])
+    config._attn_implementation = attn_implementation
+    model = ViTForImageClassification(config)
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    return model, meta
+
+
+def latest_checkpoint(size: str = "default") -> Path | None:
+    """The most recently finished checkpoint of model ``size`` under ``data/derived/vit``."""
+    found = []
+    for meta_path in (store.derived_dir() / "vit").glob(f"*/{META_FILE}"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("status") == "done" and meta.get("train", {}).get("size") == size \
+                and (meta_path.parent / WEIGHTS_FILE).exists():
+            found.append((meta_path.stat().st_mtime, meta_path.parent))
+    return max(found)[1] if found else None
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` returns.
+
+    Attributes
+    ----------
+    metrics : pandas.DataFrame
+        ``metric, value, low, high, n`` for accuracy, balanced_accuracy, f1,
+        roc_auc (``low``/``high``: bootstrap 95 % percentile interval).
+    confusion : pandas.DataFrame
+        2 x 2 counts, rows = true label, columns = predicted (sad, happy).
+    predictions : pandas.DataFrame
+        ``clip_id, label, p_happy, predicted, quadrant, path`` per clip.
+    path : pathlib.Path
+        Where ``predictions`` was written (``predictions-<split>.csv``).
+    """
+
+    metrics: pd.DataFrame
+    confusion: pd.DataFrame
+    predictions: pd.DataFrame
+    path: Path
+
+    def value(self, metric: str) -> float:
+        return float(self.metrics.set_index("metric").loc[metric, "value"])
+
+
+def quadrant(label: str, predicted: str) -> str:
+    """``TP``/``TN``/``FP``/``FN`` with Happy the positive class.
+
+    Notebook: notebooks/02_vit.ipynb (and chapters 3 and 4 pick examples by it).
+    """
+    return {("happy", "happy"): "TP", ("sad", "sad"): "TN",
+            ("sad", "happy"): "FP", ("happy", "sad"): "FN"}[(label, predicted)]
+
+
+def classification_metrics(labels: np.ndarray, p_happy: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy, F1 (Happy positive) and ROC AUC.
+
+    Parameters
+    ----------
+    labels : np.ndarray, shape (n,), int (sad 0, happy 1)
+    p_happy : np.ndarray, shape (n,)
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+    predicted = (p_happy >= 0.5).astype(int)
+    both = len(np.unique(labels)) == 2
+    return {"accuracy": float(accuracy_score(labels, predicted)),
+            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)) if both else float("nan"),
+            "f1": float(f1_score(labels, predicted, zero_division=0)),
+            "roc_auc": float(roc_auc_score(labels, p_happy)) if both else float("nan")}
+
+
+def bootstrap_metrics(labels: np.ndarray, p_happy: np.ndarray, *, n_bootstrap: int = 1000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Metrics with bootstrap 95 % percentile intervals (clips resampled with replacement).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``metric, value, low, high, n``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    labels, p_happy = np.asarray(labels), np.asarray(p_happy)
+    point = classification_metrics(labels, p_happy)
+    rng = np.random.default_rng(seed)
+    draws = {name: [] for name in point}
+    for _ in range(n_bootstrap):
+        index = rng.integers(0, len(labels), len(labels))
+        if len(np.unique(labels[index])) < 2:
+            continue
+        for name, value in classification_metrics(labels[index], p_happy[index]).items():
+            draws[name].append(value)
+    rows = []
+    for name, value in point.items():
+        values = np.asarray(draws[name])
+        low, high = (np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan))
+        rows.append({"metric": name, "value": value, "low": float(low), "high": float(high), "n": len(labels)})
+    return pd.DataFrame(rows)
+
+
+def evaluate(checkpoint: str | Path | TrainResult, dataset, *, split: str = "test", n_bootstrap: int = 1000,
+             seed: int = 0, n_jobs: int = 2, progress: bool = True) -> Evaluation:
+    """Score a checkpoint on a held-out split and save per-clip predictions.
+
+    Parameters
+    ----------
+    checkpoint : path or TrainResult
+    dataset : mer.data.Dataset
+        The dataset the model was trained on (normalisation statistics come
+        from the checkpoint, not from this split).
+    split : str
+        ``"test"`` (default) or ``"val"``.
+
+    Returns
+    -------
+    Evaluation
+        Also writes ``predictions-<split>.csv`` and ``evaluation-<split>.json``
+        beside the checkpoint, for chapters 3 and 4.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    if isinstance(checkpoint, TrainResult):
+        model, meta, folder = checkpoint.model, checkpoint.meta, checkpoint.checkpoint
+    else:
+        folder = Path(checkpoint)
+        model, meta = load_checkpoint(folder)
+    every = dataset.clips.reset_index(drop=True)
+    rows = (every["split"] == split).to_numpy()
+    if not rows.any():
+        raise ParameterError(f"dataset {dataset.name!r} has no clip in split {split!r}")
+    # The whole table's log-mel is the one train() cached; take the split from it.
+    specs = model_input(every, meta, n_jobs=n_jobs, progress=progress)[rows]
+    clips = every[rows].reset_index(drop=True)
+    proba = predict_proba(model, specs)
+    from .data import label_codes
+
+    labels = label_codes(clips["label"]).to_numpy()
+    p_happy = proba[:, 1]
+    predicted = np.where(p_happy >= 0.5, "happy", "sad")
+    predictions = pd.DataFrame({"clip_id": clips["clip_id"].astype(str), "label": clips["label"],
+                                "p_happy": p_happy.astype(float), "predicted": predicted})
+    predictions["quadrant"] = [quadrant(a, b) for a, b in zip(predictions["label"], predictions["predicted"])]
+    predictions["path"] = clips["path"].astype(str)
+    metrics = bootstrap_metrics(labels, p_happy, n_bootstrap=n_bootstrap, seed=seed)
+    confusion = pd.crosstab(pd.Categorical(predictions["label"], categories=["sad", "happy"]),
+                            pd.Categorical(predictions["predicted"], categories=["sad", "happy"]),
+                            rownames=["true"], colnames=["predicted"], dropna=False)
+    path = folder / f"predictions-{split}.csv"
+    store.write_csv(path, predictions)
+    store.write_json(folder / f"evaluation-{split}.json",
+                     {"metrics": metrics.to_dict(orient="records"), "confusion": confusion.values.tolist(),
+                      "n_bootstrap": n_bootstrap, "seed": seed})
+    return Evaluation(metrics, confusion, predictions, path)
+
+
+def model_input(clips: pd.DataFrame, meta: dict[str, Any], *, n_jobs: int = 2, progress: bool = True) -> np.ndarray:
+    """Normalised, patch-padded log-mel of ``clips`` as a checkpoint expects them.
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips, 1, n_mels, n_frames)
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    specs, _ = spectrogram.compute(clips, params=meta["logmel"], n_jobs=n_jobs, progress=progress)
+    return fit_input(spectrogram.normalize(specs, meta["stats"]), meta)
+
+
+def fit_input(specs: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """Pad normalised spectrograms with 0 to the checkpoint's input width."""
+    width = meta["input_shape"][-1]
+    if specs.shape[-1] < width:
+        specs = np.pad(specs, [(0, 0)] * (specs.ndim - 1) + [(0, width - specs.shape[-1])])
+    return specs[..., :width]
+
+
+# ---------------------------------------------------------------------------
+# Command line and benchmark
+# ---------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mer train [--profile NAME] [--dataset synth] [--epochs N] ...``.
+
+    Trains (or resumes) the ViT, evaluates it on the test split and prints
+    the metrics and the checkpoint folder.
+    """
+    from . import profiles
+    from .data import load_dataset
+
+    parser = argparse.ArgumentParser(prog="python -m mer train", description="Train the chapter 2 ViT.")
+    parser.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
+    for name, kind in (("dataset", str), ("data-dir", str), ("n-clips", int), ("soundfont", str), ("seed", int),
+                       ("model-size", str), ("epochs", int), ("batch-size", int), ("learning-rate", float),
+                       ("time-budget-s", float), ("pretrained", str), ("out-dir", str)):
+        parser.add_argument(f"--{name}", type=kind, default=None)
+    parser.add_argument("--no-resume", dest="resume", action="store_false")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    params = profiles.get(args.profile)
+    for key, value in vars(args).items():
+        if value is not None and key not in ("profile", "resume", "quiet"):
+            params[key] = value
+    try:
+        options = {"n_clips": params.get("n_clips"), "soundfont": params.get("soundfont"), "seed": params.get("seed", 0)}
+        options = {k: v for k, v in options.items() if v not in (None, "", 0) or k == "seed"}
+        name = params.get("dataset", "synth")
+        if name not in ("synth", "synth_probe"):
+            options = {}
+        dataset = load_dataset(name, params.get("data_dir") or None, **options)
+        result = train(dataset, size=params.get("model_size", "default"), epochs=int(params.get("epochs", 20)),
+                       batch_size=int(params.get("batch_size", 32)), lr=float(params.get("learning_rate", 3e-4)),
+                       seed=int(params.get("seed", 0)), time_budget_s=params.get("time_budget_s") or None,
+                       pretrained=params.get("pretrained") or None, out_dir=params.get("out_dir"),
+                       resume=args.resume, progress=not args.quiet)
+        evaluation = evaluate(result, dataset, seed=int(params.get("seed", 0)), progress=not args.quiet)
+    except MerError as error:
+        print(f"python -m mer train: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("python -m mer train: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(evaluation.metrics.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"checkpoint: {result.checkpoint}")
+    print(f"predictions: {evaluation.path}")
+    return 0
+
+
+def benchmark(*, batch_size: int = 32, repeats: int = 3) -> dict[str, Any]:
+    """Speed of the default model on this CPU.
+
+    Returns
+    -------
+    dict
+        ``vit_train_spectrograms_per_s``: forward + backward + AdamW step on
+        batches of 32 default-size inputs (128 x 108). ``vit_infer_ms_per_clip``:
+        one 10 s clip from audio to probability (log-mel included), batch 1.
+        ``vit_logmel_ms_per_clip``: the log-mel part alone.
+
+    Notebook: book/reproducing.md
+    """
+    import torch
+
+    model = build_model("default", seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = torch.randn(batch_size, 1, 128, 108)
+    target = torch.randint(0, 2, (batch_size,), generator=torch.Generator().manual_seed(0))
+    model.train()
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(pixel_values=batch).logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    train_rate = batch_size * repeats / (time.perf_counter() - start)
+    model.eval()
+    y = np.random.default_rng(0).standard_normal(spectrogram.SR * 10).astype(np.float32) * 0.1
+    stats = {"mean": -40.0, "std": 20.0}
+
+    def infer():
+        spec = spectrogram.normalize(spectrogram.logmel(y), stats)[None]
+        return predict_proba(model, spec)
+
+    infer()
+    start = time.perf_counter()
+    for _ in range(5):
+        infer()
+    infer_ms = (time.perf_counter() - start) / 5 * 1000
+    return {"vit_train_spectrograms_per_s": round(train_rate, 1), "vit_infer_ms_per_clip": round(infer_ms, 1),
+            "vit_logmel_ms_per_clip": round(spectrogram.benchmark_logmel_ms(), 1),
+            "vit_parameters": int(sum(p.numel() for p in model.parameters()))}

@@ -1,0 +1,200 @@
+"""mer.vit and mer.predict: a real tiny ViT trained on real (short, synthetic) audio.
+
+The clips are 2 s of additive-synthesis chords written as FLAC (major and high
+= happy, minor and low = sad), analysed with 32 mel bands, so every training
+here takes a second or two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from mer import spectrogram, vit
+from mer.data import Dataset
+
+SR = 22050
+LOGMEL = {"duration": 2.0, "n_mels": 32}
+TRAIN = dict(size="quick", epochs=3, batch_size=8, seed=0, progress=False, n_jobs=1, logmel=LOGMEL)
+
+
+def _chord(root_hz: float, minor: bool, seconds: float, rng) -> np.ndarray:
+    t = np.arange(int(SR * seconds)) / SR
+    ratios = (1, 6 / 5 if minor else 5 / 4, 3 / 2)
+    y = sum(np.sin(2 * np.pi * root_hz * r * t + rng.uniform(0, 6)) for r in ratios)
+    return (0.2 * y * np.exp(-t % 0.5)).astype(np.float32)
+
+
+def _write_dataset(folder: Path, n_per_class: int = 16) -> Dataset:
+    rng = np.random.default_rng(0)
+    rows = []
+    splits = ["train"] * (n_per_class - 6) + ["val"] * 3 + ["test"] * 3
+    for label, minor, base in (("happy", False, 440.0), ("sad", True, 150.0)):
+        for i in range(n_per_class):
+            path = folder / f"{label}{i:02d}.flac"
+            sf.write(path, _chord(base * rng.uniform(0.9, 1.2), minor, 2.0, rng), SR)
+            rows.append({"clip_id": f"{label}{i:02d}", "path": str(path), "label": label, "valence": np.nan,
+                         "arousal": np.nan, "split": splits[i], "source": "test"})
+    clips = pd.DataFrame(rows)
+    clips.to_csv(folder / "clips.csv", index=False)
+    return Dataset(name="vit-test", clips=clips, root=folder)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vit")
+    old = os.environ.get("MER_DATA")
+    os.environ["MER_DATA"] = str(folder / "data")
+    (folder / "audio").mkdir()
+    dataset = _write_dataset(folder / "audio")
+    yield folder, dataset
+    if old is None:
+        os.environ.pop("MER_DATA", None)
+    else:
+        os.environ["MER_DATA"] = old
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / vit.WEIGHTS_FILE))
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_model_takes_one_channel_non_square_input():
+    model = vit.build_model("quick", n_mels=128, n_frames=108)
+    assert model.config.num_channels == 1
+    assert model.vit.embeddings.patch_embeddings.num_patches == 54  # 128 x 2 stripes
+    logits = model(pixel_values=torch.zeros(3, 1, 128, 108)).logits
+    assert logits.shape == (3, 2)
+    assert model.config.id2label == {0: "sad", 1: "happy"}
+    with pytest.raises(Exception, match="whole number"):
+        vit.build_model("quick", n_mels=128, n_frames=107)
+
+
+def test_training_is_deterministic_and_normalises_with_train_only(workspace):
+    folder, dataset = workspace
+    first = vit.train(dataset, out_dir=folder / "run-a", **TRAIN)
+    second = vit.train(dataset, out_dir=folder / "run-b", **TRAIN)
+    assert _same(_weights(first.checkpoint), _weights(second.checkpoint))
+    assert first.history.drop(columns="lr").equals(second.history.drop(columns="lr"))
+    specs, _ = spectrogram.compute(dataset.clips, params=LOGMEL, n_jobs=1, progress=False)
+    train_rows = (dataset.clips["split"] == "train").to_numpy()
+    expected = spectrogram.fit_normalizer(specs[train_rows])
+    assert first.meta["stats"] == pytest.approx(expected)
+    assert first.meta["stats"]["mean"] != pytest.approx(spectrogram.fit_normalizer(specs)["mean"])
+
+
+def test_checkpoint_holds_no_pickle_and_reloads(workspace):
+    folder, dataset = workspace
+    result = vit.train(dataset, out_dir=folder / "run-a", **TRAIN)  # finished: loaded, not retrained
+    names = sorted(p.name for p in result.checkpoint.iterdir())
+    assert all(name.endswith((".safetensors", ".json", ".csv")) for name in names), names
+    model, meta = vit.load_checkpoint(result.checkpoint)
+    assert meta["status"] == "done" and meta["id2label"] == {"0": "sad", "1": "happy"}
+    specs = vit.model_input(dataset.split("test"), meta, n_jobs=1, progress=False)
+    np.testing.assert_allclose(vit.predict_proba(model, specs), vit.predict_proba(result.model, specs), atol=1e-6)
+    evaluation = vit.evaluate(result, dataset, n_bootstrap=50, progress=False, n_jobs=1)
+    table = pd.read_csv(evaluation.path)
+    assert list(table.columns[:5]) == ["clip_id", "label", "p_happy", "predicted", "quadrant"]
+    assert set(table["quadrant"]) <= {"TP", "TN", "FP", "FN"}
+    assert int(evaluation.confusion.values.sum()) == len(dataset.split("test"))
+    metrics = evaluation.metrics.set_index("metric")
+    assert set(metrics.index) == {"accuracy", "balanced_accuracy", "f1", "roc_auc"}
+    assert ((metrics["low"] <= metrics["value"] + 1e-9) | metrics["low"].isna()).all()
+
+
+KILLED_RUN = textwrap.dedent("""
+    import sys, pandas as pd
+    from mer import vit
+    from mer.data import Dataset
+    clips = pd.read_csv(sys.argv[1])
+    vit.train(Dataset(name="vit-test", clips=clips), out_dir=sys.argv[2], size="quick", epochs=int(sys.argv[3]),
+              batch_size=8, seed=0, progress=False, n_jobs=1, logmel={"duration": 2.0, "n_mels": 32})
+""")
+
+
+def test_killed_training_resumes_to_the_same_weights(workspace):
+    folder, dataset = workspace
+    epochs = 8
+    reference = vit.train(dataset, out_dir=folder / "whole", **dict(TRAIN, epochs=epochs))
+    target = folder / "killed"
+    env = dict(os.environ, PYTHONPATH=str(Path(vit.__file__).resolve().parent.parent))
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(dataset.root / "clips.csv"), str(target),
+                                str(epochs)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(target.glob("resume-e*.safetensors")) and process.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    meta = json.loads((target / vit.META_FILE).read_text())
+    assert meta["status"] == "training" and 1 <= meta["epoch"] < epochs  # really stopped mid-run
+    from safetensors.torch import load_file
+
+    resume_state = load_file(str(target / meta["resume_file"]))  # the resume state is safetensors too
+    assert any(key.startswith("optimizer.") for key in resume_state)
+    resumed = vit.train(dataset, out_dir=target, **dict(TRAIN, epochs=epochs))
+    assert _same(_weights(resumed.checkpoint), _weights(reference.checkpoint))
+    columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_balanced_accuracy", "selected"]
+    pd.testing.assert_frame_equal(resumed.history[columns], reference.history[columns])
+    assert resumed.best_epoch == reference.best_epoch
+
+
+def test_predict_file_windows_a_25_s_file(workspace, tmp_path):
+    from mer import predict
+
+    folder, dataset = workspace
+    result = vit.train(dataset, out_dir=folder / "ten-seconds", **dict(TRAIN, epochs=1, logmel={"n_mels": 32}))
+    rng = np.random.default_rng(1)
+    song = np.concatenate([_chord(440, False, 12.5, rng), _chord(150, True, 12.5, rng)])
+    path = tmp_path / "song.wav"
+    sf.write(path, song, SR)
+    table = predict.predict_file(path, checkpoint=result.checkpoint)
+    assert list(table["window"]) == ["0", "1", "2", "all"]
+    assert list(table["partial"]) == [False, False, True, True]
+    assert table["end_s"].iloc[2] == pytest.approx(25.0)
+    weights = np.array([10, 10, 5])
+    assert table["p_happy"].iloc[3] == pytest.approx(np.average(table["p_happy"].iloc[:3], weights=weights))
+    assert len(predict.predict_file(path, checkpoint=result.checkpoint, window="first")) == 2
+    status = predict.main([str(tmp_path / "missing.wav"), "--checkpoint", str(result.checkpoint)])
+    assert status != 0
+
+
+def test_pretrained_offline_without_weights_says_so(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(vit.PretrainedNotFound, match="not on this machine"):
+        vit.build_model("thesis", pretrained="no-such-org/no-such-vit-weights")
+
+
+def test_pretrained_rgb_weights_are_adapted_to_one_channel(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    source = ViTForImageClassification(ViTConfig(image_size=32, patch_size=16, num_channels=3, hidden_size=32,
+                                                 num_hidden_layers=1, num_attention_heads=2,
+                                                 intermediate_size=64, num_labels=1000))
+    source.save_pretrained(tmp_path / "imagenet-vit")
+    model = vit.build_model(pretrained=str(tmp_path / "imagenet-vit"), n_mels=32, n_frames=64)
+    rgb = source.vit.embeddings.patch_embeddings.projection.weight
+    mono = model.vit.embeddings.patch_embeddings.projection.weight
+    torch.testing.assert_close(mono, rgb.mean(dim=1, keepdim=True))
+    assert model.vit.embeddings.position_embeddings.shape == (1, 1 + 2 * 4, 32)
+    assert model(pixel_values=torch.zeros(1, 1, 32, 64)).logits.shape == (1, 2)
