@@ -1,0 +1,353 @@
+"""The checks of chapter 3: faithfulness, ground truth and sanity of relevance maps.
+
+* Region perturbation (Samek et al. 2017): remove patches most relevant first
+  (MoRF) or least relevant first (LeRF) in steps of 5 % of the patches,
+  replacing them by the dataset-mean value, and follow p(explained class).
+  Area under the curve over the removed fraction in [0, 1]: low MoRF and high
+  LeRF area = faithful. Differences between explainers with paired-bootstrap
+  95 % intervals over clips.
+* Relevance mass accuracy and pointing game (Arras et al. 2022) on probe clips
+  whose only class evidence lies in a known time window.
+* Cascading model-parameter randomisation (Adebayo et al. 2018), top block
+  first, scored by Spearman rank correlation with the trained model's maps.
+
+Conservation lives in :func:`mer.lrp.conservation`.
+
+Notebook: notebooks/03_lrp.ipynb
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import ParameterError, lrp
+
+
+# ---------------------------------------------------------------------------
+# Region perturbation
+# ---------------------------------------------------------------------------
+
+def perturbation_fractions(step: float = 0.05) -> np.ndarray:
+    """Removed fractions ``0, step, ..., 1``.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    if not 0 < step <= 0.5:
+        raise ParameterError(f"perturbation step must be in (0, 0.5], got {step!r}")
+    n = int(round(1 / step))
+    return np.linspace(0.0, 1.0, n + 1)
+
+
+def region_perturbation(model: nn.Module, x, relevance: np.ndarray, target, *, order: str = "morf",
+                        step: float = 0.05, fill_value: float = 0.0, batch_size: int = 128) -> np.ndarray:
+    """p(target) as patches are removed in order of their summed relevance.
+
+    Parameters
+    ----------
+    model : transformers.ViTForImageClassification
+    x : np.ndarray, shape (n_clips, 1, n_mels, n_frames) or (n_clips, n_mels, n_frames)
+    relevance : np.ndarray, shape (n_clips, n_mels, n_frames)
+    target : np.ndarray, shape (n_clips,), int
+    order : {"morf", "lerf"}
+        Most or least relevant patches first.
+    step : float
+        Fraction of the patches removed per step (0.05 = 5 %).
+    fill_value : float
+        The value a removed patch takes (0 = dataset mean of normalised input).
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips, n_steps + 1)
+        p(target) after removing 0, step, ..., 100 % of the patches.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    if order not in ("morf", "lerf"):
+        raise ParameterError(f"order must be 'morf' or 'lerf', got {order!r}")
+    inputs = lrp._as_input(x)
+    n_clips, _, n_mels, n_frames = inputs.shape
+    ph, pw = lrp.patch_grid(model)
+    rows, cols = n_mels // ph, n_frames // pw
+    patch_scores = lrp.per_patch(relevance, (ph, pw)).reshape(n_clips, -1)
+    # Stable sort: ties (constant maps) fall back to token order, the same for every explainer.
+    ranking = np.argsort(-patch_scores if order == "morf" else patch_scores, axis=1, kind="stable")
+    fractions = perturbation_fractions(step)
+    counts = np.rint(fractions * rows * cols).astype(int)
+    target = torch.as_tensor(np.broadcast_to(np.asarray(target), (n_clips,)).astype(np.int64))
+    curves = np.zeros((n_clips, len(fractions)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for k, count in enumerate(counts):
+                mask = torch.zeros(n_clips, rows * cols, dtype=torch.bool)
+                if count:
+                    mask.scatter_(1, torch.as_tensor(ranking[:, :count]), True)
+                bins = mask.reshape(n_clips, rows, cols).repeat_interleave(ph, 1).repeat_interleave(pw, 2)
+                full = torch.zeros(n_clips, n_mels, n_frames, dtype=torch.bool)
+                full[:, :bins.shape[1], :bins.shape[2]] = bins
+                perturbed = torch.where(full[:, None], torch.full_like(inputs, fill_value), inputs)
+                for start in range(0, n_clips, batch_size):
+                    logits = model(pixel_values=perturbed[start:start + batch_size]).logits
+                    p = torch.softmax(logits, -1)
+                    curves[start:start + batch_size, k] = p.gather(1, target[start:start + batch_size, None])[:, 0]
+    finally:
+        model.train(was_training)
+    return curves
+
+
+def curve_area(curves: np.ndarray, step: float = 0.05) -> np.ndarray:
+    """Trapezoid area under each curve over the removed fraction in [0, 1].
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    fractions = perturbation_fractions(step)
+    return np.trapezoid(np.asarray(curves, dtype=np.float64), fractions, axis=-1)
+
+
+def bootstrap_interval(values: np.ndarray, *, n_bootstrap: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` and its percentile-bootstrap interval (resampling clips).
+
+    Applied to per-clip differences, this is the paired bootstrap.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
+    means = values[idx].mean(1)
+    alpha = (1 - level) / 2
+    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def perturbation_summary(morf: dict[str, np.ndarray], lerf: dict[str, np.ndarray], *, step: float = 0.05,
+                         reference: str = "lrp", n_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Areas per explainer with bootstrap intervals, and paired differences to ``reference``.
+
+    Parameters
+    ----------
+    morf, lerf : dict name -> np.ndarray, shape (n_clips, n_steps + 1)
+        Curves of :func:`region_perturbation`, same clips in the same order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per explainer: ``morf_auc``, ``morf_low``, ``morf_high``,
+        ``lerf_auc`` (with interval), ``gap`` = LeRF - MoRF area (with
+        interval) and, against ``reference``: ``morf_diff`` = reference
+        - explainer MoRF area with its paired-bootstrap interval
+        (``morf_diff_low``, ``morf_diff_high``; negative = reference lower),
+        ``morf_rel`` = relative change (reference / explainer - 1), and
+        ``gap_diff`` (reference gap - explainer gap, with interval).
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    rows = []
+    areas = {name: (curve_area(morf[name], step), curve_area(lerf[name], step)) for name in morf}
+    ref_m, ref_l = areas.get(reference, (None, None))
+    for name, (m, l) in areas.items():
+        row: dict[str, Any] = {"explainer": name, "n_clips": len(m)}
+        for key, values in (("morf", m), ("lerf", l), ("gap", l - m)):
+            mean, low, high = bootstrap_interval(values, n_bootstrap=n_bootstrap, seed=seed)
+            row.update({f"{key}_auc" if key != "gap" else "gap": mean, f"{key}_low": low, f"{key}_high": high})
+        if ref_m is not None:
+            mean, low, high = bootstrap_interval(ref_m - m, n_bootstrap=n_bootstrap, seed=seed)
+            row.update({"morf_diff": mean, "morf_diff_low": low, "morf_diff_high": high,
+                        "morf_rel": ref_m.mean() / m.mean() - 1 if m.mean() else np.nan})
+            mean, low, high = bootstrap_interval((ref_l - ref_m) - (l - m), n_bootstrap=n_bootstrap, seed=seed)
+            row.update({"gap_diff": mean, "gap_diff_low": low, "gap_diff_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("explainer")
+
+
+# ---------------------------------------------------------------------------
+# Ground truth on the probe set
+# ---------------------------------------------------------------------------
+
+def window_mask(n_frames: int, *, start_s: float, end_s: float, frame_s: float) -> np.ndarray:
+    """Boolean mask of the frames whose centre lies in ``[start_s, end_s)``.
+
+    Parameters
+    ----------
+    n_frames : int
+    start_s, end_s : float
+        The evidence window in seconds.
+    frame_s : float
+        Duration of one (pooled) frame in seconds.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames,), bool
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    centres = (np.arange(n_frames) + 0.5) * frame_s
+    return (centres >= start_s) & (centres < end_s)
+
+
+def mass_accuracy(relevance: np.ndarray, masks: np.ndarray, *, patch: tuple[int, int] | None = None) -> np.ndarray:
+    """Share of positive relevance inside the window, per clip.
+
+    Parameters
+    ----------
+    relevance : np.ndarray, shape (n_clips, n_mels, n_frames)
+    masks : np.ndarray, shape (n_clips, n_frames), bool
+        The window's frames.
+    patch : (int, int), optional
+        If given, relevance is first summed per patch (token) and the
+        positive part is taken per token; a token counts as inside by the
+        share of its frames inside the window. ``None``: per bin.
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips,)
+        NaN where a clip has no positive relevance.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    r = np.asarray(relevance, dtype=np.float64)
+    masks = np.asarray(masks, dtype=np.float64)
+    if patch is None:
+        positive = np.clip(r, 0, None).sum(1)  # (n_clips, n_frames)
+        inside = (positive * masks).sum(1)
+        total = positive.sum(1)
+    else:
+        ph, pw = patch
+        tokens = np.clip(lrp.per_patch(r, patch), 0, None)  # (n_clips, rows, cols)
+        cols = tokens.shape[2]
+        share = masks[:, :cols * pw].reshape(len(masks), cols, pw).mean(2)  # (n_clips, cols)
+        inside = (tokens * share[:, None, :]).sum((1, 2))
+        total = tokens.sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, inside / total, np.nan)
+
+
+def pointing_game(relevance: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """1 where the most relevant bin lies inside the window, per clip.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    r = np.asarray(relevance)
+    flat = r.reshape(len(r), -1).argmax(1)
+    frames = flat % r.shape[2]
+    return np.asarray(masks)[np.arange(len(r)), frames].astype(float)
+
+
+def qualifying_probes(label: np.ndarray, p_full: np.ndarray, p_no_window: np.ndarray) -> np.ndarray:
+    """Probes on which the ground truth is valid: classified correctly, and
+    losing at least half their margin over 0.5 when the window is removed.
+
+    Parameters
+    ----------
+    label : np.ndarray, shape (n_clips,), int (sad 0, happy 1)
+    p_full, p_no_window : np.ndarray, shape (n_clips, 2)
+        Class probabilities with the window and without it (``path_no_window``).
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips,), bool
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    idx = np.arange(len(label))
+    p_true = p_full[idx, label]
+    p_true_no = p_no_window[idx, label]
+    margin = p_true - 0.5
+    return (margin > 0) & (p_true - p_true_no >= 0.5 * margin)
+
+
+# ---------------------------------------------------------------------------
+# Cascading randomisation
+# ---------------------------------------------------------------------------
+
+def cascade_steps(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """The cascade, top first: ``head`` (the modules after the last block:
+    final LayerNorm and classifier), then each ViT block from the top, then
+    the embeddings. Found by module type.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    parts = lrp._find(model)
+    blocks = parts["blocks"]
+    in_blocks = {id(m) for b in blocks for m in b.modules()} | {id(m) for m in parts["embeddings"].modules()}
+    head = [m for m in model.modules()
+            if isinstance(m, (nn.Linear, nn.LayerNorm)) and id(m) not in in_blocks]
+    steps = [("head", head)]
+    for i in range(len(blocks), 0, -1):
+        steps.append((f"block {i}", [blocks[i - 1]]))
+    steps.append(("embeddings", [parts["embeddings"]]))
+    return steps
+
+
+def _randomise(modules: list[nn.Module], generator: torch.Generator) -> None:
+    """Redraw every parameter from a normal with its own mean and standard
+    deviation (constant tensors, e.g. an untrained LayerNorm, are redrawn around
+    their value with the std of the model's weights)."""
+    with torch.no_grad():
+        for module in modules:
+            for parameter in module.parameters():
+                std = float(parameter.std()) if parameter.numel() > 1 else 0.0
+                std = std if std > 0 else 0.02
+                noise = torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+                parameter.copy_(parameter.mean() + std * noise)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    a, b = np.ravel(a), np.ravel(b)
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def randomisation(model: nn.Module, x, target, explainer: Callable[..., np.ndarray], *,
+                  seed: int = 0, absolute: bool = False) -> pd.DataFrame:
+    """Cascading model-parameter randomisation, top block first.
+
+    Parameters
+    ----------
+    model : transformers.ViTForImageClassification (not modified: a copy is randomised)
+    x : np.ndarray, shape (n_clips, 1, n_mels, n_frames)
+    target : np.ndarray, shape (n_clips,)
+        Classes explained (kept fixed across steps: the trained model's).
+    explainer : callable ``(model, x, target) -> (n_clips, n_mels, n_frames)``
+    absolute : bool
+        Correlate absolute values instead of signed relevance.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per step (``step`` 0 = trained model): ``randomised`` (the
+        part randomised at this step, cumulative from the top),
+        ``spearman`` (median over clips of the rank correlation between the
+        trained and randomised maps, per bin), ``spearman_low``/``_high``
+        (quartiles), ``spearman_token`` (the same on per-patch sums).
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    generator = torch.Generator().manual_seed(seed)
+    work = copy.deepcopy(model)
+    patch = lrp.patch_grid(model)
+    reference = np.asarray(explainer(work, x, target))
+    ref_tokens = lrp.per_patch(reference, patch)
+    rows = []
+    steps = [("none", [])] + cascade_steps(work)
+    for k, (name, modules) in enumerate(steps):
+        _randomise(modules, generator)
+        maps = reference if k == 0 else np.asarray(explainer(work, x, target))
+        tokens = lrp.per_patch(maps, patch)
+        f = np.abs if absolute else (lambda v: v)
+        rho = np.array([_spearman(f(reference[i]), f(maps[i])) for i in range(len(maps))])
+        rho_t = np.array([_spearman(f(ref_tokens[i]), f(tokens[i])) for i in range(len(maps))])
+        rows.append({"step": k, "randomised": name, "spearman": np.nanmedian(rho),
+                     "spearman_low": np.nanquantile(rho, 0.25), "spearman_high": np.nanquantile(rho, 0.75),
+                     "spearman_token": np.nanmedian(rho_t)})
+    return pd.DataFrame(rows)

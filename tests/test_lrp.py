@@ -1,0 +1,255 @@
+"""LRP for the transformers ViT: conservation, the context manager, batching,
+and the checks of chapter 3 on a tiny model trained here on a task whose
+evidence is known (a band lit inside one 2-frame window)."""
+
+from __future__ import annotations
+
+import copy
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from mer import evaluation, explainers, lrp
+
+N_MELS, N_FRAMES, PATCH = 16, 24, (16, 2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; on a shared 2-core machine two
+    threads contend and a training step takes 20x longer."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_vit(seed: int = 0, **overrides):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    options = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                   image_size=[N_MELS, N_FRAMES], patch_size=list(PATCH), num_channels=1, num_labels=2,
+                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    options.update(overrides)
+    torch.manual_seed(seed)
+    model = ViTForImageClassification(ViTConfig(**options))
+    return model.eval()
+
+
+def randomise_offsets(model, seed=1):
+    """Give biases, LayerNorm weights/offsets non-trivial values (init leaves them 0/1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def band_task(n: int, seed: int):
+    """Noise spectrograms; class evidence only inside one random 2-frame window:
+    happy (1) lights mel rows 3-5, sad (0) rows 10-12."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.5, size=(n, 1, N_MELS, N_FRAMES)).astype(np.float32)
+    labels = rng.integers(0, 2, n)
+    starts = 2 * rng.integers(0, N_FRAMES // 2, n)
+    masks = np.zeros((n, N_FRAMES), bool)
+    for i in range(n):
+        rows = slice(3, 6) if labels[i] == 1 else slice(10, 13)
+        x[i, 0, rows, starts[i]:starts[i] + 2] += 2.5
+        masks[i, starts[i]:starts[i] + 2] = True
+    return x, labels, masks
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny ViT trained for a few seconds on :func:`band_task` (fixed seed)."""
+    torch.manual_seed(0)
+    model = tiny_vit(seed=0)
+    x, y, _ = band_task(1024, seed=0)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    for step in range(300):
+        idx = torch.randint(0, len(x), (64,), generator=g)
+        loss = torch.nn.functional.cross_entropy(model(pixel_values=xt[idx]).logits, yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    xv, yv, mv = band_task(96, seed=1)
+    with torch.no_grad():
+        acc = (model(pixel_values=torch.as_tensor(xv)).logits.argmax(-1).numpy() == yv).mean()
+    assert acc > 0.9, f"tiny model did not learn the band task (accuracy {acc:.2f})"
+    return model, xv, yv, mv
+
+
+def test_cp_lrp_conserves_on_zeroed_offsets():
+    model = lrp.zero_offsets(randomise_offsets(tiny_vit(seed=3)))
+    x = torch.randn(16, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(0))
+    table = lrp.conservation(model, x, rule="cp")
+    assert table["rel_error"].median() <= 1e-6
+    attn = lrp.conservation(model, x, rule="attn")
+    # AttnLRP's softmax rule is not conservative: its loss is reported, not hidden.
+    assert np.isfinite(attn["rel_error"]).all()
+    print(f"CP median rel. error {table['rel_error'].median():.2e}; AttnLRP {attn['rel_error'].median():.2e}")
+
+
+def test_absorbed_relevance_accounts_for_the_logit():
+    """With offsets present, input + biases + LayerNorm offsets + CLS + position = logit (CP)."""
+    model = randomise_offsets(tiny_vit(seed=4))
+    x = torch.randn(8, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(1))
+    out = lrp.relevance(model, x, rule="cp")
+    assert np.abs(out["lost"]).max() <= 1e-5 * np.abs(out["explained"]).max() + 1e-6
+    assert np.abs(out["absorbed"]["bias"]).max() > 0
+    assert np.abs(out["absorbed"]["position"]).max() > 0
+
+
+def test_epsilon_and_gamma_lose_or_keep_as_documented():
+    model = lrp.zero_offsets(tiny_vit(seed=5))
+    x = torch.randn(8, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(2))
+    gamma = lrp.conservation(model, x, rule="cp", gamma=0.25)
+    assert gamma["rel_error"].median() <= 1e-5  # gamma redistributes, conserves
+    eps = lrp.relevance(model, x, rule="cp", epsilon=1.0)
+    plain = lrp.relevance(model, x, rule="cp")
+    assert not np.allclose(eps["relevance"], plain["relevance"])
+
+
+def test_relevance_shapes():
+    model = tiny_vit()
+    out = lrp.relevance(model, np.zeros((3, N_MELS, N_FRAMES), np.float32) + 0.1, target=1)
+    assert out["relevance"].shape == (3, N_MELS, N_FRAMES)
+    assert out["patch"].shape == (3, 1, N_FRAMES // 2)
+    assert np.allclose(out["patch"].sum((1, 2)), out["relevance"].reshape(3, -1).sum(1), atol=1e-5)
+    assert set(out["absorbed"]) == {"bias", "norm_offset", "cls", "position"}
+    for name in explainers.EXPLAINERS:
+        r = explainers.explain(name, model, np.ones((2, 1, N_MELS, N_FRAMES), np.float32), 0)
+        assert r.shape == (2, N_MELS, N_FRAMES), name
+
+
+def test_batch_equals_per_sample():
+    model = randomise_offsets(tiny_vit(seed=6))
+    x = torch.randn(5, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(3))
+    for rule in ("cp", "attn"):
+        batch = lrp.relevance(model, x, target=1, rule=rule)
+        for i in range(5):
+            one = lrp.relevance(model, x[i:i + 1], target=1, rule=rule)
+            np.testing.assert_allclose(one["relevance"][0], batch["relevance"][i], rtol=1e-4, atol=1e-6)
+            for key, value in one["absorbed"].items():
+                np.testing.assert_allclose(value[0], batch["absorbed"][key][i], rtol=1e-4, atol=1e-6)
+
+
+def _outputs_and_grads(model, x):
+    model.zero_grad()
+    inputs = x.clone().requires_grad_(True)
+    logits = model(pixel_values=inputs).logits
+    logits[:, 1].sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    return logits.detach(), inputs.grad.clone(), grads
+
+
+def test_context_restores_the_model_and_leaves_others_alone():
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    model = randomise_offsets(tiny_vit(seed=7))
+    other = randomise_offsets(tiny_vit(seed=8))
+    x = torch.randn(4, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(4))
+    impl = model.config._attn_implementation
+    before = _outputs_and_grads(model, x)
+    other_before = _outputs_and_grads(other, x)
+    state = copy.deepcopy(model.state_dict())
+    model.train()
+    with lrp.lrp_context(model, rule="attn", gamma=0.25):
+        assert model.config._attn_implementation.startswith("mer_lrp")
+        assert other.config._attn_implementation == impl
+        inside = _outputs_and_grads(other, x)  # the unrelated model runs normally meanwhile
+        assert not torch.allclose(_outputs_and_grads(model, x)[1], before[1])
+    assert model.training  # training flag restored
+    model.eval()
+    with pytest.raises(RuntimeError):
+        with lrp.lrp_context(model, rule="cp"):
+            raise RuntimeError("boom")
+    after = _outputs_and_grads(model, x)
+    assert model.config._attn_implementation == impl
+    assert not any(k.startswith("mer_lrp") for k in ALL_ATTENTION_FUNCTIONS)
+    assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
+    for a, b in zip(state.values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    assert all(torch.equal(a, b) for a, b in zip(before[2], after[2]))
+    for a, b in zip(other_before, inside):
+        if isinstance(a, list):
+            assert all(torch.equal(p, q) for p, q in zip(a, b))
+        else:
+            assert torch.equal(a, b)
+
+
+def test_faithfulness_ordering_on_trained_tiny_model(trained):
+    model, x, y, _ = trained
+    step = 1 / 12  # one patch per step
+    areas = {}
+    for name in ("lrp", "gradxinput", "random"):
+        r = explainers.explain(name, model, x, y)
+        curve = evaluation.region_perturbation(model, x, r, y, order="morf", step=step)
+        areas[name] = evaluation.curve_area(curve, step)
+    print({k: round(v.mean(), 3) for k, v in areas.items()})
+    assert areas["lrp"].mean() < areas["random"].mean()
+    assert areas["lrp"].mean() < areas["gradxinput"].mean()
+    _, low, high = evaluation.bootstrap_interval(areas["lrp"] - areas["random"])
+    assert high < 0
+
+
+def test_ground_truth_mass_accuracy_on_trained_tiny_model(trained):
+    model, x, y, masks = trained
+    r = explainers.explain("lrp", model, x, y)
+    per_bin = evaluation.mass_accuracy(r, masks)
+    per_token = evaluation.mass_accuracy(r, masks, patch=PATCH)
+    print(f"mass accuracy per bin {np.nanmean(per_bin):.3f}, per token {np.nanmean(per_token):.3f}, "
+          f"pointing {evaluation.pointing_game(r, masks).mean():.2f}")
+    assert np.nanmean(per_token) >= 0.8
+
+
+def test_randomisation_destroys_the_lrp_map(trained):
+    model, x, y, _ = trained
+    table = evaluation.randomisation(model, x[:32], y[:32], lambda m, xs, t: explainers.explain("lrp", m, xs, t),
+                                     seed=0)
+    print(table)
+    assert table.loc[0, "spearman"] == pytest.approx(1.0)
+    top_two = table.index[table["randomised"] == "block 1"][0]  # 2-layer model: blocks 2 and 1 = top two
+    assert abs(table.loc[top_two, "spearman"]) <= 0.2
+
+
+def _lxt():
+    try:
+        import lxt.efficient.patches as patches
+        import lxt.efficient.rules as rules
+    except Exception:  # ImportError, or lxt's own imports failing with this transformers
+        return None
+    return patches, rules
+
+
+@pytest.mark.skipif(_lxt() is None, reason="lxt does not import here")
+def test_matches_lxt_rules():
+    """Our AttnLRP and CP-LRP equal lxt's rule functions applied to a copy of the same model."""
+    from transformers.models.vit.modeling_vit import eager_attention_forward
+
+    patches, _ = _lxt()
+    model = randomise_offsets(tiny_vit(seed=9))
+    x = torch.randn(4, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(5))
+    for rule, wrap in (("attn", patches.wrap_attention_forward), ("cp", patches.cp_wrap_attention_forward)):
+        ours = lrp.relevance(model, x, target=1, rule=rule)["relevance"]
+        theirs_model = copy.deepcopy(model)
+        for module in theirs_model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.forward = types.MethodType(patches.layer_norm_forward, module)
+            elif isinstance(module, lrp._activation_types()):
+                module.original_forward = module.forward
+                module.forward = types.MethodType(patches.non_linear_forward, module)
+        with lrp.attention_function(theirs_model, "lxt_reference", wrap(eager_attention_forward)):
+            inputs = x.clone().requires_grad_(True)
+            theirs_model(pixel_values=inputs).logits[:, 1].sum().backward()
+        theirs = (inputs * inputs.grad)[:, 0].detach().numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-5 * np.abs(theirs).max())
