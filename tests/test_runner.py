@@ -1,0 +1,207 @@
+"""The chapter runner: parameters, cache, failures (``python -m mer run``).
+
+Runs the two fixture chapters of ``tests/fixtures/notebooks`` in a scratch
+root (``MER_ROOT``), with real Papermill kernels and no book build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mer import ParameterError, profiles, runner
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """A scratch root holding the fixture chapters; ``MER_ROOT`` points to it."""
+    root = tmp_path_factory.mktemp("runner-root")
+    shutil.copytree(FIXTURES, root / "notebooks")
+    (root / "book").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MER_ROOT", str(root))
+        patch.delenv("MER_BUILD", raising=False)
+        yield root
+
+
+def run(**options):
+    options.setdefault("profile", "quick")
+    return runner.run(build=False, progress=False, **options)
+
+
+def executed_parameters(root: Path, chapter: str) -> dict:
+    notebook = nbformat.read(root / "book" / "chapters" / f"{chapter}.ipynb", as_version=4)
+    return dict(notebook.metadata["papermill"]["parameters"])
+
+
+def test_selectors_name_a_chapter_by_stem_number_or_name(scratch):
+    assert runner.resolve_chapters(None) == ["00_alpha", "01_beta"]
+    for selector in ("01_beta", "01", "1", "beta"):
+        assert runner.resolve_chapters([selector]) == ["01_beta"]
+    assert runner.resolve_chapters(["beta", "alpha"]) == ["00_alpha", "01_beta"]  # book order
+    with pytest.raises(ParameterError, match="00_alpha"):
+        runner.resolve_chapters(["gamma"])
+
+
+def test_values_parse_as_yaml_scalars():
+    assert runner.parse_value("3") == 3
+    assert runner.parse_value("0.5") == 0.5
+    assert runner.parse_value("true") is True
+    assert runner.parse_value("TimGM6mb") == "TimGM6mb"
+    assert runner.parse_value("") == ""
+    assert runner.parse_value("[1, 2]") == "[1, 2]"
+
+
+def test_first_run_executes_second_run_hits_cache(scratch):
+    first = run(force=True)
+    assert first.executed == ["00_alpha", "01_beta"]
+    outputs = {c: (scratch / "book" / "chapters" / f"{c}.ipynb").read_bytes() for c in first.executed}
+    second = run()
+    assert second.executed == []
+    assert second.skipped == ["00_alpha", "01_beta"]
+    for chapter, content in outputs.items():
+        assert (scratch / "book" / "chapters" / f"{chapter}.ipynb").read_bytes() == content
+
+
+def test_kernel_is_the_runner_interpreter_in_book_chapters(scratch):
+    run()
+    chapters = scratch / "book" / "chapters"
+    # The chapter's relative output landed beside the executed notebook.
+    assert (chapters / "alpha.txt").read_text().split() == ["quick", "48", "0"]
+    notebook = nbformat.read(chapters / "00_alpha.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []))
+    assert f"interpreter: {sys.executable}" in printed
+    assert f"mer: {REPO / 'mer' / '__init__.py'}" in printed
+
+
+def test_force_executes_again(scratch):
+    run()
+    report = run(force=True)
+    assert report.executed == ["00_alpha", "01_beta"]
+    assert report.skipped == []
+
+
+def test_chapter_gets_only_the_profile_values_it_declares(scratch):
+    run()
+    quick = profiles.get("quick")
+    assert executed_parameters(scratch, "00_alpha") == {
+        "profile": "quick", "n_clips": quick["n_clips"], "seed": quick["seed"]}
+    assert executed_parameters(scratch, "01_beta") == {"seed": quick["seed"]}
+
+
+def test_changed_parameter_executes_only_the_chapters_that_declare_it(scratch):
+    run()
+    report = run(overrides={"factor": "2.5"})
+    assert report.executed == ["01_beta"]
+    assert report.reasons == {"01_beta": "parameters changed"}
+    assert report.skipped == ["00_alpha"]
+    assert executed_parameters(scratch, "01_beta") == {"seed": 0, "factor": 2.5}
+    # Back to the profile's values: executed again, since the output is the 2.5 one.
+    assert run().executed == ["01_beta"]
+
+
+def test_unknown_parameter_lists_the_valid_names(scratch):
+    with pytest.raises(ParameterError) as error:
+        run(overrides={"bogus": "1"})
+    message = str(error.value)
+    assert "bogus" in message
+    for name in ("profile", "n_clips", "seed", "factor", "fail"):
+        assert name in message
+    # Only the selected chapters' names are valid.
+    with pytest.raises(ParameterError, match="factor"):
+        run(chapters=["alpha"], overrides={"factor": "2"})
+
+
+def test_unknown_parameter_from_the_command_line(scratch):
+    environment = dict(os.environ, MER_ROOT=str(scratch),
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "mer", "run", "--profile", "quick", "-p", "bogus", "1"],
+                          cwd=REPO, env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "bogus" in done.stderr
+    assert "valid parameters" in done.stderr and "n_clips" in done.stderr and "fail" in done.stderr
+
+
+def test_failing_chapter_stops_and_keeps_previous_output(scratch):
+    run()
+    output = scratch / "book" / "chapters" / "01_beta.ipynb"
+    good = output.read_bytes()
+    with pytest.raises(runner.ChapterError) as error:
+        run(overrides={"fail": "true"})
+    failure = error.value
+    assert failure.chapter == "01_beta"
+    assert failure.ename == "RuntimeError"
+    assert "fixture failure requested" in failure.evalue
+    assert isinstance(failure.cell, int)
+    message = str(failure)
+    assert "01_beta" in message and f"cell [{failure.cell}]" in message
+    assert "RuntimeError: fixture failure requested" in message
+    assert output.read_bytes() == good
+    assert failure.failed_notebook.is_file()
+    # The good output is still the cached one.
+    assert run().executed == []
+
+
+def test_failure_from_the_command_line_exits_non_zero(scratch):
+    environment = dict(os.environ, MER_ROOT=str(scratch),
+                       PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "mer", "run", "beta", "--profile", "quick", "--no-build",
+                           "-q", "-p", "fail", "true"],
+                          cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "chapter 01_beta failed in cell" in done.stderr
+    assert "RuntimeError" in done.stderr
+
+
+def test_toc_chapters_without_output_get_a_placeholder_that_is_not_cached(scratch):
+    (scratch / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n  - caption: Chapters\n    chapters:\n"
+        "      - file: book/chapters/00_alpha\n      - file: book/chapters/09_later\n")
+    try:
+        assert runner.toc_chapters() == ["00_alpha", "09_later"]
+        run()
+        written = runner.write_placeholders()
+        assert written == []  # run() already wrote it
+        placeholder = scratch / "book" / "chapters" / "09_later.ipynb"
+        assert runner.is_placeholder(placeholder)
+        assert not runner.is_placeholder(scratch / "book" / "chapters" / "00_alpha.ipynb")
+        assert "not written yet" in placeholder.read_text()
+        assert not (scratch / "book" / "chapters" / ".cache" / "09_later.json").exists()
+    finally:
+        (scratch / "_toc.yml").unlink()
+        (scratch / "book" / "chapters" / "09_later.ipynb").unlink(missing_ok=True)
+
+
+def test_help_and_missing_delegated_module():
+    environment = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "mer", "--help"], cwd=REPO, env=environment,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "run" in done.stdout and "predict" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "mer", "run", "--help"], cwd=REPO, env=environment,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--profile" in done.stdout and "--force" in done.stdout
+
+
+def test_source_notebooks_are_stripped():
+    """Every chapter source is committed without outputs (the runner adds them)."""
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")) + sorted(FIXTURES.glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        tagged = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: expected one cell tagged 'parameters'"
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type == "code":
+                assert cell.outputs == [], f"{path.name} cell {index} has outputs"
+                assert cell.execution_count is None, f"{path.name} cell {index} has an execution count"
