@@ -2,8 +2,8 @@
 
 ``python -m mer run [CHAPTER...] [--profile quick|default|thesis] [-p NAME VALUE]... [--force] [--no-build]``
     Execute chapters with Papermill (cached) and build the book.
-``python -m mer predict|explain|train ...``
-    Dispatched to ``mer.predict``, ``mer.explain`` and ``mer.vit``.
+``python -m mer predict|explain|train|bench ...``
+    Dispatched to ``mer.predict``, ``mer.explain``, ``mer.vit`` and ``mer.bench``.
 
 Notebook: ``book/reproducing.md`` shows the commands.
 """
@@ -20,6 +20,7 @@ DELEGATED = {
     "predict": ("mer.predict", "predict Happy/Sad for audio files with a trained ViT"),
     "explain": ("mer.explain", "explain a prediction (LRP relevance, sonification)"),
     "train": ("mer.vit", "fine-tune the ViT on a dataset"),
+    "bench": ("mer.bench", "measure speed on this machine into _build/bench.json"),
 }
 
 
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                      metavar=("NAME", "VALUE"),
                      help="override a parameter (value parsed as YAML: 3, 0.5, true, text); repeatable")
+    run.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                     help="run feature and spectrogram extraction on this Dask cluster "
+                          "(the same as -p scheduler ADDRESS)")
     run.add_argument("--force", action="store_true", help="execute even up-to-date chapters")
     run.add_argument("--no-build", dest="build", action="store_false", help="do not build the book")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     # Papermill logs each notebook's paths at INFO; the runner already says what it runs.
     logging.getLogger("papermill").setLevel(logging.WARNING)
     overrides = dict(options.parameter)
+    if options.scheduler:
+        overrides["scheduler"] = options.scheduler
     try:
         from tqdm.contrib.logging import logging_redirect_tqdm
 

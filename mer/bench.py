@@ -8,11 +8,12 @@ book's cold and warm build times.
 
 Keys (each documented where it is measured):
 
-``synth_generate_s``            default synthetic set generated from nothing
-``book_cold_s``, ``book_warm_s`` every chapter executed and the book built,
-                                then the same with nothing changed
-``features_*``, ``vit_*``,      from ``mer.features.benchmark``,
-``lrp_*``, ``sonify_*``         ``mer.vit.benchmark``, ``mer.lrp.benchmark``...
+- ``synth_generate_s``: the default synthetic set generated from nothing;
+- ``book_cold_s``, ``book_warm_s``: every chapter executed and the book
+  built, then the same with nothing changed;
+- ``features_*``, ``vit_*``, ``lrp_*``, ``sonify_*``: from
+  ``mer.features.benchmark``, ``mer.parallel.benchmark``,
+  ``mer.vit.benchmark``, ``mer.lrp.benchmark``, ``mer.sonify.benchmark``.
 
 Notebook: book/reproducing.md reports them.
 """

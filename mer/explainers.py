@@ -2,15 +2,15 @@
 
 ``explain(name, model, x, target) -> relevance (batch, n_mels, n_frames)``.
 
-``lrp``         CP-LRP (:func:`mer.lrp.relevance`, attention probabilities constant)
-``attnlrp``     AttnLRP (softmax and uniform matmul rules)
-``gradxinput``  gradient x input, no rules
-``ig``          Integrated Gradients (captum), 32 steps from the dataset-mean input
-``rollout``     attention rollout (Abnar & Zuidema 2020)
-``chefer``      gradient-weighted attention rollout (Chefer et al. 2021, "Generic
-                attention-model explainability")
-``occlusion``   drop in the explained logit when one patch is set to the fill value
-``random``      Gaussian noise (seeded): the floor every check must beat
+- ``lrp``: CP-LRP (:func:`mer.lrp.relevance`, attention probabilities constant)
+- ``attnlrp``: AttnLRP (softmax and uniform matmul rules)
+- ``gradxinput``: gradient x input, no rules
+- ``ig``: Integrated Gradients (captum), 32 steps from the dataset-mean input
+- ``rollout``: attention rollout (Abnar & Zuidema 2020)
+- ``chefer``: gradient-weighted attention rollout (Chefer et al. 2021,
+  "Generic attention-model explainability")
+- ``occlusion``: drop in the explained logit when one patch is set to the fill value
+- ``random``: Gaussian noise (seeded): the floor every check must beat
 
 Token-level methods (rollout, chefer, occlusion) spread each token's value
 evenly over the bins of its patch, so a patch's bins sum to the token's value.

@@ -8,16 +8,16 @@ undefined for a clip (a silent clip has no key, a clip without onsets has no
 rhythm) is ``NaN``, and the reason is appended to ``reasons``; no family
 raises on such a clip.
 
-Families (:data:`FAMILIES`)
+Families (:data:`FAMILIES`):
 
-``chroma``    CQT chroma: mean per pitch class, entropy, key-relative profile
-``key``       Krumhansl-Kessler key and mode: tonic, mode, clarity, minorness
-``chords``    24 triads + no-chord over beat-synchronous chroma, HMM-smoothed
-``midlevel``  the seven perceptual descriptors of Aljanaki & Soleymani (2018)
-              as signal proxies
-``lowlevel``  tempo, onset rate, loudness, spectral centroid and rolloff,
-              salient pitch (register)
-``symbolic``  from the MIDI score where a clip has one (the synthetic set)
+- ``chroma``: CQT chroma: mean per pitch class, entropy, key-relative profile
+- ``key``: Krumhansl-Kessler key and mode: tonic, mode, clarity, minorness
+- ``chords``: 24 triads + no-chord over beat-synchronous chroma, HMM-smoothed
+- ``midlevel``: the seven perceptual descriptors of Aljanaki & Soleymani
+  (2018) as signal proxies
+- ``lowlevel``: tempo, onset rate, loudness, spectral centroid and rolloff,
+  salient pitch (register)
+- ``symbolic``: from the MIDI score where a clip has one (the synthetic set)
 
 :func:`extract` runs the families over a dataset in parallel (joblib) and
 caches the table as CSV under ``data/derived/features/``, named by a content

@@ -39,6 +39,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cv_folds": 3,
         "n_boot": 30,
         "n_jobs": 1,
+        "scheduler": "",
         # chapter 2: the ViT (also read by chapters 3 and 4 to find its checkpoint)
         "model_size": "quick",
         "epochs": 1,
@@ -68,6 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cv_folds": 5,
         "n_boot": 200,
         "n_jobs": 2,
+        "scheduler": "",
         "model_size": "default",
         "epochs": 12,
         "batch_size": 32,
@@ -94,6 +96,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cv_folds": 5,
         "n_boot": 1000,
         "n_jobs": 2,
+        "scheduler": "",
         "model_size": "thesis",
         "epochs": 30,
         "batch_size": 32,

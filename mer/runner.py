@@ -338,10 +338,11 @@ def kernel_environment() -> Iterator[None]:
       point at another environment (``JUPYTER_PATH`` is searched first);
     * ``PYTHONPATH`` starts with the folder holding this ``mer`` package, so
       the kernel, whose working directory is ``book/chapters``, imports it;
-    * ``MER_ROOT`` is the runner's root.
+    * ``MER_ROOT`` is the runner's root; ``MER_RUNNER=1`` tells :mod:`mer.widgets` to
+      show static figures (a rendered page has no kernel for a live panel).
     """
     package_parent = str(Path(__file__).resolve().parent.parent)
-    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "PYTHONPATH", "MER_ROOT")}
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "PYTHONPATH", "MER_ROOT", "MER_RUNNER")}
     with tempfile.TemporaryDirectory(prefix="mer-kernels-") as folder:
         spec_dir = Path(folder) / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True)
@@ -351,6 +352,7 @@ def kernel_environment() -> Iterator[None]:
         os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [folder, saved["JUPYTER_PATH"]]))
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, saved["PYTHONPATH"]]))
         os.environ["MER_ROOT"] = str(store.root())
+        os.environ["MER_RUNNER"] = "1"  # mer.widgets shows static figures, not live panels
         try:
             yield
         finally:

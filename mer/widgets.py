@@ -8,11 +8,29 @@ Notebook: notebooks/01_features.ipynb (feature/model panel); later chapters add 
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import pandas as pd
 
 from . import ParameterError
+
+#: Shown in place of a panel when the chapter is executed by the runner: a
+#: rendered page has no kernel to answer widgets, and their state is not saved,
+#: so the book shows the static figure that follows each panel instead.
+STATIC_NOTE = ("*Interactive panel: open this chapter in Jupyter (`notebooks/`) to use it; "
+               "the figure below shows its default state.*")
+
+
+def interactive() -> bool:
+    """False when the chapter runs under ``python -m mer run`` (``MER_RUNNER=1``)."""
+    return os.environ.get("MER_RUNNER") != "1"
+
+
+def _static_placeholder():
+    from IPython.display import Markdown, display
+
+    display(Markdown(STATIC_NOTE))
 
 # ---------------------------------------------------------------------------
 # Chapter 1: features (notebooks/01_features.ipynb)
@@ -37,12 +55,15 @@ def feature_model_panel(dataset, features: pd.DataFrame, *, families: Sequence[s
 
     Returns
     -------
-    ipywidgets.VBox
+    ipywidgets.VBox or None
         Checkboxes of families, a model dropdown and the output (score line
-        and the coefficient plot or permutation-importance plot).
+        and the coefficient plot or permutation-importance plot); ``None``
+        (and a note) when the chapter runs under the runner.
 
     Notebook: notebooks/01_features.ipynb
     """
+    if not interactive():
+        return _static_placeholder()
     import ipywidgets as w
     import matplotlib.pyplot as plt
     from IPython.display import display
@@ -101,7 +122,7 @@ def feature_model_panel(dataset, features: pd.DataFrame, *, families: Sequence[s
 
 
 def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold: float = 0.0,
-                      signed: bool = False, top_k_percent: float | None = 15.0, path: str,
+                      signed: bool = False, top_k_percent: float | None = 15.0, exponent: float = 0.0, path: str,
                       found: dict | None = None) -> None:
     """Show one sonification: mask figure and players (the body of :func:`sonification_panel`).
 
@@ -115,7 +136,7 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
     y : np.ndarray, shape (n_samples,)
     explainer : str
         :data:`mer.explainers.EXPLAINERS` name; the predicted class is explained.
-    threshold, top_k_percent
+    threshold, top_k_percent, exponent
         Mask options (:func:`mer.sonify.mel_relevance_to_stft_mask`).
     signed : bool
         Also play the negative relevance (evidence for the other class).
@@ -137,7 +158,8 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
     predicted = vit.ID2LABEL[int(found["predicted"][0])]
     other = vit.ID2LABEL[1 - int(found["predicted"][0])]
     relevance = found["relevance"][0]
-    clip = sonify.sonify(y, relevance, sr=sr, threshold=threshold, top_k_percent=top_k_percent)
+    clip = sonify.sonify(y, relevance, sr=sr, threshold=threshold, top_k_percent=top_k_percent,
+                        exponent=exponent)
     figure = plots.sonification_panels(y, clip.mask, clip.kept, clip.complement, sr=sr,
                                        title=f"{explainer}: predicted {predicted} "
                                              f"(p = {float(found['proba'][0].max()):.2f}); mask keeps "
@@ -148,7 +170,7 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
                (clip.complement, "complement", "complement (ignored)")]
     if signed:
         against = sonify.sonify(y, relevance, sr=sr, sign="negative", threshold=threshold,
-                                top_k_percent=top_k_percent)
+                                top_k_percent=top_k_percent, exponent=exponent)
         players.append((against.kept, "against", f"for {other} (negative relevance)"))
     display(HTML("<div style='display:flex;gap:1em;flex-wrap:wrap'>" + "".join(
         audio.player_file(s, sr=sr, path=f"{path}-{kind}", label=label).data for s, kind, label in players)
@@ -157,7 +179,7 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
 
 def sonification_panel(model, meta: dict, clips, predictions: pd.DataFrame, *,
                        explainers: Sequence[str] = ("lrp", "gradxinput", "random"),
-                       top_k_percent: float | None = 15.0):
+                       top_k_percent: float | None = 15.0, exponent: float = 0.0):
     """A panel to pick a clip, an explainer, a threshold and positive/signed
     relevance, and hear the sonified explanation update.
 
@@ -173,6 +195,8 @@ def sonification_panel(model, meta: dict, clips, predictions: pd.DataFrame, *,
     explainers : sequence of str
     top_k_percent : float, optional
         Share of the plane kept while the threshold is 0.
+    exponent : float
+        Mask exponent (0: the kept cells whole).
 
     Returns
     -------
@@ -208,7 +232,7 @@ def sonification_panel(model, meta: dict, clips, predictions: pd.DataFrame, *,
                 cache[key] = explain.explain_clips(model, meta, clips[clip.value][None], explainer=method.value)
             sonification_view(model, meta, clips[clip.value], explainer=method.value, threshold=threshold.value,
                               signed=signed.value, top_k_percent=None if threshold.value else top_k_percent,
-                              path="04_sonification/live", found=cache[key])
+                              exponent=exponent, path="04_sonification/live", found=cache[key])
 
     for control in (clip, method, threshold, signed):
         control.observe(update, names="value")
