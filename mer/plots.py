@@ -680,7 +680,7 @@ def faithfulness_distributions(table):
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set(ylim=(0, 1.02), ylabel="p(predicted class)", xlabel="",
            title="What the model hears in each sound (held-out test clips)")
-    ax.legend(title="", frameon=False, ncols=4, loc="lower center", fontsize=8)
+    ax.legend(title="", frameon=False, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8)
     return figure
 
 
@@ -700,9 +700,11 @@ def centroids_by_quadrant(table):
     Notebook: notebooks/04_sonification.ipynb
     """
     order = [q for q in SONIFY_QUADRANT_ORDER if q in set(table["quadrant"])]
+    sounds = list(dict.fromkeys(table["sound"]))
+    hue_order = ["original"] + [s for s in sounds if s != "original"] if "original" in sounds else sounds
     figure, ax = plt.subplots(figsize=(6.5, 3.2), constrained_layout=True)
-    sns.pointplot(data=table, x="quadrant", y="centroid_hz", hue="sound", order=order, dodge=0.35,
-                  linestyles="none", errorbar=("pi", 50), ax=ax, markersize=5)
+    sns.pointplot(data=table, x="quadrant", y="centroid_hz", hue="sound", order=order, hue_order=hue_order,
+                  dodge=0.35, linestyles="none", errorbar=("pi", 50), ax=ax, markersize=5)
     ax.set(ylabel="spectral centroid (Hz)", xlabel="quadrant (Happy positive)",
            title="Where the kept energy sits")
     ax.legend(title="", frameon=False, fontsize=8)

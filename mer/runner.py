@@ -342,7 +342,7 @@ def kernel_environment() -> Iterator[None]:
       show static figures (a rendered page has no kernel for a live panel).
     """
     package_parent = str(Path(__file__).resolve().parent.parent)
-    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "PYTHONPATH", "MER_ROOT", "MER_RUNNER")}
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "PYTHONPATH", "MER_ROOT", "MER_RUNNER", "MPLBACKEND")}
     with tempfile.TemporaryDirectory(prefix="mer-kernels-") as folder:
         spec_dir = Path(folder) / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True)
@@ -353,6 +353,9 @@ def kernel_environment() -> Iterator[None]:
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, saved["PYTHONPATH"]]))
         os.environ["MER_ROOT"] = str(store.root())
         os.environ["MER_RUNNER"] = "1"  # mer.widgets shows static figures, not live panels
+        # A caller's MPLBACKEND=Agg (the test suite's) would stop figures from
+        # reaching the notebook: kernels always draw inline.
+        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
         try:
             yield
         finally:

@@ -122,8 +122,8 @@ def feature_model_panel(dataset, features: pd.DataFrame, *, families: Sequence[s
 
 
 def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold: float = 0.0,
-                      signed: bool = False, top_k_percent: float | None = 15.0, exponent: float = 0.0, path: str,
-                      found: dict | None = None) -> None:
+                      signed: bool = False, top_k_percent: float | None = 15.0, exponent: float = 0.0,
+                      path: str, found: dict | None = None) -> None:
     """Show one sonification: mask figure and players (the body of :func:`sonification_panel`).
 
     Used by the panel in a live kernel and, with fixed choices, for the
@@ -200,10 +200,12 @@ def sonification_panel(model, meta: dict, clips, predictions: pd.DataFrame, *,
 
     Returns
     -------
-    ipywidgets.VBox
+    ipywidgets.VBox or None
         The controls and the output (:func:`sonification_view`). Relevance
         maps are cached per clip and explainer, so moving the threshold only
-        re-sonifies.
+        re-sonifies. Under the runner (:func:`interactive` is False) a note
+        is shown instead and ``None`` returned; the chapter's static grid of
+        :func:`sonification_view` stands in.
 
     Notebook: notebooks/04_sonification.ipynb
     """
@@ -213,6 +215,9 @@ def sonification_panel(model, meta: dict, clips, predictions: pd.DataFrame, *,
 
     if len(clips) != len(predictions) or len(clips) == 0:
         raise ParameterError(f"sonification_panel: {len(clips)} clips but {len(predictions)} predictions")
+    if not interactive():
+        _static_placeholder()
+        return None
     options = [(f"{r.clip_id} [{r.quadrant}: {r.predicted}, p={r.p_predicted:.2f}]", i)
                for i, r in enumerate(predictions.itertuples())]
     clip = w.Dropdown(options=options, value=0, description="clip", layout=w.Layout(width="420px"))

@@ -28,7 +28,7 @@ def warm_librosa():
     import librosa
 
     sr = 22050
-    t = np.arange(sr) / sr
+    t = np.arange(3 * sr) / sr
     y = (0.1 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
     librosa.feature.chroma_cqt(y=y, sr=sr)
     librosa.feature.melspectrogram(y=y, sr=sr)

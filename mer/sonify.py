@@ -1,0 +1,924 @@
+"""Hearing an explanation: relevance maps turned back into sound.
+
+A relevance map over (mel band x log-mel frame) says which parts of the
+spectrogram drove the ViT's decision. This module maps it back onto the
+clip's own linear STFT as a soft time-frequency mask, resynthesises the
+masked STFT with the clip's own phase, and loudness-matches the result to the
+original so it plays at a normal volume::
+
+    relevance (n_mels, n_frames)
+      -> sign / contrast           relu(R), relu(-R) or R_target - R_other
+      -> mel_relevance_to_stft_mask (1 + n_fft // 2, n_stft_frames) in [0, 1]
+           frequency: each STFT bin takes the filterbank-weighted mean of the
+                      bands that cover it (linear between band centres)
+           time:      each STFT frame takes its pooled frame's value, then a
+                      short Hann smoothing across frame borders
+           threshold / top-k % / exponent
+      -> apply_mask                istft(mask * stft(y)), exact length
+      -> match_loudness            same integrated loudness (BS.1770), peak-limited
+
+Because masking is linear, ``apply_mask(y, m) + apply_mask(y, 1 - m) == y``:
+the *complement* ("what the model ignored") and the *kept* part add up to the
+original before loudness matching.
+
+The faithfulness of the sound itself is summarised with the metrics of L-MAC
+(Paissan et al., ICML 2024), as pure functions of probability arrays:
+:func:`average_increase`, :func:`average_drop`, :func:`average_gain`,
+:func:`faithfulness_on_spectra`, :func:`input_fidelity`, and our
+:func:`complement_beats_random_share`.
+
+Notebook: notebooks/04_sonification.ipynb
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import ParameterError
+from . import spectrogram as spec
+
+log = logging.getLogger(__name__)
+
+#: Default length (s) of the Hann window that smooths the mask across frame borders.
+TEMPORAL_SMOOTHING = 0.1
+#: Default ceiling of the loudness-matched clips, dBFS (4x oversampled peak,
+#: an estimate of the true peak as in EBU R128's -1 dBTP).
+CEILING_DB = -1.0
+#: A sonified clip whose loudness is further than this from the target is
+#: reported as "target not reached".
+LOUDNESS_TOLERANCE_DB = 1.0
+SIGNS = ("positive", "negative")
+
+
+# ----------------------------------------------------------------------------
+# Relevance -> STFT mask
+# ----------------------------------------------------------------------------
+
+
+def stft_band_weights(*, sr: int = spec.SR, n_fft: int = spec.N_FFT, n_mels: int = spec.N_MELS,
+                      fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """How much each mel band speaks for each STFT bin.
+
+    The model's mel filterbank (:func:`mer.spectrogram.mel_filterbank`), each
+    row rescaled to a peak of one (undoing the Slaney area normalisation, so
+    a wide high band does not count less than a narrow low one), then each
+    column divided by its sum, so the weights of the overlapping bands that
+    cover a bin add up to one: a constant relevance gives a constant mask, and
+    the mask is linear in frequency between neighbouring band centres. Bins
+    no band covers (0 Hz, and above ``fmax``) take the weights of the nearest
+    covered bin.
+
+    Returns
+    -------
+    np.ndarray, shape (n_mels, 1 + n_fft // 2), float64
+        Column ``k`` sums to one.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    return _band_weights(int(sr), int(n_fft), int(n_mels), float(fmin), fmax).copy()
+
+
+_WEIGHTS_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _band_weights(sr, n_fft, n_mels, fmin, fmax) -> np.ndarray:
+    key = (sr, n_fft, n_mels, fmin, fmax)
+    if key not in _WEIGHTS_CACHE:
+        bank = spec.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float64)
+        peak = bank.max(axis=1, keepdims=True)
+        triangles = np.divide(bank, peak, out=np.zeros_like(bank), where=peak > 0)
+        total = triangles.sum(axis=0)
+        covered = np.flatnonzero(total > 0)
+        if covered.size == 0:
+            raise ParameterError(f"the mel filterbank (sr={sr}, n_fft={n_fft}, n_mels={n_mels}) covers no STFT bin")
+        weights = np.zeros_like(triangles)
+        weights[:, covered] = triangles[:, covered] / total[covered]
+        # Bins outside every band: copy the nearest covered bin's column.
+        uncovered = np.flatnonzero(total == 0)
+        if uncovered.size:
+            nearest = covered[np.abs(covered[None, :] - uncovered[:, None]).argmin(axis=1)]
+            weights[:, uncovered] = weights[:, nearest]
+        _WEIGHTS_CACHE[key] = weights
+    return _WEIGHTS_CACHE[key]
+
+
+def patch_relevance_to_mel(relevance: np.ndarray, *, n_mels: int = spec.N_MELS,
+                           n_frames: int, patch_size: tuple[int, int] = (16, 16)) -> np.ndarray:
+    """Spread a relevance per ViT patch onto the (mel band x frame) grid.
+
+    Bilinear interpolation between patch centres (values held beyond the
+    outer centres), so patch borders leave no steps in the mask.
+
+    Parameters
+    ----------
+    relevance : np.ndarray, shape (n_patch_rows, n_patch_cols)
+        One value per patch; row 0 is the lowest mel patch.
+    n_mels, n_frames : int
+        Size of the log-mel grid.
+    patch_size : (int, int)
+        Mel bands and frames per patch.
+
+    Returns
+    -------
+    np.ndarray, shape (n_mels, n_frames), float64
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    relevance = np.asarray(relevance, dtype=np.float64)
+    if relevance.ndim != 2:
+        raise ParameterError(f"patch relevance must have shape (n_patch_rows, n_patch_cols), got {relevance.shape}")
+    rows, cols = relevance.shape
+    ph, pw = patch_size
+    row_centres = (np.arange(rows) + 0.5) * ph - 0.5
+    col_centres = (np.arange(cols) + 0.5) * pw - 0.5
+    along_mels = np.stack([np.interp(np.arange(n_mels), row_centres, relevance[:, j]) for j in range(cols)], axis=1)
+    return np.stack([np.interp(np.arange(n_frames), col_centres, along_mels[i]) for i in range(n_mels)])
+
+
+def contrastive_relevance(relevance_target: np.ndarray, relevance_other: np.ndarray) -> np.ndarray:
+    """Class-contrastive relevance: what speaks for ``target`` *rather than* the other class.
+
+    For two classes and LRP (which is linear in the output it starts from)
+    this equals the relevance of the logit difference
+    ``logit_target - logit_other``, the quantity the softmax decision depends on.
+
+    Parameters
+    ----------
+    relevance_target, relevance_other : np.ndarray, shape (n_mels, n_frames)
+        The same explainer run for each class.
+
+    Returns
+    -------
+    np.ndarray, shape (n_mels, n_frames)
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    a, b = np.asarray(relevance_target, dtype=np.float64), np.asarray(relevance_other, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ParameterError(f"relevances must have the same shape, got {a.shape} and {b.shape}")
+    return a - b
+
+
+def _smoothing_window(temporal_smoothing: float, *, sr: int, hop_length: int) -> np.ndarray:
+    length = int(round(temporal_smoothing * sr / hop_length))
+    if length < 2:
+        return np.ones(1)
+    length += 1 - length % 2  # odd, so the window is centred
+    window = np.hanning(length + 2)[1:-1]  # no zero end points
+    return window / window.sum()
+
+
+def mel_relevance_to_stft_mask(relevance: np.ndarray, *, sr: int = spec.SR, n_fft: int = spec.N_FFT,
+                               hop_length: int = spec.HOP_LENGTH, n_samples: int, pool: int = spec.POOL,
+                               fmin: float = 0.0, fmax: float | None = None, sign: str = "positive",
+                               threshold: float = 0.0, top_k_percent: float | None = None,
+                               exponent: float = 1.0,
+                               temporal_smoothing: float = TEMPORAL_SMOOTHING) -> np.ndarray:
+    """A time-frequency mask on the clip's linear STFT from a log-mel relevance map.
+
+    Parameters
+    ----------
+    relevance : np.ndarray, shape (n_mels, n_frames)
+        Relevance of each mel band and (pooled) log-mel frame, as the
+        explainers return it (row 0 = lowest band). For a per-patch map use
+        :func:`patch_relevance_to_mel` first.
+    sr, n_fft, hop_length, pool, fmin, fmax : number
+        The log-mel geometry the model saw (:mod:`mer.spectrogram` defaults).
+    n_samples : int
+        Length of the clip; the mask has ``1 + n_samples // hop_length`` frames.
+    sign : {"positive", "negative"}
+        Keep the evidence *for* the explained class (``relu(R)``) or against
+        it (``relu(-R)``: for the other class when there are two).
+    threshold : float in [0, 1)
+        Cells below this fraction of the mask's maximum are set to 0.
+    top_k_percent : float in (0, 100], optional
+        Keep only the ``top_k_percent`` % of STFT cells with the largest mask
+        values (the share of the time-frequency plane the explanation may
+        occupy); the others are set to 0.
+    exponent : float >= 0
+        The kept cells are raised to this power after scaling to a maximum
+        of one: > 1 sharpens, < 1 flattens, 0 gives a binary mask.
+    temporal_smoothing : float
+        Length in seconds of the Hann window smoothing the mask along time,
+        across frame borders (0: none; each STFT frame then takes its pooled
+        frame's value as is).
+
+    Returns
+    -------
+    mask : np.ndarray, shape (1 + n_fft // 2, n_stft_frames), float64
+        Values in [0, 1], maximum 1 unless the selected relevance is all zero
+        (then all zero).
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    relevance = np.asarray(relevance, dtype=np.float64)
+    n_frames = spec.n_frames(n_samples, hop_length=hop_length, pool=pool)
+    n_stft = spec.n_stft_frames(n_samples, hop_length=hop_length)
+    if relevance.ndim != 2 or relevance.shape[1] != n_frames:
+        raise ParameterError(f"relevance must have shape (n_mels, {n_frames}) for {n_samples} samples "
+                             f"(hop {hop_length}, pool {pool}); got {relevance.shape}")
+    if not np.all(np.isfinite(relevance)):
+        raise ParameterError("relevance contains NaN or infinite values")
+    if sign not in SIGNS:
+        raise ParameterError(f"sign must be one of {SIGNS}, got {sign!r}")
+    if not 0.0 <= threshold < 1.0:
+        raise ParameterError(f"threshold must be in [0, 1), got {threshold!r}")
+    if top_k_percent is not None and not 0.0 < top_k_percent <= 100.0:
+        raise ParameterError(f"top_k_percent must be in (0, 100] or None, got {top_k_percent!r}")
+    if not exponent >= 0:
+        raise ParameterError(f"exponent must be >= 0, got {exponent!r}")
+    if not temporal_smoothing >= 0:
+        raise ParameterError(f"temporal_smoothing must be >= 0 seconds, got {temporal_smoothing!r}")
+
+    selected = np.maximum(relevance if sign == "positive" else -relevance, 0.0)
+    weights = _band_weights(int(sr), int(n_fft), relevance.shape[0], float(fmin), fmax)
+    per_bin = weights.T @ selected  # (n_bins, n_frames): frequency, linear between band centres
+    per_stft = per_bin[:, np.arange(n_stft) // pool]  # each STFT frame <- its pooled frame
+    window = _smoothing_window(temporal_smoothing, sr=sr, hop_length=hop_length)
+    if window.size > 1:
+        from scipy.ndimage import convolve1d
+
+        per_stft = convolve1d(per_stft, window, axis=1, mode="nearest")
+    return _shape_mask(per_stft, threshold=threshold, top_k_percent=top_k_percent, exponent=exponent)
+
+
+def _shape_mask(values: np.ndarray, *, threshold: float, top_k_percent: float | None,
+                exponent: float) -> np.ndarray:
+    peak = float(values.max()) if values.size else 0.0
+    if peak <= 0:
+        return np.zeros_like(values)
+    mask = np.clip(values / peak, 0.0, 1.0)
+    if threshold > 0:
+        mask[mask < threshold] = 0.0
+    if top_k_percent is not None and top_k_percent < 100:
+        n_drop = mask.size - int(round(mask.size * top_k_percent / 100.0))
+        if n_drop > 0:  # argpartition: the smallest n_drop cells in O(n), no full sort
+            mask.flat[np.argpartition(mask, n_drop - 1, axis=None)[:n_drop]] = 0.0
+    kept = mask > 0
+    mask[kept] = mask[kept] ** exponent
+    return mask
+
+
+def mask_area(mask: np.ndarray) -> float:
+    """Share of the time-frequency plane a mask keeps: its mean value in [0, 1].
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    return float(np.mean(mask))
+
+
+def random_mask_like(mask: np.ndarray, *, seed: int = 0, n_mels: int = spec.N_MELS,
+                     sr: int = spec.SR, hop_length: int = spec.HOP_LENGTH, n_fft: int = spec.N_FFT,
+                     n_samples: int, pool: int = spec.POOL,
+                     temporal_smoothing: float = TEMPORAL_SMOOTHING) -> np.ndarray:
+    """A random mask of the same area and the same value distribution as ``mask``.
+
+    Uniform noise on the (mel band x frame) grid is mapped with
+    :func:`mel_relevance_to_stft_mask` (so it has the same smoothness as an
+    explanation's mask), then its cells are given the values of ``mask`` by
+    rank: the largest value of ``mask`` goes to the random field's largest
+    cell, and so on. The result holds exactly the values of ``mask``,
+    rearranged: same area, same number of kept cells, random place.
+
+    Parameters
+    ----------
+    mask : np.ndarray, shape (1 + n_fft // 2, n_stft_frames)
+    seed : int
+        Seed of the numpy Generator.
+
+    Returns
+    -------
+    np.ndarray, shape of ``mask``
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    mask = np.asarray(mask, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    n_frames = spec.n_frames(n_samples, hop_length=hop_length, pool=pool)
+    field_ = mel_relevance_to_stft_mask(rng.random((n_mels, n_frames)), sr=sr, n_fft=n_fft,
+                                        hop_length=hop_length, n_samples=n_samples, pool=pool,
+                                        temporal_smoothing=temporal_smoothing)
+    if field_.shape != mask.shape:
+        raise ParameterError(f"mask has shape {mask.shape}; expected {field_.shape} for {n_samples} samples")
+    # Tiny noise breaks the ties of constant stretches of the smoothed field.
+    field_ = (field_ + 1e-9 * rng.random(field_.shape)).ravel()
+    values = np.sort(mask, axis=None)
+    n_kept = int(np.count_nonzero(values))
+    result = np.zeros(mask.size)
+    if n_kept:
+        # Only the n_kept largest cells of the field need ranking (argpartition, then
+        # a sort of those alone): a top-k mask is mostly zeros.
+        top = np.argpartition(field_, mask.size - n_kept)[mask.size - n_kept:]
+        result[top[np.argsort(field_[top])]] = values[mask.size - n_kept:]
+    return result.reshape(mask.shape)
+
+
+# ----------------------------------------------------------------------------
+# Mask -> audio
+# ----------------------------------------------------------------------------
+
+
+def apply_mask(y: np.ndarray, mask: np.ndarray, *, n_fft: int = spec.N_FFT,
+               hop_length: int = spec.HOP_LENGTH, stft: np.ndarray | None = None) -> np.ndarray:
+    """Resynthesise ``y`` with its STFT multiplied by ``mask``, with the clip's own phase.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+    mask : np.ndarray, shape (1 + n_fft // 2, 1 + n_samples // hop_length)
+        Real, usually in [0, 1].
+    stft : np.ndarray, optional
+        ``librosa.stft(y, n_fft=n_fft, hop_length=hop_length)`` if already
+        computed (masking one clip several times).
+
+    Returns
+    -------
+    np.ndarray, shape (n_samples,), float32
+        ``istft(mask * stft(y))`` (centred Hann STFT as the model's, exact
+        length). A mask of ones gives ``y`` back (error ~1e-7); masking is
+        linear, so ``apply_mask(y, m) + apply_mask(y, 1 - m) == y``.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    import librosa
+
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ParameterError(f"expected mono audio of shape (n_samples,), got {y.shape}")
+    if stft is None:
+        stft = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, center=True)
+    if np.shape(mask) != stft.shape:
+        raise ParameterError(f"mask has shape {np.shape(mask)}; the STFT of {y.size} samples "
+                             f"(n_fft {n_fft}, hop {hop_length}) has shape {stft.shape}")
+    return librosa.istft(stft * mask, n_fft=n_fft, hop_length=hop_length, center=True,
+                         length=y.size).astype(np.float32)
+
+
+def _peak_4x(y: np.ndarray) -> np.ndarray:
+    """Absolute peak per sample of ``y`` oversampled 4x (true-peak estimate, BS.1770-4 Annex 2)."""
+    from scipy.signal import resample_poly
+
+    up = np.abs(resample_poly(y.astype(np.float64), 4, 1))
+    return up[: 4 * y.size].reshape(-1, 4).max(axis=1)
+
+
+def _limit(y: np.ndarray, *, ceiling: float, sr: int) -> tuple[np.ndarray, float]:
+    """Smooth peak limiter: a gain envelope that stays below ``ceiling / peak``.
+
+    Written by hand because none of our dependencies has one (pyloudnorm only
+    measures). The needed gain per sample is min-filtered over 10 ms and then
+    averaged over 5 ms: the average of minima over a window half as wide never
+    exceeds the needed gain at a peak, and the envelope has no steps (no clicks).
+    """
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    if float(np.max(np.abs(y))) * np.sqrt(2) <= ceiling:  # inter-sample overs of music stay below +3 dB
+        return y, 0.0
+    peak = _peak_4x(y)
+    needed = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
+    if needed.min() >= 1.0:
+        return y, 0.0
+    width = max(3, int(0.005 * sr))
+    gain = uniform_filter1d(minimum_filter1d(needed, size=2 * width + 1, mode="nearest"),
+                            size=width, mode="nearest")
+    gain = np.minimum(gain, needed)  # numerical safety at the edges
+    return (y * gain).astype(np.float32), float(-20 * np.log10(gain.min()))
+
+
+@dataclass
+class LoudnessMatch:
+    """Result of :func:`match_loudness`.
+
+    Attributes
+    ----------
+    y : np.ndarray, shape (n_samples,), float32
+        The matched signal.
+    gain_db : float
+        Broadband gain applied before limiting (NaN if the input is silent).
+    limiter_db : float
+        Largest gain reduction of the peak limiter (0 if it did nothing).
+    loudness : float
+        Integrated loudness of ``y`` in LUFS.
+    target : float
+        The loudness aimed at.
+    reached : bool
+        ``|loudness - target| <= LOUDNESS_TOLERANCE_DB``.
+    """
+
+    y: np.ndarray
+    gain_db: float
+    limiter_db: float
+    loudness: float
+    target: float
+    reached: bool
+
+
+def match_loudness(y: np.ndarray, *, target: float, sr: int = spec.SR, ceiling_db: float = CEILING_DB,
+                   max_iter: int = 6) -> LoudnessMatch:
+    """Scale ``y`` to the integrated loudness ``target`` without clipping.
+
+    Measures with :func:`mer.audio.loudness` (ITU-R BS.1770-4, pyloudnorm),
+    applies the gain, and if the 4x-oversampled peak passes ``ceiling_db``
+    runs a smooth peak limiter and re-measures (limiting lowers the loudness
+    a little), up to ``max_iter`` times.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+    target : float
+        LUFS to reach (the original clip's integrated loudness).
+    sr : int
+    ceiling_db : float
+        Peak ceiling in dBFS.
+
+    Returns
+    -------
+    LoudnessMatch
+        ``reached`` is False (and a warning is logged) when the target cannot
+        be met below the ceiling, or ``y`` is silent.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    from . import audio
+
+    y = np.asarray(y, dtype=np.float32)
+    ceiling = 10 ** (ceiling_db / 20)
+    level = audio.loudness(y, sr=sr)
+    if not np.isfinite(level) or not np.isfinite(target):
+        return LoudnessMatch(y=y, gain_db=float("nan"), limiter_db=0.0, loudness=level, target=target,
+                             reached=False)
+    source, total_gain, limiter_db, out = y, 0.0, 0.0, y
+    for _ in range(max_iter):
+        step = target - level
+        total_gain += step
+        scaled = (source.astype(np.float64) * 10 ** (total_gain / 20)).astype(np.float32)
+        out, limiter_db = _limit(scaled, ceiling=ceiling, sr=sr)
+        level = audio.loudness(out, sr=sr)
+        if abs(level - target) < 0.05 or limiter_db == 0.0:
+            break
+    reached = bool(abs(level - target) <= LOUDNESS_TOLERANCE_DB)
+    if not reached:
+        log.warning("loudness target %.1f LUFS not reached (%.1f LUFS after %.1f dB gain, "
+                    "limiter %.1f dB)", target, level, total_gain, limiter_db)
+    return LoudnessMatch(y=out, gain_db=float(total_gain), limiter_db=float(limiter_db),
+                         loudness=float(level), target=float(target), reached=reached)
+
+
+@dataclass
+class SonifiedClip:
+    """An explanation you can listen to.
+
+    Attributes
+    ----------
+    kept : np.ndarray, shape (n_samples,), float32
+        What the explanation keeps, loudness-matched to the original.
+    complement : np.ndarray, shape (n_samples,), float32
+        What it leaves out (mask ``1 - mask``), loudness-matched as well.
+    mask : np.ndarray, shape (1 + n_fft // 2, n_stft_frames)
+        The time-frequency mask in [0, 1].
+    gain_db, complement_gain_db : float
+        Gains applied to reach the original's loudness (NaN if silent).
+    kept_raw, complement_raw : np.ndarray, shape (n_samples,), float32
+        Before loudness matching; ``kept_raw + complement_raw == y``.
+    loudness_original, loudness_kept, loudness_complement : float
+        Integrated loudness, LUFS.
+    limiter_db : float
+        Largest peak-limiter gain reduction on ``kept``.
+    reached : bool
+        Both ``kept`` and ``complement`` are within 1 dB of the original's loudness.
+    area : float
+        :func:`mask_area` of ``mask``.
+    options : dict
+        The mask options used.
+    """
+
+    kept: np.ndarray
+    complement: np.ndarray
+    mask: np.ndarray
+    gain_db: float
+    complement_gain_db: float
+    kept_raw: np.ndarray
+    complement_raw: np.ndarray
+    loudness_original: float
+    loudness_kept: float
+    loudness_complement: float
+    limiter_db: float
+    reached: bool
+    area: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def loudness_diff_db(self) -> float:
+        """``|loudness(kept) - loudness(original)|`` in dB."""
+        return float(abs(self.loudness_kept - self.loudness_original))
+
+
+def sonify(y: np.ndarray, relevance: np.ndarray, *, sr: int = spec.SR, n_fft: int = spec.N_FFT,
+           hop_length: int = spec.HOP_LENGTH, pool: int = spec.POOL, sign: str = "positive",
+           threshold: float = 0.0, top_k_percent: float | None = None, exponent: float = 1.0,
+           temporal_smoothing: float = TEMPORAL_SMOOTHING, match: bool = True,
+           ceiling_db: float = CEILING_DB) -> SonifiedClip:
+    """Turn a relevance map into the sound it stands for, and its complement.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        The clip the model saw (22 050 Hz by default).
+    relevance : np.ndarray, shape (n_mels, n_frames)
+        Its relevance map (:func:`mer.explainers.explain` for one clip).
+    sign, threshold, top_k_percent, exponent, temporal_smoothing
+        Mask options, see :func:`mel_relevance_to_stft_mask`.
+    match : bool
+        Loudness-match ``kept`` and ``complement`` to ``y`` (default).
+    ceiling_db : float
+        Peak ceiling of the matched clips, dBFS.
+
+    Returns
+    -------
+    SonifiedClip
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    from . import audio
+
+    y = np.asarray(y, dtype=np.float32)
+    options = dict(sign=sign, threshold=threshold, top_k_percent=top_k_percent, exponent=exponent,
+                   temporal_smoothing=temporal_smoothing)
+    mask = mel_relevance_to_stft_mask(relevance, sr=sr, n_fft=n_fft, hop_length=hop_length,
+                                      n_samples=y.size, pool=pool, **options)
+    kept_raw = apply_mask(y, mask, n_fft=n_fft, hop_length=hop_length)
+    complement_raw = (y - kept_raw).astype(np.float32)  # = apply_mask(y, 1 - mask), by linearity
+    original = audio.loudness(y, sr=sr)
+    if match:
+        kept_match = match_loudness(kept_raw, target=original, sr=sr, ceiling_db=ceiling_db)
+        comp_match = match_loudness(complement_raw, target=original, sr=sr, ceiling_db=ceiling_db)
+    else:
+        kept_match = LoudnessMatch(kept_raw, 0.0, 0.0, audio.loudness(kept_raw, sr=sr), original, False)
+        comp_match = LoudnessMatch(complement_raw, 0.0, 0.0, audio.loudness(complement_raw, sr=sr),
+                                   original, False)
+    return SonifiedClip(kept=kept_match.y, complement=comp_match.y, mask=mask, gain_db=kept_match.gain_db,
+                        complement_gain_db=comp_match.gain_db, kept_raw=kept_raw,
+                        complement_raw=complement_raw, loudness_original=float(original),
+                        loudness_kept=kept_match.loudness, loudness_complement=comp_match.loudness,
+                        limiter_db=kept_match.limiter_db,
+                        reached=bool(kept_match.reached and comp_match.reached),
+                        area=mask_area(mask), options=options)
+
+
+def sonify_signed(y: np.ndarray, relevance: np.ndarray, *, target: int,
+                  labels: Sequence[str] = ("sad", "happy"), **options) -> dict[str, SonifiedClip]:
+    """Two sonifications of a signed relevance map: the evidence for each class.
+
+    With two classes, relevance for ``target`` that is positive speaks for
+    ``target`` and negative relevance speaks for the other class.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+    relevance : np.ndarray, shape (n_mels, n_frames)
+        Relevance for class ``target`` (or :func:`contrastive_relevance`).
+    target : int
+        Index of the explained class in ``labels``.
+    labels : (str, str)
+        Class names; :data:`mer.data.LABELS` order (sad = 0, happy = 1).
+    **options
+        Passed to :func:`sonify` (not ``sign``).
+
+    Returns
+    -------
+    dict
+        ``{labels[target]: SonifiedClip (sign "positive"),
+        labels[1 - target]: SonifiedClip (sign "negative")}``.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    if len(labels) != 2 or target not in (0, 1):
+        raise ParameterError(f"sonify_signed needs two labels and target 0 or 1, got {labels!r}, {target!r}")
+    if "sign" in options:
+        raise ParameterError("sonify_signed sets sign itself; do not pass it")
+    return {labels[target]: sonify(y, relevance, sign="positive", **options),
+            labels[1 - target]: sonify(y, relevance, sign="negative", **options)}
+
+
+# ----------------------------------------------------------------------------
+# Faithfulness of the sound (L-MAC's metrics, on probabilities)
+# ----------------------------------------------------------------------------
+
+
+def _probabilities(name: str, p: Any) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0:
+        raise ParameterError(f"{name} must be a non-empty 1-D array of probabilities, got shape {p.shape}")
+    if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
+        raise ParameterError(f"{name} must hold probabilities in [0, 1] (softmax applied once, "
+                             f"never to probabilities again); got values in [{p.min()}, {p.max()}]")
+    return p
+
+
+def _pair(p_orig, other, other_name) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _probabilities("p_orig", p_orig), _probabilities(other_name, other)
+    if a.shape != b.shape:
+        raise ParameterError(f"p_orig and {other_name} must have the same length, got {a.size} and {b.size}")
+    return a, b
+
+
+def average_increase(p_orig, p_kept) -> float:
+    """AI: % of clips whose kept part raises p(predicted class) above the original's.
+
+    Parameters
+    ----------
+    p_orig, p_kept : array_like, shape (n_clips,)
+        Probability of the class predicted on the original, on the original
+        and on the kept (sonified) clip.
+
+    Returns
+    -------
+    float
+        In percent (L-MAC reports 61.6 for CNN14 on ESC-50). Higher is better.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    a, b = _pair(p_orig, p_kept, "p_kept")
+    return float(np.mean(b > a) * 100)
+
+
+def average_drop(p_orig, p_kept) -> float:
+    """AD: mean of ``relu(p_orig - p_kept) / p_orig``, in percent. Lower is better.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    a, b = _pair(p_orig, p_kept, "p_kept")
+    return float(np.mean(np.maximum(a - b, 0) / np.maximum(a, 1e-12)) * 100)
+
+
+def average_gain(p_orig, p_kept) -> float:
+    """AG: mean of ``relu(p_kept - p_orig) / (1 - p_orig)``, in percent. Higher is better.
+
+    A clip with ``p_orig == 1`` cannot gain and adds 0.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    a, b = _pair(p_orig, p_kept, "p_kept")
+    return float(np.mean(np.maximum(b - a, 0) / np.maximum(1 - a, 1e-12)) * 100)
+
+
+def faithfulness_on_spectra(p_orig, p_complement) -> float:
+    """FF: mean of ``p_orig - p_complement`` (a probability difference). Higher is better.
+
+    Removing what the explanation keeps should lower the predicted class's
+    probability.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    a, b = _pair(p_orig, p_complement, "p_complement")
+    return float(np.mean(a - b))
+
+
+def input_fidelity(pred_orig, pred_kept) -> float:
+    """Fid-In: share of clips whose kept part keeps the predicted class (0-1).
+
+    Parameters
+    ----------
+    pred_orig, pred_kept : array_like of int, shape (n_clips,)
+        Predicted class (argmax of the probabilities) on the original and on
+        the kept clip.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    a, b = np.asarray(pred_orig), np.asarray(pred_kept)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ParameterError(f"pred_orig and pred_kept must be 1-D of equal length, got {a.shape}, {b.shape}")
+    return float(np.mean(a == b))
+
+
+def complement_beats_random_share(p_complement, p_random) -> float:
+    """Share of clips (0-1) where removing the explanation lowers p(predicted class)
+    more than removing a random region of equal area does.
+
+    Parameters
+    ----------
+    p_complement : array_like, shape (n_clips,)
+        p(predicted class) on the complement (explanation removed).
+    p_random : array_like, shape (n_clips,)
+        p(predicted class) with a random mask of equal area removed
+        (:func:`random_mask_like`).
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    a, b = _pair(p_complement, p_random, "p_random")
+    return float(np.mean(a < b))
+
+
+def faithfulness_summary(table) -> dict[str, float]:
+    """All the metrics from a table of per-clip probabilities.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``p_orig, p_kept, p_complement, p_random, pred_orig,
+        pred_kept`` (as :func:`faithfulness_table` returns for one explainer).
+
+    Returns
+    -------
+    dict
+        ``ai`` (%), ``ad`` (%), ``ag`` (%), ``ff`` (probability), ``fid_in``
+        (0-1), ``complement_beats_random_share`` (0-1), ``n_clips``.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    return {
+        "ai": average_increase(table["p_orig"], table["p_kept"]),
+        "ad": average_drop(table["p_orig"], table["p_kept"]),
+        "ag": average_gain(table["p_orig"], table["p_kept"]),
+        "ff": faithfulness_on_spectra(table["p_orig"], table["p_complement"]),
+        "fid_in": input_fidelity(table["pred_orig"], table["pred_kept"]),
+        "complement_beats_random_share": complement_beats_random_share(table["p_complement"], table["p_random"]),
+        "n_clips": int(len(table)),
+    }
+
+
+def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_proba: Callable,
+                       seed: int = 0, clip_ids: Sequence[str] | None = None,
+                       **options) -> "pandas.DataFrame":  # noqa: F821
+    """The model's probabilities on original, kept, complement and random-mask clips.
+
+    Parameters
+    ----------
+    clips : np.ndarray, shape (n_clips, n_samples)
+        The explained clips (held-out test split).
+    relevances : np.ndarray, shape (n_clips, n_mels, n_frames)
+        Relevance for the class predicted on each clip.
+    predict_proba : callable
+        ``predict_proba(audio) -> probabilities``, audio of shape
+        ``(n, n_samples)``, probabilities of shape ``(n, n_classes)`` summing
+        to one (softmax applied once, inside).
+    seed : int
+        Seed of the random masks (clip ``i`` uses ``seed + i``).
+    clip_ids : sequence of str, optional
+    **options
+        Mask options of :func:`sonify` (sign, threshold, top_k_percent...).
+
+    Returns
+    -------
+    pandas.DataFrame, one row per clip
+        ``clip_id, pred_orig, p_orig, p_kept, p_complement, p_random,
+        pred_kept, area, gain_db, loudness_diff_db``: ``p_*`` is the
+        probability of ``pred_orig``; ``p_random`` has a random region of
+        equal area *removed* (:func:`random_mask_like`; compare with
+        ``p_complement``). The model hears the loudness-matched clips, as a
+        reader does.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    import pandas as pd
+
+    clips = np.asarray(clips, dtype=np.float32)
+    relevances = np.asarray(relevances)
+    if clips.ndim != 2 or relevances.ndim != 3 or len(clips) != len(relevances):
+        raise ParameterError(f"expected clips (n, n_samples) and relevances (n, n_mels, n_frames); "
+                             f"got {clips.shape} and {relevances.shape}")
+    sr = options.get("sr", spec.SR)
+    rows = []
+    for i, (y, relevance) in enumerate(zip(clips, relevances)):
+        clip = sonify(y, relevance, **options)
+        random = random_mask_like(clip.mask, seed=seed + i, n_mels=relevance.shape[0], n_samples=y.size,
+                                  sr=sr, n_fft=options.get("n_fft", spec.N_FFT),
+                                  hop_length=options.get("hop_length", spec.HOP_LENGTH),
+                                  pool=options.get("pool", spec.POOL),
+                                  temporal_smoothing=options.get("temporal_smoothing", TEMPORAL_SMOOTHING))
+        random_removed_raw = apply_mask(y, 1.0 - random, n_fft=options.get("n_fft", spec.N_FFT),
+                                        hop_length=options.get("hop_length", spec.HOP_LENGTH))
+        random_removed = match_loudness(random_removed_raw, target=clip.loudness_original, sr=sr).y
+        batch = np.stack([y, clip.kept, clip.complement, random_removed])
+        proba = np.asarray(predict_proba(batch), dtype=np.float64)
+        pred = int(np.argmax(proba[0]))
+        rows.append({
+            "clip_id": clip_ids[i] if clip_ids is not None else str(i), "pred_orig": pred,
+            "p_orig": proba[0, pred], "p_kept": proba[1, pred], "p_complement": proba[2, pred],
+            "p_random": proba[3, pred],
+            "pred_kept": int(np.argmax(proba[1])), "area": clip.area, "gain_db": clip.gain_db,
+            "loudness_diff_db": clip.loudness_diff_db,
+        })
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------
+# What the explanation is made of
+# ----------------------------------------------------------------------------
+
+
+def spectral_centroid_hz(y: np.ndarray, *, sr: int = spec.SR, n_fft: int = spec.N_FFT,
+                         hop_length: int = spec.HOP_LENGTH) -> float:
+    """Centroid of the clip's long-term power spectrum, Hz.
+
+    One number per clip: where in frequency its energy sits (librosa's
+    frame-wise centroid averaged with the frames' energy as weights equals
+    this; computed directly so that quiet frames do not count as much as loud ones).
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    import librosa
+
+    power = np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
+    spectrum = power.sum(axis=1)
+    total = spectrum.sum()
+    if total <= 0:
+        return float("nan")
+    return float(np.dot(librosa.fft_frequencies(sr=sr, n_fft=n_fft), spectrum) / total)
+
+
+def energy_share_above(y: np.ndarray, *, hz: float = 7000.0, sr: int = spec.SR,
+                       n_fft: int = spec.N_FFT, hop_length: int = spec.HOP_LENGTH) -> float:
+    """Share (0-1) of the clip's energy above ``hz`` (the thesis's examples: mostly above 7 kHz).
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    import librosa
+
+    power = np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
+    spectrum = power.sum(axis=1)
+    total = spectrum.sum()
+    if total <= 0:
+        return float("nan")
+    return float(spectrum[librosa.fft_frequencies(sr=sr, n_fft=n_fft) > hz].sum() / total)
+
+
+def positive_relevance_on_quiet_bins(relevance: np.ndarray, model_input: np.ndarray) -> float:
+    """Share (0-1) of the positive relevance that lies on bins quieter than average.
+
+    Gradient x input and LRP give a bin relevance in proportion to its input
+    value. The model's input is normalised log-mel, ``(dB - mean) / std``,
+    which is negative wherever a bin is quieter than the training average:
+    near-silent bins (often the top bands) can then carry large relevance of
+    either sign, meaning "the absence of energy here is evidence". No mask
+    can make absence audible: sonified, such relevance keeps almost nothing,
+    very quietly, which is how an explanation ends up 50 dB down and above
+    7 kHz. This number says how much of a map is of that kind.
+
+    Parameters
+    ----------
+    relevance : np.ndarray, shape (..., n_mels, n_frames)
+    model_input : np.ndarray, same shape
+        The normalised log-mel the model saw.
+
+    Returns
+    -------
+    float
+        ``sum(relu(R)[x < 0]) / sum(relu(R))`` (NaN if no relevance is positive).
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    relevance, model_input = np.asarray(relevance, dtype=np.float64), np.asarray(model_input)
+    if relevance.shape != model_input.shape:
+        raise ParameterError(f"relevance {relevance.shape} and model_input {model_input.shape} differ in shape")
+    positive = np.maximum(relevance, 0.0)
+    total = positive.sum()
+    return float(positive[model_input < 0].sum() / total) if total > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------
+# Benchmark
+# ----------------------------------------------------------------------------
+
+
+def benchmark(n: int = 5) -> dict[str, float]:
+    """Milliseconds to sonify one 10 s clip (mask, kept and complement,
+    loudness-matched), mean of ``n`` runs on this machine.
+
+    Returns
+    -------
+    dict
+        ``sonify_ms_per_clip``, ``sonify_mask_ms_per_clip``.
+
+    Notebook: book/reproducing.md (through ``make bench``).
+    """
+    rng = np.random.default_rng(0)
+    n_samples = int(spec.SR * 10)
+    t = np.arange(n_samples) / spec.SR
+    y = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(n_samples)).astype(np.float32)
+    relevance = rng.standard_normal((spec.N_MELS, spec.n_frames(n_samples)))
+    sonify(y, relevance)  # warm-up (librosa, scipy)
+    start = time.perf_counter()
+    for _ in range(n):
+        mel_relevance_to_stft_mask(relevance, n_samples=n_samples)
+    mask_ms = (time.perf_counter() - start) / n * 1000
+    start = time.perf_counter()
+    for _ in range(n):
+        sonify(y, relevance)
+    total_ms = (time.perf_counter() - start) / n * 1000
+    return {"sonify_ms_per_clip": round(total_ms, 1), "sonify_mask_ms_per_clip": round(mask_ms, 1)}
+
+
+__all__: Sequence[str] = (
+    "stft_band_weights", "patch_relevance_to_mel", "contrastive_relevance", "mel_relevance_to_stft_mask",
+    "mask_area", "random_mask_like", "apply_mask", "match_loudness", "LoudnessMatch", "SonifiedClip",
+    "sonify", "sonify_signed", "average_increase", "average_drop", "average_gain",
+    "faithfulness_on_spectra", "input_fidelity", "complement_beats_random_share", "faithfulness_summary",
+    "faithfulness_table", "spectral_centroid_hz", "energy_share_above", "positive_relevance_on_quiet_bins",
+    "benchmark",
+)
