@@ -54,7 +54,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_probe_clips": 8,
         "n_randomisation_clips": 4,
         # chapter 4: sonification
-        "n_per_quadrant": 1,
+        "n_per_quadrant": 2,
         "n_faithfulness_clips": 8,
     },
     "default": {
@@ -82,7 +82,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_probe_clips": 60,
         "n_randomisation_clips": 32,
         "n_per_quadrant": 2,
-        "n_faithfulness_clips": 120,
+        "n_faithfulness_clips": 60,
     },
     "thesis": {
         "profile": "thesis",
