@@ -303,6 +303,33 @@ def spec_augment(batch, *, generator, time_mask: int = 12, freq_mask: int = 16):
     return batch.masked_fill(masked, 0.0)
 
 
+def roll_time(batch, *, generator, step: int = 1):
+    """Roll each clip circularly in time by a random multiple of ``step`` frames.
+
+    The synthetic pieces are loops of bars, so a rolled clip is still a
+    plausible clip with the same label; the model cannot tie a cue to a position.
+
+    Parameters
+    ----------
+    batch : torch.Tensor, shape (batch, 1, n_mels, n_frames)
+    generator : torch.Generator
+    step : int
+        Shift granularity (the patch width, so tokens keep their content).
+
+    Returns
+    -------
+    torch.Tensor, same shape.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+
+    n, n_frames = batch.shape[0], batch.shape[-1]
+    shifts = torch.randint(0, max(1, n_frames // step), (n,), generator=generator) * step
+    index = (torch.arange(n_frames)[None] - shifts[:, None]) % n_frames
+    return torch.gather(batch, 3, index[:, None, None, :].expand_as(batch))
+
+
 def balanced_order(labels: np.ndarray, *, generator) -> "np.ndarray":
     """One epoch of class-balanced sample indices (with replacement).
 
@@ -408,7 +435,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
           seed: int = 0, time_budget_s: float | None = None, out_dir: str | Path | None = None,
           resume: bool = True, weight_decay: float = 0.05, warmup_fraction: float = 0.1,
           label_smoothing: float = 0.1, time_mask: int = 12, freq_mask: int = 16,
-          patience: int = 8, min_delta: float = 0.01, pretrained: str | None = None,
+          patience: int = 8, min_delta: float = 0.01, pretrained: str | None = None, time_shift: bool = False,
           logmel: dict | None = None, patch_size: tuple[int | None, int] | None = None,
           num_threads: int | None = None, n_jobs: int = 2, progress: bool = True) -> TrainResult:
     """Train the ViT on a dataset's ``train`` split, selecting on ``val``.
@@ -476,6 +503,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
              "seed": int(seed), "time_budget_s": time_budget_s, "weight_decay": weight_decay,
              "warmup_fraction": warmup_fraction, "label_smoothing": label_smoothing,
              "time_mask": time_mask, "freq_mask": freq_mask, "patience": patience, "min_delta": min_delta,
+             "time_shift": bool(time_shift),
              "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
     patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
     data = prepare(dataset, logmel=logmel, n_jobs=n_jobs, progress=progress,
@@ -539,7 +567,10 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
                        disable=not progress)
             for step in bar:
                 index = torch.as_tensor(order[step * batch_size:(step + 1) * batch_size])
-                batch = spec_augment(x_train[index], generator=masks, time_mask=time_mask, freq_mask=freq_mask)
+                batch = x_train[index]
+                if time_shift:
+                    batch = roll_time(batch, generator=masks, step=patch_frames)
+                batch = spec_augment(batch, generator=masks, time_mask=time_mask, freq_mask=freq_mask)
                 target = torch.as_tensor(y_train[index.numpy()])
                 logits = model(pixel_values=batch).logits
                 loss = loss_fn(logits, target)
