@@ -74,7 +74,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "epochs": 12,
         "batch_size": 32,
         "learning_rate": 3e-4,
-        "time_budget_s": 420,
+        "time_budget_s": 0,
         "pretrained": "",
         "n_examples": 1,
         "n_perturbation_clips": 200,

@@ -690,6 +690,36 @@ def load_checkpoint(path: str | Path, *, attn_implementation: str = "eager"):
     return model, meta
 
 
+def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default", epochs: int = 12,
+                  batch_size: int = 32, lr: float = 3e-4, seed: int = 0, time_budget_s: float | None = None,
+                  pretrained: str | None = None, progress: bool = True):
+    """Chapter 2's model for ``dataset`` and these training parameters.
+
+    Chapters 3 and 4 explain the model chapter 2 trained. They declare the
+    same training parameters, so this call names the same content-hashed
+    checkpoint folder as chapter 2's :func:`train` and returns that model
+    without training; if chapter 2 has not run (a chapter re-run alone), it
+    trains it exactly as chapter 2 would. ``checkpoint`` overrides all of it.
+
+    Returns
+    -------
+    model : transformers.ViTForImageClassification
+        In eval mode.
+    meta : dict
+        The checkpoint's ``meta.json``.
+    path : pathlib.Path
+        The checkpoint folder.
+
+    Notebook: notebooks/03_lrp.ipynb, notebooks/04_sonification.ipynb
+    """
+    if not checkpoint:
+        checkpoint = train(dataset, size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                           time_budget_s=time_budget_s or None, pretrained=pretrained or None,
+                           progress=progress).checkpoint
+    model, meta = load_checkpoint(checkpoint)
+    return model, meta, Path(checkpoint)
+
+
 def latest_checkpoint(size: str = "default") -> Path | None:
     """The most recently finished checkpoint of model ``size`` under ``data/derived/vit``."""
     found = []

@@ -205,3 +205,19 @@ def test_source_notebooks_are_stripped():
             if cell.cell_type == "code":
                 assert cell.outputs == [], f"{path.name} cell {index} has outputs"
                 assert cell.execution_count is None, f"{path.name} cell {index} has an execution count"
+
+
+def test_every_parameter_line_is_seen_by_papermill():
+    """A parameters-cell line papermill cannot parse (quotes in a comment, say)
+    silently becomes a name `-p` cannot set: every assignment must be seen."""
+    import re
+
+    import nbformat
+    import papermill
+
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assigned = [m.group(1) for m in re.finditer(r"^(\w+)\s*=", cell.source, flags=re.M)]
+        seen = list(papermill.inspect_notebook(str(path)))
+        assert seen == assigned, f"{path.name}: papermill sees {seen}, the cell assigns {assigned}"
