@@ -215,8 +215,9 @@ def coefficient_plot(table, *, title="Standardised coefficients (95 % bootstrap 
         figure = ax.figure
     y = np.arange(len(table))
     colours = np.where(table["coef"] > 0, _CLASS_PALETTE["happy"], _CLASS_PALETTE["sad"])
-    ax.errorbar(table["coef"], y, xerr=[table["coef"] - table["ci_low"], table["ci_high"] - table["coef"]],
-                fmt="none", ecolor="0.5", elinewidth=1.2, capsize=2)
+    # Percentile intervals of a bootstrap need not contain the full-data estimate
+    # (small or separable data): draw them as segments, not as symmetric error bars.
+    ax.hlines(y, table["ci_low"], table["ci_high"], color="0.5", lw=1.2)
     ax.scatter(table["coef"], y, c=colours, zorder=3)
     ax.axvline(0, color="0.3", lw=0.8)
     ax.set_yticks(y, table.index)
