@@ -554,6 +554,10 @@ def chord_features(y: np.ndarray | None = None, *, sr: int = SR, analysis: Analy
 # Mid-level perceptual descriptors (Aljanaki & Soleymani 2018), signal proxies
 # ----------------------------------------------------------------------------
 
+#: Band (Hz) whose energy envelope measures articulation: the pitched
+#: instruments' fundamentals and first partials, above the kick, below the hi-hat.
+ARTICULATION_BAND_HZ = (250.0, 4000.0)
+
 #: Sethares' fit of the Plomp-Levelt curve.
 _SETHARES = {"b1": 3.5, "b2": 5.75, "s1": 0.0207, "s2": 18.96, "dstar": 0.24}
 
@@ -655,9 +659,13 @@ def midlevel_features(y: np.ndarray | None = None, *, sr: int = SR, analysis: An
         of ``max_b C[b, t] / sum_b C[b, t]`` on the CQT ``C`` (pitch salience
         of the most salient note; a singable line is a prominent single pitch).
     ``ml_articulation``
-        Staccato (1) vs legato (0): for each inter-onset interval, the share
-        of frames whose RMS stays above half the interval's peak; the
-        descriptor is ``1 - mean share`` (notes that die before the next onset).
+        Staccato (1) vs legato (0): for each beat interval (onsets if the
+        clip has fewer than three beats), the share of frames whose energy in
+        the pitched band 250-4000 Hz stays above half the interval's peak;
+        the descriptor is ``1 - mean share`` (notes that die before the next
+        beat). The band leaves out the kick drum below and the hi-hat above,
+        which are short whatever the players' articulation; the beat grid
+        leaves out the hi-hat's extra onsets between beats.
     ``ml_rhythmic_stability``
         Pulse clarity (Lartillot et al. 2008): the highest peak of the
         normalised autocorrelation of the onset envelope at lags of 0.25-1.5 s
@@ -702,13 +710,16 @@ def midlevel_features(y: np.ndarray | None = None, *, sr: int = SR, analysis: An
     salience = cqt.max(axis=0) / np.maximum(cqt.sum(axis=0), 1e-12)
     out["ml_melodiousness"] = float(salience[sounding_cqt].mean())
 
-    # Articulation over inter-onset intervals (RMS frames, hop HOP).
-    onset_frames = np.unique(np.round(a.onsets * a.sr / HOP).astype(int))
-    onset_frames = onset_frames[onset_frames < len(a.rms)]
+    # Articulation over beat intervals of the pitched band's energy (frames, hop HOP).
+    band = (a.freqs >= ARTICULATION_BAND_HZ[0]) & (a.freqs < ARTICULATION_BAND_HZ[1])
+    band_energy = np.sqrt((a.stft[band] ** 2).sum(axis=0))
+    grid = a.beats if len(a.beats) >= 3 else a.onsets
+    onset_frames = np.unique(np.round(np.asarray(grid) * a.sr / HOP).astype(int))
+    onset_frames = onset_frames[onset_frames < len(band_energy)]
     if len(onset_frames) >= 2:
         shares = []
         for start, stop in zip(onset_frames[:-1], onset_frames[1:]):
-            seg = a.rms[start:stop]
+            seg = band_energy[start:stop]
             if len(seg) >= 2:
                 shares.append(float((seg >= 0.5 * seg.max()).mean()))
         out["ml_articulation"] = 1.0 - float(np.mean(shares)) if shares else np.nan
@@ -785,13 +796,33 @@ def lowlevel_features(y: np.ndarray | None = None, *, sr: int = SR, analysis: An
     energy-weighted mean over frames of ``sum_k f_k |X_k| / sum_k |X_k|``;
     ``spectral_rolloff_hz``: median over frames of the frequency below which
     85 % of the magnitude lies; ``salient_pitch_midi``: median over sounding
-    frames of the MIDI pitch of the strongest CQT bin above C3 (register of the
-    top voice).
+    frames of the MIDI pitch of the strongest CQT bin above C3 (the loudest
+    pitch: often a chord tone or a partial, a poor register measure).
+
+    Proxies of the cues of the synthetic set's label rule (chapter 1,
+    ground-truth recovery), each the audio measure of one musical cue:
+
+    ``rms_peak_db = 20 log10 q95_t(RMS_t)`` (dBFS): how loud the clip gets,
+    the level of its struck notes (velocity), not lowered by rests or short
+    notes as the mean ``rms_db`` is;
+    ``melody_pitch_midi``: the register of the notes that start, the melody's
+    (chords move once per bar, the melody on every beat or eighth). The
+    positive change of the CQT magnitude from frame to frame,
+    ``D[p, t] = max(0, C[p, t+1] - C[p, t])``, is summed over harmonics,
+    ``S[p, t] = D[p] + D[p+12] / 2 + D[p+19] / 3`` (fundamental, octave,
+    twelfth; Klapuri 2006's harmonic summation), for pitches G3..B6; in the
+    quarter of frames where the strongest new note is strongest (note starts),
+    its pitch ``argmax_p S[p, t]`` is averaged, weighted by ``max_p S[p, t]``;
+    ``spectral_centroid_pitched_hz``: the energy-weighted spectral centroid
+    over 100-5000 Hz only, the instruments' timbre without the hi-hat's
+    noise above (whose density follows the tempo) and the kick below.
 
     References
     ----------
     Ellis, D. P. W. (2007). Beat tracking by dynamic programming. JNMR 36(1).
     Peeters, G. (2004). A large set of audio features for sound description. IRCAM.
+    Klapuri, A. (2006). Multiple fundamental frequency estimation by summing
+    harmonic amplitudes. ISMIR.
 
     Notebook: notebooks/01_features.ipynb
     """
@@ -799,7 +830,7 @@ def lowlevel_features(y: np.ndarray | None = None, *, sr: int = SR, analysis: An
 
     a = _as_analysis(y, sr, analysis)
     names = ("tempo_bpm", "onset_rate", "rms_db", "spectral_centroid_hz", "spectral_rolloff_hz",
-             "salient_pitch_midi")
+             "salient_pitch_midi", "rms_peak_db", "melody_pitch_midi", "spectral_centroid_pitched_hz")
     if a.silent:
         return _undefined(names, "lowlevel: silent clip", reasons)
     out: dict[str, float] = {}
@@ -821,7 +852,56 @@ def lowlevel_features(y: np.ndarray | None = None, *, sr: int = SR, analysis: An
     n = min(upper.shape[1], len(sounding))
     top = np.argmax(upper[:, :n], axis=0) + 48
     out["salient_pitch_midi"] = float(np.median(top[sounding[:n]]))
+    out["rms_peak_db"] = float(20 * np.log10(max(np.quantile(a.rms, 0.95), 1e-10)))
+    out["melody_pitch_midi"] = melody_pitch(a.cqt)
+    band = (a.freqs >= PITCHED_BAND_HZ[0]) & (a.freqs < PITCHED_BAND_HZ[1])
+    spec = a.stft[band]
+    centroid = (a.freqs[band, None] * spec).sum(axis=0) / np.maximum(spec.sum(axis=0), 1e-12)
+    out["spectral_centroid_pitched_hz"] = float(np.sum(centroid * weight) / np.sum(weight))
     return out
+
+
+#: Band (Hz) of :func:`lowlevel_features`' ``spectral_centroid_pitched_hz``.
+PITCHED_BAND_HZ = (100.0, 5000.0)
+#: Pitch range (MIDI) of :func:`melody_pitch`: G3 .. B6.
+MELODY_RANGE_MIDI = (55, 96)
+
+
+def melody_pitch(cqt: np.ndarray, *, note_start_share: float = 0.25) -> float:
+    """Mean MIDI pitch of the strongest note starts: the register of the moving voice.
+
+    ``D = max(0, diff_t C)`` (new energy per CQT bin); harmonic summation
+    ``S[p] = D[p] + D[p + 12] / 2 + D[p + 19] / 3`` over pitches
+    :data:`MELODY_RANGE_MIDI`; over the ``note_start_share`` of frames with the
+    largest ``max_p S``, the mean of ``argmax_p S`` weighted by ``max_p S``.
+    Written by hand because librosa's ``salience`` works on a linear STFT
+    grid and costs about ten times as much here; pyin tracks one voice and
+    costs about 1 s per 10 s clip.
+
+    Parameters
+    ----------
+    cqt : np.ndarray, shape (CQT_BINS, n_frames)
+        Magnitude CQT from C1, 12 bins per octave (:class:`Analysis`).
+
+    Returns
+    -------
+    pitch : float
+        MIDI pitch (fractional: a weighted mean), NaN if nothing starts.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    lo, hi = (m - CQT_FMIN_MIDI for m in MELODY_RANGE_MIDI)
+    new = np.maximum(0.0, np.diff(np.asarray(cqt, dtype=float), axis=1))
+    new = np.vstack([new, np.zeros((max(0, hi + 19 - new.shape[0]), new.shape[1]))])
+    salience = new[lo:hi] + new[lo + 12:hi + 12] / 2 + new[lo + 19:hi + 19] / 3
+    strength = salience.max(axis=0)
+    if strength.size == 0 or strength.max() <= 0:
+        return np.nan
+    starts = strength > np.quantile(strength, 1 - note_start_share)
+    if not starts.any():
+        return np.nan
+    pitch = np.argmax(salience, axis=0) + MELODY_RANGE_MIDI[0]
+    return float(np.average(pitch[starts], weights=strength[starts]))
 
 
 # ----------------------------------------------------------------------------
@@ -1064,7 +1144,8 @@ def feature_columns(features: pd.DataFrame, families: Iterable[str] | None = Non
     Notebook: notebooks/01_features.ipynb
     """
     prefixes = {"chroma": ("chroma_",), "key": ("key_",), "chords": ("chords_",), "midlevel": ("ml_",),
-                "lowlevel": ("tempo_bpm", "onset_rate", "rms_db", "spectral_", "salient_pitch"),
+                "lowlevel": ("tempo_bpm", "onset_rate", "rms_db", "rms_peak_db", "spectral_", "salient_pitch",
+                             "melody_pitch"),
                 "symbolic": ("sym_",)}
     wanted = _check_families(families) if families is not None else FAMILIES
     keep = tuple(p for f in wanted for p in prefixes[f])

@@ -288,8 +288,9 @@ def permutation_importances(X: pd.DataFrame, y: pd.Series, *, model: str = "mlp"
 #: from the audio by mer.features; ``"score"``: read from the MIDI score
 #: (brightness has no score proxy, so the spectral centroid stands for it).
 CUE_PROXIES = {
-    "audio": {"mode": "key_minorness", "tempo_bpm": "tempo_bpm", "register": "salient_pitch_midi",
-              "articulation": "ml_articulation", "velocity": "rms_db", "brightness": "spectral_centroid_hz"},
+    "audio": {"mode": "key_minorness", "tempo_bpm": "tempo_bpm", "register": "melody_pitch_midi",
+              "articulation": "ml_articulation", "velocity": "rms_peak_db",
+              "brightness": "spectral_centroid_pitched_hz"},
     "score": {"mode": "sym_minor", "tempo_bpm": "sym_tempo_bpm", "register": "sym_mean_pitch",
               "articulation": "sym_articulation", "velocity": "sym_velocity",
               "brightness": "spectral_centroid_hz"},
