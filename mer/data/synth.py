@@ -155,7 +155,7 @@ log = logging.getLogger(__name__)
 #: Bump when the composition, the rendering or the label model changes: it is
 #: part of the dataset folder's name, so old folders are never reused.
 #: Version 2: chords struck on beats 1 and 3 (version 1 struck every beat).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 SR = 22050
 DURATION = 10.0
@@ -546,6 +546,31 @@ def soundfont_path(soundfont: str = "FluidR3_GM") -> Path:
     return Path(path)
 
 
+def _float_samples(synth, n_frames: int) -> np.ndarray:
+    """``n_frames`` stereo frames from FluidSynth's float output, shape (n_frames, 2).
+
+    Written by hand instead of pyfluidsynth's ``get_samples``, which calls
+    ``fluid_synth_write_s16``: that adds dither drawn from a table FluidSynth
+    fills from the C library's ``rand()`` when the process creates its first
+    synthesizer, so the bytes of a clip depended on what the process had done
+    before (seen: a clip rendered in the test process differed from the same
+    clip rendered in a fresh worker). The float output has no dither.
+    """
+    import ctypes
+
+    import fluidsynth
+
+    write = fluidsynth._fl.fluid_synth_write_float
+    write.restype = ctypes.c_int
+    write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    buffer = np.zeros((n_frames, 2), dtype=np.float32)
+    pointer = buffer.ctypes.data_as(ctypes.c_void_p)
+    if write(synth.synth, n_frames, pointer, 0, 2, pointer, 1, 2) != 0:
+        raise MerError(f"FluidSynth failed to render {n_frames} frames")
+    return buffer
+
+
 def render(pm, *, soundfont: str = "FluidR3_GM") -> np.ndarray:
     """Render a composed clip to audio with FluidSynth.
 
@@ -592,17 +617,17 @@ def render(pm, *, soundfont: str = "FluidR3_GM") -> np.ndarray:
         for sample, is_on, channel, pitch, velocity in events:
             sample = min(sample, N_SAMPLES)
             if sample > position:
-                blocks.append(synth.get_samples(sample - position))
+                blocks.append(_float_samples(synth, sample - position))
                 position = sample
             if is_on:
                 synth.noteon(channel, pitch, velocity)
             else:
                 synth.noteoff(channel, pitch)
         if position < N_SAMPLES:
-            blocks.append(synth.get_samples(N_SAMPLES - position))
+            blocks.append(_float_samples(synth, N_SAMPLES - position))
     finally:
         synth.delete()
-    stereo = np.concatenate(blocks).astype(np.float64).reshape(-1, 2) / 32768.0
+    stereo = np.concatenate(blocks).astype(np.float64)
     y = stereo.mean(axis=1) * GAINS[soundfont]
     peak = float(np.abs(y).max())
     if peak > PEAK:
