@@ -101,45 +101,6 @@ def audio_predictor(model, meta: dict[str, Any]) -> Callable[[np.ndarray], np.nd
     return predict_proba
 
 
-def find_checkpoint(dataset=None, *, size: str | None = None) -> Path | None:
-    """The latest finished ViT checkpoint trained on ``dataset`` (chapter 2's model).
-
-    Parameters
-    ----------
-    dataset : mer.data.Dataset, optional
-        Only checkpoints whose ``meta.json`` names this dataset and the same
-        clip table (fingerprint) qualify; ``None`` accepts any.
-    size : str, optional
-        Only checkpoints of this model size (``quick``/``default``/``thesis``).
-
-    Returns
-    -------
-    pathlib.Path or None
-        ``None`` if no finished checkpoint qualifies (chapter 2 has not run).
-
-    Notebook: notebooks/04_sonification.ipynb
-    """
-    from . import store
-
-    # vit's own fingerprint of a clip table, the one it writes into meta.json.
-    fingerprint = vit._dataset_fingerprint(dataset.clips) if dataset is not None else None
-    found = []
-    for meta_path in (store.derived_dir() / "vit").glob(f"*/{vit.META_FILE}"):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if meta.get("status") != "done" or not (meta_path.parent / vit.WEIGHTS_FILE).exists():
-            continue
-        if size is not None and meta.get("train", {}).get("size") != size:
-            continue
-        if dataset is not None and (meta.get("dataset", {}).get("name") != dataset.name
-                                    or meta.get("dataset", {}).get("fingerprint") != fingerprint):
-            continue
-        found.append((meta_path.stat().st_mtime, meta_path.parent))
-    return max(found)[1] if found else None
-
-
 def randomised_model(meta: dict[str, Any], *, seed: int = 0):
     """A ViT of the checkpoint's architecture with freshly drawn weights.
 

@@ -812,6 +812,14 @@ def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_pro
 # ----------------------------------------------------------------------------
 
 
+def _long_term_spectrum(y: np.ndarray, *, sr: int, n_fft: int, hop_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """STFT bin frequencies (n_fft//2+1,) and the clip's power summed over frames (n_fft//2+1,)."""
+    import librosa
+
+    power = np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
+    return librosa.fft_frequencies(sr=sr, n_fft=n_fft), power.sum(axis=1)
+
+
 def spectral_centroid_hz(y: np.ndarray, *, sr: int = spec.SR, n_fft: int = spec.N_FFT,
                          hop_length: int = spec.HOP_LENGTH) -> float:
     """Centroid of the clip's long-term power spectrum, Hz.
@@ -822,14 +830,11 @@ def spectral_centroid_hz(y: np.ndarray, *, sr: int = spec.SR, n_fft: int = spec.
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    import librosa
-
-    power = np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
-    spectrum = power.sum(axis=1)
+    frequencies, spectrum = _long_term_spectrum(y, sr=sr, n_fft=n_fft, hop_length=hop_length)
     total = spectrum.sum()
     if total <= 0:
         return float("nan")
-    return float(np.dot(librosa.fft_frequencies(sr=sr, n_fft=n_fft), spectrum) / total)
+    return float(np.dot(frequencies, spectrum) / total)
 
 
 def energy_share_above(y: np.ndarray, *, hz: float = 7000.0, sr: int = spec.SR,
@@ -838,14 +843,11 @@ def energy_share_above(y: np.ndarray, *, hz: float = 7000.0, sr: int = spec.SR,
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    import librosa
-
-    power = np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
-    spectrum = power.sum(axis=1)
+    frequencies, spectrum = _long_term_spectrum(y, sr=sr, n_fft=n_fft, hop_length=hop_length)
     total = spectrum.sum()
     if total <= 0:
         return float("nan")
-    return float(spectrum[librosa.fft_frequencies(sr=sr, n_fft=n_fft) > hz].sum() / total)
+    return float(spectrum[frequencies > hz].sum() / total)
 
 
 def positive_relevance_on_quiet_bins(relevance: np.ndarray, model_input: np.ndarray) -> float:

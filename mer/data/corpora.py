@@ -128,6 +128,25 @@ _COMMON_OPTIONS = ("seed", "window", "check_audio", "n_jobs")
 # ----------------------------------------------------------------------------
 
 
+def _rated_row(clip_id: str, path: Path, valence, arousal, *, centre: float, margin: float,
+               rejected: list, excluded: dict, missing: str) -> dict | None:
+    """The common-table row of a clip rated on valence and arousal, or ``None``.
+
+    An empty rating goes to ``rejected`` (with ``missing`` as the reason's
+    detail); a clip the quadrant rule leaves out is counted in ``excluded``.
+    """
+    valence, arousal = _number(valence), _number(arousal)
+    if math.isnan(valence) or math.isnan(arousal):
+        rejected.append({"path": str(path), "reason": f"missing rating ({missing})"})
+        return None
+    label = _quadrant_label(valence, arousal, centre=centre, margin=margin)
+    if label is None:
+        _count(excluded, f"neither upper-right nor lower-left quadrant beyond margin {margin:g}")
+        return None
+    return {"clip_id": clip_id, "path": str(path), "label": label, "valence": valence,
+            "arousal": arousal, "split": ""}
+
+
 def load_deam(data_dir, *, seed: int = 0, window: str = "first", margin: float = DEAM_MARGIN,
               check_audio: bool = True, n_jobs: int = 2) -> Dataset:
     """Read MediaEval DEAM into the common table.
@@ -201,21 +220,14 @@ def load_deam(data_dir, *, seed: int = 0, window: str = "first", margin: float =
         table = _read_csv(csv_path, corpus="deam", required=("song_id", "valence_mean", "arousal_mean"))
         for record in table.to_dict("records"):
             song_id = _id_text(record["song_id"])
-            path = audio_dir / f"{song_id}.mp3"
-            valence, arousal = _number(record["valence_mean"]), _number(record["arousal_mean"])
-            if math.isnan(valence) or math.isnan(arousal):
-                rejected.append({"path": str(path), "reason": f"missing rating (valence_mean or arousal_mean "
-                                                              f"empty in {csv_path.name}, song {song_id})"})
-                continue
-            label = _quadrant_label(valence, arousal, centre=5.0, margin=margin)
-            if label is None:
-                _count(excluded, f"neither upper-right nor lower-left quadrant beyond margin {margin:g}")
-                continue
-            rows.append({"clip_id": song_id, "path": str(path), "label": label, "valence": valence,
-                         "arousal": arousal, "split": "", "song_id": song_id,
-                         "valence_std": _number(record.get("valence_std")),
-                         "arousal_std": _number(record.get("arousal_std")),
-                         "annotation_file": csv_path.name})
+            row = _rated_row(song_id, audio_dir / f"{song_id}.mp3", record["valence_mean"],
+                             record["arousal_mean"], centre=5.0, margin=margin, rejected=rejected,
+                             excluded=excluded, missing=f"valence_mean or arousal_mean empty in "
+                                                     f"{csv_path.name}, song {song_id}")
+            if row:
+                rows.append({**row, "song_id": song_id, "valence_std": _number(record.get("valence_std")),
+                             "arousal_std": _number(record.get("arousal_std")),
+                             "annotation_file": csv_path.name})
     rule = (f"Happy: valence_mean > {5 + margin:g} and arousal_mean > {5 + margin:g}; "
             f"Sad: both < {5 - margin:g} (1-9 scale, margin {margin:g}); others excluded")
     return _finish("deam", root=root, rows=rows, rejected=rejected, excluded=excluded, rule=rule,
@@ -281,18 +293,11 @@ def load_pmemo(data_dir, *, seed: int = 0, window: str = "first", margin: float 
     rows, rejected, excluded = [], [], {}
     for record in table.to_dict("records"):
         music_id = _id_text(record["musicId"])
-        path = audio_dir / f"{music_id}.mp3"
-        valence, arousal = _number(record["Valence(mean)"]), _number(record["Arousal(mean)"])
-        if math.isnan(valence) or math.isnan(arousal):
-            rejected.append({"path": str(path), "reason": f"missing rating (Valence(mean) or Arousal(mean) "
-                                                          f"empty, musicId {music_id})"})
-            continue
-        label = _quadrant_label(valence, arousal, centre=0.5, margin=margin)
-        if label is None:
-            _count(excluded, f"neither upper-right nor lower-left quadrant beyond margin {margin:g}")
-            continue
-        rows.append({"clip_id": music_id, "path": str(path), "label": label, "valence": valence,
-                     "arousal": arousal, "split": "", "music_id": music_id})
+        row = _rated_row(music_id, audio_dir / f"{music_id}.mp3", record["Valence(mean)"],
+                         record["Arousal(mean)"], centre=0.5, margin=margin, rejected=rejected,
+                         excluded=excluded, missing=f"Valence(mean) or Arousal(mean) empty, musicId {music_id}")
+        if row:
+            rows.append({**row, "music_id": music_id})
     rule = (f"Happy: Valence(mean) > {0.5 + margin:g} and Arousal(mean) > {0.5 + margin:g}; "
             f"Sad: both < {0.5 - margin:g} (0-1 scale, margin {margin:g}); others excluded")
     return _finish("pmemo", root=root, rows=rows, rejected=rejected, excluded=excluded, rule=rule,
