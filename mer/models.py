@@ -296,7 +296,8 @@ CUE_PROXIES = {
               "brightness": "spectral_centroid_hz"},
 }
 #: Nuisance factors entered beside the cue proxies (weight 0 in the generator):
-#: the transposition and chord inversion as drawn (``clips`` columns).
+#: the transposition and chord inversion as drawn (``clips`` columns); one
+#: that does not vary in the dataset is left out.
 NUISANCES = ("transpose", "voicing")
 
 
@@ -360,7 +361,9 @@ def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "sc
     mapping = CUE_PROXIES[proxies]
     weights = true_weights(dataset)
     clips = dataset.clips if hasattr(dataset, "clips") else dataset
-    nuisances = [n for n in NUISANCES if n in clips]
+    # A nuisance the generator held fixed (the key, with ``max_transpose=0``)
+    # has no variance to regress on: it is left out, not given a zero column.
+    nuisances = [n for n in NUISANCES if n in clips and clips[n].nunique() > 1]
     merged = features.drop(columns=[c for c in nuisances if c in features], errors="ignore")
     merged = merged.merge(clips[["clip_id", *nuisances]], on="clip_id", how="left")
     columns = [mapping[c] for c in weights.index] + nuisances

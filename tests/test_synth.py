@@ -187,6 +187,15 @@ def test_probe_evidence_is_the_window_only(probe):
     assert np.array_equal(y[:start - 10], y_no[:start - 10]) and not np.array_equal(y, y_no)
 
 
+def test_keys_stay_in_c_unless_transposition_is_asked_for(dataset):
+    assert (dataset.clips["tonic"] == 0).all() and dataset.info["options"]["max_transpose"] == 0
+    drawn = {synth.sample_params(rng=np.random.default_rng([0, 0, i]), max_transpose=6)["transpose"]
+             for i in range(200)}
+    assert drawn == set(range(-6, 7))
+    pm, truth = synth.compose(synth.sample_params(rng=np.random.default_rng(3), max_transpose=6) | {"transpose": 2})
+    assert truth["tonic"] == 2 and truth["key"].startswith("D:")
+
+
 def test_unknown_or_bad_options_raise(tmp_path):
     with pytest.raises(ParameterError, match="colour"):
         synth.load(tmp_path, n_clips=24, soundfont="TimGM6mb", colour="blue")
@@ -198,6 +207,8 @@ def test_unknown_or_bad_options_raise(tmp_path):
         synth.load(tmp_path, n_clips=2)
     with pytest.raises(ParameterError, match="window_share"):
         synth.load(tmp_path, window_share=1.5)
+    with pytest.raises(ParameterError, match="max_transpose"):
+        synth.load(tmp_path, max_transpose=7)
 
 
 def test_missing_soundfont_names_the_debian_package(monkeypatch):
