@@ -83,13 +83,28 @@ def test_a_click_shows_up_in_the_frame_whose_span_holds_it():
 
 def test_normaliser_uses_only_the_specs_it_is_given():
     rng = np.random.default_rng(0)
-    train = rng.normal(-30, 10, (8, 1, 16, 20)).astype(np.float32)
-    test = rng.normal(+30, 10, (4, 1, 16, 20)).astype(np.float32)
+    # bands at very different levels and spreads, as in a log-mel (bass vs hi-hat)
+    level = np.linspace(-60, -10, 16)[:, None]
+    spread = np.linspace(2, 12, 16)[:, None]
+    train = (level + spread * rng.standard_normal((8, 1, 16, 20))).astype(np.float32)
+    test = (level + 30 + spread * rng.standard_normal((4, 1, 16, 20))).astype(np.float32)
     stats = spectrogram.fit_normalizer(train)
-    assert stats["n_clips"] == 8
-    assert abs(stats["mean"] - train.mean()) < 1e-4
+    assert stats["n_clips"] == 8 and len(stats["mean"]) == len(stats["std"]) == 16
+    assert np.allclose(stats["mean"], train.mean(axis=(0, 1, 3)), atol=1e-4)
     normed = spectrogram.normalize(train, stats)
-    assert abs(normed.mean()) < 1e-4 and abs(normed.std() - 1) < 1e-3
-    assert spectrogram.normalize(test, stats).mean() > 4  # test data is not re-centred
+    # every band centred and scaled on its own
+    assert np.allclose(normed.mean(axis=(0, 1, 3)), 0, atol=1e-4)
+    assert np.allclose(normed.std(axis=(0, 1, 3)), 1, atol=1e-3)
+    assert spectrogram.normalize(test, stats).mean() > 2  # test data is not re-centred
+    # a band stuck at the dB floor is not blown up
+    flat = train.copy()
+    flat[:, :, 0] = -80.0
+    flat[0, 0, 0, 0] = -79.9
+    assert np.abs(spectrogram.normalize(flat, spectrogram.fit_normalizer(flat))[:, :, 0]).max() < 1
+    # scalar statistics (older checkpoints) still apply to every band
+    old = spectrogram.normalize(train, {"mean": -35.0, "std": 10.0})
+    assert np.allclose(old, (train + 35) / 10, atol=1e-5)
+    with pytest.raises(ParameterError):
+        spectrogram.normalize(train[:, :, :8], stats)
     with pytest.raises(ParameterError):
         spectrogram.fit_normalizer(train[0])

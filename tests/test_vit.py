@@ -106,6 +106,7 @@ def test_training_is_deterministic_and_normalises_with_train_only(workspace):
     expected = spectrogram.fit_normalizer(specs[train_rows])
     assert first.meta["stats"] == pytest.approx(expected)
     assert first.meta["stats"]["mean"] != pytest.approx(spectrogram.fit_normalizer(specs)["mean"])
+    assert len(first.meta["stats"]["mean"]) == specs.shape[2]  # one pair per mel band
 
 
 def test_checkpoint_holds_no_pickle_and_reloads(workspace):
