@@ -106,6 +106,12 @@ def test_absorbed_relevance_accounts_for_the_logit():
     assert np.abs(out["lost"]).max() <= 1e-5 * np.abs(out["explained"]).max() + 1e-6
     assert np.abs(out["absorbed"]["bias"]).max() > 0
     assert np.abs(out["absorbed"]["position"]).max() > 0
+    # Without the bookkeeping the maps are the same and nothing pretends to be accounted for.
+    for kwargs in ({}, {"gamma": 0.25}, {"epsilon": 0.5}):
+        kept = lrp.relevance(model, x, rule="cp", **kwargs)
+        bare = lrp.relevance(model, x, rule="cp", account=False, **kwargs)
+        np.testing.assert_array_equal(bare["relevance"], kept["relevance"])
+        assert np.isnan(bare["lost"]).all() and all(np.isnan(v).all() for v in bare["absorbed"].values())
 
 
 def test_epsilon_and_gamma_lose_or_keep_as_documented():
@@ -253,3 +259,25 @@ def test_matches_lxt_rules():
             theirs_model(pixel_values=inputs).logits[:, 1].sum().backward()
         theirs = (inputs * inputs.grad)[:, 0].detach().numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-5 * np.abs(theirs).max())
+
+
+def test_gamma_rule_matches_its_definition_on_one_layer():
+    """R_i = sum_j z'_ij / z'_j R_j with z'_ij = z_ij + gamma (z_ij)^{sign z_j} and
+    z'_j = z_j + gamma sum_i (z_ij)^{sign z_j} (the bias keeps its share), written out in full."""
+    g = torch.Generator().manual_seed(7)
+    layer = torch.nn.Linear(6, 4)
+    x = torch.randn(3, 6, generator=g, requires_grad=True)
+    relevance_out = torch.randn(3, 4, generator=g)
+    gamma = 0.25
+    z = layer(x)
+    out = lrp.linear_rule(x, z, layer.weight, epsilon=0.0, gamma=gamma, bias=layer.bias)
+    assert torch.allclose(out, z)
+    (grad,) = torch.autograd.grad((out * (relevance_out / z).detach()).sum(), x)
+    ours = (x * grad).detach()
+    contributions = x.detach()[:, None, :] * layer.weight.detach()[None]  # (batch, out, in)
+    positive_out = (z.detach() >= 0)[..., None]
+    boosted = contributions + gamma * torch.where(positive_out, contributions.clamp(min=0),
+                                                  contributions.clamp(max=0))
+    denominator = z.detach() + (boosted - contributions).sum(-1)
+    reference = (boosted / denominator[..., None] * relevance_out[..., None]).sum(1)
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
