@@ -226,6 +226,112 @@ def quadrant_examples(predictions, *, n_per_quadrant: int = 2):
     return pd.concat(parts, ignore_index=True)
 
 
+#: Titles of the confusion quadrants (Happy is the positive class).
+QUADRANT_TITLES = {"TP": "Happy heard as Happy (TP)", "TN": "Sad heard as Sad (TN)",
+                   "FP": "Sad heard as Happy (FP)", "FN": "Happy heard as Sad (FN)"}
+
+
+def sonification_sounds(y: np.ndarray, relevance: np.ndarray, clip, *, predicted: str, signed: bool = False,
+                        **mask_options: Any) -> list[tuple[np.ndarray, str, str]]:
+    """What a listener gets for one explained clip: original, sonified, complement.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+    relevance : np.ndarray, shape (n_mels, n_frames)
+        The relevance ``clip`` was made from.
+    clip : mer.sonify.Sonification
+        :func:`mer.sonify.sonify` of ``y`` and ``relevance``.
+    predicted : str
+        The class the relevance explains.
+    signed : bool
+        Add the evidence *against* ``predicted`` (negative relevance), made
+        with the same ``mask_options``.
+
+    Returns
+    -------
+    list of (audio, kind, label)
+        ``kind`` names the file (``original``, ``sonified``, ``complement``,
+        ``against``); ``label`` is the caption.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    sounds = [(y, "original", "original"),
+              (clip.kept, "sonified", f"for {predicted}, sonified ({clip.gain_db:+.0f} dB)"),
+              (clip.complement, "complement", "complement (ignored)")]
+    if signed:
+        against = sonify.sonify(y, relevance, sign="negative", **mask_options)
+        other = "sad" if predicted == "happy" else "happy"
+        sounds.append((against.kept, "against", f"for {other} (negative relevance)"))
+    return sounds
+
+
+def player_row(sounds: list[tuple[np.ndarray, str, str]], *, sr: int, stem: str):
+    """Players side by side, each written as an OGG under ``_static/audio``.
+
+    Parameters
+    ----------
+    sounds : list of (audio, kind, label)
+        As :func:`sonification_sounds` returns.
+    stem : str
+        File stem under :func:`mer.audio.audio_dir`; ``-<kind>`` is appended.
+
+    Returns
+    -------
+    IPython.display.HTML
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    from IPython.display import HTML
+
+    from . import audio
+
+    return HTML("<div style='display:flex;gap:1em;flex-wrap:wrap'>" + "".join(
+        audio.player_file(y, sr=sr, path=f"{stem}-{kind}", label=label).data for y, kind, label in sounds)
+        + "</div>")
+
+
+def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio_clips: np.ndarray, *,
+                   sr: int, signed: bool = False, stem: str = "04_sonification", **mask_options: Any) -> None:
+    """Display, quadrant by quadrant, each example's relevance and its players.
+
+    Parameters
+    ----------
+    examples : pandas.DataFrame
+        :func:`quadrant_examples` (``clip_id``, ``quadrant``, ``predicted``,
+        ``p_predicted``), row ``i`` matching ``audio_clips[i]``.
+    found : dict
+        :func:`explain_clips` of ``audio_clips`` (``logmel_db``, ``relevance``).
+    sonified : list of mer.sonify.Sonification
+        One per example.
+    audio_clips : np.ndarray, shape (n_examples, n_samples)
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    from . import plots
+
+    examples = examples.reset_index(drop=True)
+    for quadrant, title in QUADRANT_TITLES.items():
+        display(Markdown(f"### {title}"))
+        rows = examples.index[examples["quadrant"] == quadrant]
+        if len(rows) == 0:
+            display(Markdown("*No test clip fell into this quadrant.*"))
+            continue
+        for i in rows:
+            row = examples.loc[i]
+            figure = plots.relevance_overlay(
+                found["logmel_db"][i], found["relevance"][i],
+                title=f"{row.clip_id}: p({row.predicted}) = {row.p_predicted:.2f}; relevance for {row.predicted}")
+            display(figure)
+            plt.close(figure)
+            sounds = sonification_sounds(audio_clips[i], found["relevance"][i], sonified[i],
+                                         predicted=row.predicted, signed=signed, **mask_options)
+            display(player_row(sounds, sr=sr, stem=f"{stem}/{quadrant}-{row.clip_id}"))
+
+
 def faithfulness_by_explainer(model, meta: dict[str, Any], audio_clips: np.ndarray, *,
                               explainers: list[str], clip_ids=None, seed: int = 0, batch_size: int = 8,
                               progress: bool = True, **options):

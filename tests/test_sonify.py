@@ -183,6 +183,25 @@ def test_signed_sonification_gives_one_clip_per_class(music):
     assert happy_bins.max() < sad_bins.min()
 
 
+def test_quadrant_players_offer_original_sonified_complement_and_evidence_against(music, tmp_path, monkeypatch):
+    from mer import explain
+
+    monkeypatch.setenv("MER_ROOT", str(tmp_path))
+    relevance = np.zeros((spec.N_MELS, N_FRAMES))
+    relevance[10:30] = 1.0
+    relevance[60:80] = -1.0
+    clip = so.sonify(music, relevance)
+    sounds = explain.sonification_sounds(music, relevance, clip, predicted="happy")
+    assert [kind for _, kind, _ in sounds] == ["original", "sonified", "complement"]
+    signed = explain.sonification_sounds(music, relevance, clip, predicted="happy", signed=True)
+    assert [kind for _, kind, _ in signed][-1] == "against" and "sad" in signed[-1][2]
+    against = so.sonify(music, relevance, sign="negative")
+    np.testing.assert_array_equal(signed[-1][0], against.kept)
+    row = explain.player_row(signed, sr=SR, stem="04_sonification/TP-x")
+    assert row.data.count("<audio") == 4
+    assert len(list((tmp_path / "_static" / "audio" / "04_sonification").glob("TP-x-*.ogg"))) == 4
+
+
 # --- faithfulness metrics (L-MAC, Paissan et al. 2024), hand-computed -----------------------
 
 P_ORIG = [0.8, 0.6, 0.9, 0.7]
