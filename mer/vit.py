@@ -437,7 +437,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
           label_smoothing: float = 0.1, time_mask: int = 12, freq_mask: int = 16,
           patience: int = 8, min_delta: float = 0.01, pretrained: str | None = None, time_shift: bool = False,
           logmel: dict | None = None, patch_size: tuple[int | None, int] | None = None,
-          num_threads: int | None = None, n_jobs: int = 2, progress: bool = True) -> TrainResult:
+          num_threads: int | None = None, n_jobs: int = 2, progress: bool = True,
+          dropout: float = 0.0) -> TrainResult:
     """Train the ViT on a dataset's ``train`` split, selecting on ``val``.
 
     Parameters
@@ -483,6 +484,9 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
         :class:`mer.spectrogram.LogMelParams` overrides (``pool``, ``n_mels``...).
     num_threads : int, optional
         ``torch.set_num_threads`` for the run.
+    dropout : float
+        Dropout on the hidden states and attention probabilities during
+        training (off in evaluation and in every explanation).
 
     Returns
     -------
@@ -503,7 +507,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
              "seed": int(seed), "time_budget_s": time_budget_s, "weight_decay": weight_decay,
              "warmup_fraction": warmup_fraction, "label_smoothing": label_smoothing,
              "time_mask": time_mask, "freq_mask": freq_mask, "patience": patience, "min_delta": min_delta,
-             "time_shift": bool(time_shift),
+             "time_shift": bool(time_shift), "dropout": float(dropout),
              "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
     patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
     data = prepare(dataset, logmel=logmel, n_jobs=n_jobs, progress=progress,
@@ -529,7 +533,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     model = build_model(size, n_mels=n_mels, n_frames=n_frames, patch_size=patch_size,
-                        pretrained=pretrained, seed=seed)
+                        pretrained=pretrained, seed=seed, dropout=dropout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(y_train) / batch_size)
     total_steps = steps_per_epoch * epochs
