@@ -435,7 +435,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
           seed: int = 0, time_budget_s: float | None = None, out_dir: str | Path | None = None,
           resume: bool = True, weight_decay: float = 0.05, warmup_fraction: float = 0.1,
           label_smoothing: float = 0.1, time_mask: int = 12, freq_mask: int = 16,
-          patience: int = 8, min_delta: float = 0.01, pretrained: str | None = None, time_shift: bool = False,
+          patience: int = 12, min_delta: float = 0.01, pretrained: str | None = None, time_shift: bool = False,
           logmel: dict | None = None, patch_size: tuple[int | None, int] | None = None,
           num_threads: int | None = None, n_jobs: int = 2, progress: bool = True,
           dropout: float = 0.0) -> TrainResult:
