@@ -347,7 +347,9 @@ def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "sc
     -------
     dict
         ``table`` (pandas.DataFrame: cue, proxy, true_weight, coef, ci_low,
-        ci_high, importance, relative_importance, sign_ok; nuisances with
+        ci_high, importance, relative_importance, sign_ok, proxy_spearman
+        (Spearman's rho of the sign-aligned proxy with the clip's true cue
+        value: how well the proxy measures its cue); nuisances with
         true weight 0), ``spearman_rho``, ``spearman_p``, ``nuisance_max``
         (largest nuisance importance relative to the largest cue
         importance), ``proxies``.
@@ -375,15 +377,25 @@ def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "sc
     # Proxies measured in the opposite direction of their cue: minorness and
     # minor (cue: major = +1), staccato-ness (cue: legato = 1).
     flip = {"key_minorness": -1.0, "ml_minorness": -1.0, "sym_minor": -1.0, "ml_articulation": -1.0}
+    # How well each proxy measures its cue, clip by clip (the generator's
+    # realised cue values are columns of ``clips``).
+    cue_columns = [c for c in weights.index if c in clips]
+    truth = merged[["clip_id"]].merge(clips[["clip_id", *cue_columns]], on="clip_id", how="left")
     rows = []
     for cue, w in list(weights.items()) + [(n, 0.0) for n in nuisances]:
         feature = mapping.get(cue, cue)
         sign = flip.get(feature, 1.0)
         c = coefs.loc[feature]
         lo, hi = sorted((sign * c["ci_low"], sign * c["ci_high"]))
+        fidelity = np.nan
+        if cue not in nuisances and cue in truth:
+            value = truth[cue].map({"major": 1.0, "minor": -1.0}) if cue == "mode" else truth[cue]
+            ok = merged[feature].notna().to_numpy() & value.notna().to_numpy()
+            if ok.sum() > 2:
+                fidelity = float(spearmanr(sign * merged[feature].to_numpy()[ok], value.to_numpy()[ok])[0])
         rows.append({"cue": cue, "proxy": feature, "nuisance": cue in nuisances, "true_weight": w,
                      "coef": sign * c["coef"], "ci_low": lo, "ci_high": hi,
-                     "importance": abs(c["coef"])})
+                     "importance": abs(c["coef"]), "proxy_spearman": fidelity})
     table = pd.DataFrame(rows)
     top = table.loc[~table["nuisance"], "importance"].max()
     table["relative_importance"] = table["importance"] / top

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mer import evaluation, explainers, lrp
+from mer import ParameterError, evaluation, explainers, lrp
 
 N_MELS, N_FRAMES, PATCH = 16, 24, (16, 2)
 
@@ -206,6 +206,19 @@ def test_faithfulness_ordering_on_trained_tiny_model(trained):
     assert areas["lrp"].mean() < areas["gradxinput"].mean()
     _, low, high = evaluation.bootstrap_interval(areas["lrp"] - areas["random"])
     assert high < 0
+
+
+def test_epsilon_is_chosen_by_morf_area_and_reported_for_every_candidate(trained):
+    model, x, y, _ = trained
+    best, table = evaluation.select_epsilon(model, x, y, [1.0, 0, 0.25, 0.25], step=1 / 12)
+    assert list(table["epsilon"]) == [0.0, 0.25, 1.0]  # sorted, duplicates dropped
+    assert best == table.loc[table["morf_auc"].idxmin(), "epsilon"]
+    # the table's areas are the evaluation's own, recomputed here for one candidate
+    r = explainers.explain("lrp", model, x, y, epsilon=0.25)
+    area = evaluation.curve_area(evaluation.region_perturbation(model, x, r, y, order="morf", step=1 / 12), 1 / 12)
+    assert table.loc[table["epsilon"] == 0.25, "morf_auc"].item() == pytest.approx(area.mean())
+    with pytest.raises(ParameterError):
+        evaluation.select_epsilon(model, x, y, [-1.0])
 
 
 def test_ground_truth_mass_accuracy_on_trained_tiny_model(trained):

@@ -61,6 +61,9 @@ def test_ground_truth_recovery_ranks_the_true_weights(synth, synth_features):
     # spectral centroid, is too weak for a sign on 24 clips).
     cues = result["table"][result["table"]["proxy"].str.startswith("sym_")]
     assert cues["sign_ok"].all(), result["table"]
+    # The score measures its cues exactly (sign-aligned: minor -> mode, etc.).
+    assert np.allclose(cues["proxy_spearman"], 1.0), result["table"]
+    assert result["table"].loc[result["table"]["nuisance"], "proxy_spearman"].isna().all()
 
 
 def test_interpretability_table_includes_vit_when_present(tmp_path, design):
