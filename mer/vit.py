@@ -227,7 +227,8 @@ def predict_proba(model, specs: np.ndarray, *, batch_size: int = 64) -> np.ndarr
     with torch.no_grad():
         for start in range(0, len(specs), batch_size):
             batch = torch.as_tensor(np.asarray(specs[start:start + batch_size], dtype=np.float32))
-            out.append(torch.softmax(model(pixel_values=batch).logits, dim=-1).numpy())
+            batch = batch.to(next(model.parameters()).device)
+            out.append(torch.softmax(model(pixel_values=batch).logits, dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
 
@@ -404,7 +405,7 @@ def _save_tensors(path: Path, tensors: dict, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
     with store.atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def _optimizer_tensors(optimizer) -> tuple[dict, dict]:
@@ -510,8 +511,10 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
              "time_shift": bool(time_shift), "dropout": float(dropout),
              "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
     patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
-    data = prepare(dataset, logmel=logmel, n_jobs=n_jobs, progress=progress,
-                   patch_frames=16 if pretrained else patch_frames)
+    accelerator = _accelerator()
+    with accelerator.main_process_first():  # the log-mels are computed and cached once
+        data = prepare(dataset, logmel=logmel, n_jobs=n_jobs, progress=progress and accelerator.is_main_process,
+                       patch_frames=16 if pretrained else patch_frames)
     out = Path(out_dir) if out_dir else checkpoint_dir(dataset, logmel=data["logmel"], **hyper)
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / META_FILE
@@ -534,6 +537,13 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
     torch.use_deterministic_algorithms(True)
     model = build_model(size, n_mels=n_mels, n_frames=n_frames, patch_size=patch_size,
                         pretrained=pretrained, seed=seed, dropout=dropout)
+    device = accelerator.device
+    model.to(device)
+    # Under ``accelerate launch`` (several processes) the model is wrapped for
+    # data-parallel training: each process runs its share of every batch and
+    # the gradients are averaged, so each process's own AdamW and scheduler
+    # take the same step. One process (tests, CPU, one GPU): ``net is model``.
+    net = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(y_train) / batch_size)
     total_steps = steps_per_epoch * epochs
@@ -544,7 +554,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
                       "next_epoch": 0}
 
     if meta is not None and meta.get("status") == "training":
-        tensors = load_file(str(out / meta["resume_file"]))
+        tensors = load_file(str(out / meta["resume_file"]), device=str(device))
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         _restore_optimizer(optimizer, tensors, meta["optimizer"])
@@ -565,27 +575,39 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             torch.manual_seed(int(seed) * 1_000_003 + epoch)  # dropout, if any
             order = balanced_order(y_train, generator=_epoch_generator(seed, epoch, 1))
             masks = _epoch_generator(seed, epoch, 2)
-            model.train()
+            net.train()
             total_loss = correct = seen = 0.0
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                       disable=not progress)
+                       disable=not (progress and accelerator.is_main_process))
             for step in bar:
                 index = torch.as_tensor(order[step * batch_size:(step + 1) * batch_size])
+                if len(index) < accelerator.num_processes:
+                    continue  # a last batch too small to share: skipped alike in every process
                 batch = x_train[index]
+                # The masks are drawn for the whole batch in every process, so
+                # the random stream does not depend on the number of processes.
                 if time_shift:
                     batch = roll_time(batch, generator=masks, step=patch_frames)
                 batch = spec_augment(batch, generator=masks, time_mask=time_mask, freq_mask=freq_mask)
                 target = torch.as_tensor(y_train[index.numpy()])
-                logits = model(pixel_values=batch).logits
+                share = slice(accelerator.process_index, None, accelerator.num_processes)
+                batch, target = batch[share].to(device), target[share].to(device)
+                logits = net(pixel_values=batch).logits
+                # Mean over this process's share; averaged over processes by
+                # the data-parallel wrapper (equal shares: the batch mean).
                 loss = loss_fn(logits, target)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                accelerator.backward(loss)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 scheduler.step()
-                total_loss += loss.item() * len(index)
-                correct += float((logits.argmax(1) == target).sum())
-                seen += len(index)
+                step_sums = accelerator.reduce(torch.stack([loss.detach() * len(target),
+                                                            (logits.argmax(1) == target).sum().to(loss.dtype),
+                                                            torch.tensor(float(len(target)), device=device)]),
+                                               reduction="sum")
+                total_loss += float(step_sums[0])
+                correct += float(step_sums[1])
+                seen += float(step_sums[2])
                 bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
             row = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": correct / seen,
                    "lr": float(scheduler.get_last_lr()[0])}
@@ -618,19 +640,37 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             if stop:
                 progress_state["stopped"] = stop
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
-            if progress:
+            if progress and accelerator.is_main_process:
                 tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
                     f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))
-            _write_resume(out, epoch + 1, model, best_state, optimizer, scheduler, base, progress_state)
+            if accelerator.is_main_process:  # one writer; the others wait for it
+                _write_resume(out, epoch + 1, model, best_state, optimizer, scheduler, base, progress_state)
+            accelerator.wait_for_everyone()
             if stop:
                 break
     finally:
         torch.use_deterministic_algorithms(previous_deterministic)
 
     model.load_state_dict(best_state)
-    model.eval()
-    meta = _write_final(out, model, base, progress_state)
+    model.to("cpu").eval()  # chapters 3 and 4 explain it on the CPU
+    meta = _write_final(out, model, base, progress_state) if accelerator.is_main_process else None
+    accelerator.wait_for_everyone()
+    if meta is None:
+        meta = json.loads(meta_path.read_text())
     return TrainResult(model, out, meta, pd.DataFrame(meta["history"]))
+
+
+def _accelerator():
+    """Hugging Face Accelerate's view of the run: one process unless started
+    by ``accelerate launch`` (then one per GPU, ``process_index`` and
+    ``num_processes`` from its environment). Without a GPU, the CPU.
+
+    Notebook: book/corpora.md (training on several GPUs)
+    """
+    import torch
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
 
 
 def _write_resume(out: Path, epoch: int, model, best_state, optimizer, scheduler, base, progress_state) -> None:
@@ -936,12 +976,16 @@ def main(argv: list[str] | None = None) -> int:
         name = params.get("dataset", "synth")
         if name not in ("synth", "synth_probe"):
             options = {}
-        dataset = load_dataset(name, params.get("data_dir") or None, **options)
+        accelerator = _accelerator()
+        with accelerator.main_process_first():  # under accelerate launch: render or read the data once
+            dataset = load_dataset(name, params.get("data_dir") or None, **options)
         result = train(dataset, size=params.get("model_size", "default"), epochs=int(params.get("epochs", 20)),
                        batch_size=int(params.get("batch_size", 32)), lr=float(params.get("learning_rate", 3e-4)),
                        seed=int(params.get("seed", 0)), time_budget_s=params.get("time_budget_s") or None,
                        pretrained=params.get("pretrained") or None, out_dir=params.get("out_dir"),
                        resume=args.resume, progress=not args.quiet)
+        if not accelerator.is_main_process:
+            return 0  # the main process evaluates and writes the predictions
         evaluation = evaluate(result, dataset, seed=int(params.get("seed", 0)), progress=not args.quiet)
     except MerError as error:
         print(f"python -m mer train: {error}", file=sys.stderr)
