@@ -222,6 +222,10 @@ def parse_value(text: Any) -> Any:
     return text
 
 
+#: Parameters holding a file or folder path (relative ones are made absolute).
+PATH_PARAMETERS = ("data_dir", "checkpoint", "pretrained")
+
+
 def resolve_parameters(chapters: list[str], profile: str = "default",
                        overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Parameters of each chapter: profile + overrides, restricted to what it declares.
@@ -248,6 +252,13 @@ def resolve_parameters(chapters: list[str], profile: str = "default",
     """
     values = profiles.get(profile)
     overrides = {str(k): parse_value(v) for k, v in (overrides or {}).items()}
+    # A relative path is the user's, from where they ran the command; the
+    # kernel runs in book/chapters, so it gets the absolute path.
+    for name in PATH_PARAMETERS:
+        value = overrides.get(name)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            if name != "pretrained" or Path(value).exists():  # else a Hugging Face model id
+                overrides[name] = str(Path(value).expanduser().resolve())
     values.update(overrides)
     declared = {chapter: declared_parameters(chapter) for chapter in chapters}
     valid = sorted(set().union(*declared.values())) if declared else []

@@ -221,3 +221,19 @@ def test_every_parameter_line_is_seen_by_papermill():
         assigned = [m.group(1) for m in re.finditer(r"^(\w+)\s*=", cell.source, flags=re.M)]
         seen = list(papermill.inspect_notebook(str(path)))
         assert seen == assigned, f"{path.name}: papermill sees {seen}, the cell assigns {assigned}"
+
+
+def test_relative_paths_are_the_users_not_the_kernels(tmp_path, monkeypatch):
+    """`-p data_dir tests/fixtures/fourq` means that folder from where the command ran,
+    though the chapter's kernel runs in book/chapters."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus").mkdir()
+    chapters = [c for c in runner.resolve_chapters() if "data_dir" in runner.declared_parameters(c)]
+    assert chapters
+    resolved = runner.resolve_parameters(chapters, "quick", {"data_dir": "corpus", "pretrained": "google/vit-base"})
+    for chapter in chapters:
+        assert resolved[chapter]["data_dir"] == str(tmp_path / "corpus")
+        if "pretrained" in resolved[chapter]:
+            assert resolved[chapter]["pretrained"] == "google/vit-base"  # no such folder: a model id
+    absolute = runner.resolve_parameters(chapters, "quick", {"data_dir": str(tmp_path / "x")})
+    assert absolute[chapters[0]]["data_dir"] == str(tmp_path / "x")
