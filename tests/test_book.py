@@ -114,12 +114,8 @@ def test_every_citation_is_in_the_bibliography():
 # The quick book
 # ---------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def book(tmp_path_factory):
-    """Run every chapter with the quick profile in a scratch root and build the book."""
-    if not CHAPTERS:
-        pytest.skip("no chapter notebook in notebooks/")
-    root = tmp_path_factory.mktemp("book-root")
+def scratch_root(root: Path) -> Path:
+    """A copy of the book's sources (config, toc, pages, notebooks) to run chapters in."""
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(REPO / name, root / name)
     (root / "book").mkdir()
@@ -130,6 +126,15 @@ def book(tmp_path_factory):
             shutil.copytree(path, root / "book" / path.name,
                             ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "notebooks", root / "notebooks")
+    return root
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    """Run every chapter with the quick profile in a scratch root and build the book."""
+    if not CHAPTERS:
+        pytest.skip("no chapter notebook in notebooks/")
+    root = scratch_root(tmp_path_factory.mktemp("book-root"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MER_ROOT", str(root))
         patch.setenv("MER_DATA", os.environ.get("MER_DATA", str(REPO / "data")))
@@ -338,3 +343,28 @@ def test_results_are_byte_identical_when_run_again(book, chapter):
     assert results.read_bytes() == before, f"_build/results/{chapter}.json changed on a second run"
     executed = nbformat.read(root / "book" / "chapters" / f"{chapter}.ipynb", as_version=4)
     assert executed.metadata["papermill"]["parameters"] == report.parameters[chapter]
+
+
+def test_whole_book_renders_from_the_fourq_fixture(tmp_path):
+    """The command a researcher with a corpus types, as they type it: a relative
+    data_dir, from the repository, the quick profile, every chapter and the build."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    root.mkdir()
+    scratch_root(root)
+    env = dict(os.environ, MER_ROOT=str(root), MER_DATA=os.environ.get("MER_DATA", str(REPO / "data")))
+    env.pop("MER_BUILD", None)
+    done = subprocess.run([sys.executable, "-m", "mer", "run", "--profile", "quick", "-p", "dataset", "fourq",
+                           "-p", "data_dir", "tests/fixtures/fourq"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    for chapter in CHAPTERS:
+        assert (root / "_build" / "html" / "book" / "chapters" / f"{chapter}.html").is_file(), chapter
+        assert not runner.is_placeholder(root / "book" / "chapters" / f"{chapter}.ipynb")
+    import json
+
+    stamp = json.loads((root / "_build" / "results" / "00_data.json").read_text())
+    assert stamp["parameters"]["dataset"] == "fourq"
+    assert stamp["parameters"]["data_dir"] == str(REPO / "tests" / "fixtures" / "fourq")
