@@ -226,6 +226,7 @@ def test_every_parameter_line_is_seen_by_papermill():
 def test_relative_paths_are_the_users_not_the_kernels(tmp_path, monkeypatch):
     """`-p data_dir tests/fixtures/fourq` means that folder from where the command ran,
     though the chapter's kernel runs in book/chapters."""
+    monkeypatch.setenv("MER_ROOT", str(REPO))  # the book's chapters, not the module's scratch ones
     monkeypatch.chdir(tmp_path)
     (tmp_path / "corpus").mkdir()
     chapters = [c for c in runner.resolve_chapters() if "data_dir" in runner.declared_parameters(c)]
