@@ -442,11 +442,12 @@ def lrp_context(model: nn.Module, rule: str = "cp", gamma: float | None = None,
             out.register_hook(_bias_sink(state, "norm_offset", module.bias, -1))
         return out
 
-    block_linears = {id(m) for m in parts["block_linears"]}
+    # The linear layers whose backward pass the epsilon/gamma rule modifies.
+    ruled = {id(m) for m in parts["block_linears"]} if (gamma or epsilon) else set()
 
     def linear_hook(module, inputs, output):
         out = output
-        if id(module) in block_linears and (gamma or epsilon):
+        if id(module) in ruled:
             out = linear_rule(inputs[0], output, module.weight, epsilon=epsilon, gamma=gamma, bias=module.bias)
         if account and module.bias is not None and output.requires_grad:
             # Gradient at z itself (after the rule's rescaling): the bias' share is b * grad.
@@ -484,7 +485,7 @@ def lrp_context(model: nn.Module, rule: str = "cp", gamma: float | None = None,
         for module in parts["norms"]:
             handles.append(module.register_forward_hook(norm_hook))
         for module in parts["linears"]:
-            if account or (id(module) in block_linears and (gamma or epsilon)):
+            if account or id(module) in ruled:
                 handles.append(module.register_forward_hook(linear_hook))
         if account:
             handles.append(parts["conv"].register_forward_hook(conv_hook))

@@ -512,8 +512,9 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
              "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
     patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
     accelerator = _accelerator()
+    progress = progress and accelerator.is_main_process  # one process draws the bars
     with accelerator.main_process_first():  # the log-mels are computed and cached once
-        data = prepare(dataset, logmel=logmel, n_jobs=n_jobs, progress=progress and accelerator.is_main_process,
+        data = prepare(dataset, logmel=logmel, n_jobs=n_jobs, progress=progress,
                        patch_frames=16 if pretrained else patch_frames)
     out = Path(out_dir) if out_dir else checkpoint_dir(dataset, logmel=data["logmel"], **hyper)
     out.mkdir(parents=True, exist_ok=True)
@@ -578,7 +579,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             net.train()
             total_loss = correct = seen = 0.0
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                       disable=not (progress and accelerator.is_main_process))
+                       disable=not progress)
             for step in bar:
                 index = torch.as_tensor(order[step * batch_size:(step + 1) * batch_size])
                 if len(index) < accelerator.num_processes:
@@ -640,7 +641,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             if stop:
                 progress_state["stopped"] = stop
             log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
-            if progress and accelerator.is_main_process:
+            if progress:
                 tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
                     f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))
             if accelerator.is_main_process:  # one writer; the others wait for it
