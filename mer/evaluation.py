@@ -355,7 +355,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def randomisation(model: nn.Module, x, target, explainer: Callable[..., np.ndarray], *,
-                  seed: int = 0, absolute: bool = False) -> pd.DataFrame:
+                  seed: int = 0, absolute: bool = False, draws: int = 1) -> pd.DataFrame:
     """Cascading model-parameter randomisation, top block first.
 
     Parameters
@@ -365,35 +365,53 @@ def randomisation(model: nn.Module, x, target, explainer: Callable[..., np.ndarr
     target : np.ndarray, shape (n_clips,)
         Classes explained (kept fixed across steps: the trained model's).
     explainer : callable ``(model, x, target) -> (n_clips, n_mels, n_frames)``
+    seed : int
+        Seed of the first draw; draw ``d`` uses ``seed + d``.
     absolute : bool
         Correlate absolute values instead of signed relevance.
+    draws : int
+        Independent random cascades. The sign of a correlation after the head
+        is redrawn is the draw's (a random classifier points either way), so one
+        draw's signed value says little; ``spearman_abs`` pools ``|rho|`` over
+        clips and draws.
 
     Returns
     -------
     pandas.DataFrame
         One row per step (``step`` 0 = trained model): ``randomised`` (the
         part randomised at this step, cumulative from the top),
-        ``spearman`` (median over clips of the rank correlation between the
-        trained and randomised maps, per bin), ``spearman_low``/``_high``
-        (quartiles), ``spearman_token`` (the same on per-patch sums).
+        ``spearman`` (median over clips and draws of the rank correlation
+        between the trained and randomised maps, per bin),
+        ``spearman_low``/``_high`` (quartiles), ``spearman_abs`` (median of
+        ``|rho|``), ``spearman_token``/``spearman_token_abs`` (the same on
+        per-patch sums), ``draws``.
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    generator = torch.Generator().manual_seed(seed)
-    work = copy.deepcopy(model)
+    if draws < 1:
+        raise ParameterError(f"draws must be >= 1, got {draws}")
     patch = lrp.patch_grid(model)
-    reference = np.asarray(explainer(work, x, target))
+    reference = np.asarray(explainer(copy.deepcopy(model), x, target))
     ref_tokens = lrp.per_patch(reference, patch)
+    f = np.abs if absolute else (lambda v: v)
+    names = ["none"] + [name for name, _ in cascade_steps(model)]
+    rho = {k: [] for k in range(len(names))}
+    rho_t = {k: [] for k in range(len(names))}
+    for draw in range(draws):
+        generator = torch.Generator().manual_seed(seed + draw)
+        work = copy.deepcopy(model)
+        steps = [("none", [])] + cascade_steps(work)
+        for k, (_, modules) in enumerate(steps):
+            _randomise(modules, generator)
+            maps = reference if k == 0 else np.asarray(explainer(work, x, target))
+            tokens = lrp.per_patch(maps, patch)
+            rho[k] += [_spearman(f(reference[i]), f(maps[i])) for i in range(len(maps))]
+            rho_t[k] += [_spearman(f(ref_tokens[i]), f(tokens[i])) for i in range(len(maps))]
     rows = []
-    steps = [("none", [])] + cascade_steps(work)
-    for k, (name, modules) in enumerate(steps):
-        _randomise(modules, generator)
-        maps = reference if k == 0 else np.asarray(explainer(work, x, target))
-        tokens = lrp.per_patch(maps, patch)
-        f = np.abs if absolute else (lambda v: v)
-        rho = np.array([_spearman(f(reference[i]), f(maps[i])) for i in range(len(maps))])
-        rho_t = np.array([_spearman(f(ref_tokens[i]), f(tokens[i])) for i in range(len(maps))])
-        rows.append({"step": k, "randomised": name, "spearman": np.nanmedian(rho),
-                     "spearman_low": np.nanquantile(rho, 0.25), "spearman_high": np.nanquantile(rho, 0.75),
-                     "spearman_token": np.nanmedian(rho_t)})
+    for k, name in enumerate(names):
+        r, t = np.array(rho[k]), np.array(rho_t[k])
+        rows.append({"step": k, "randomised": name, "spearman": np.nanmedian(r),
+                     "spearman_low": np.nanquantile(r, 0.25), "spearman_high": np.nanquantile(r, 0.75),
+                     "spearman_abs": np.nanmedian(np.abs(r)), "spearman_token": np.nanmedian(t),
+                     "spearman_token_abs": np.nanmedian(np.abs(t)), "draws": draws})
     return pd.DataFrame(rows)

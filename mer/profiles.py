@@ -53,6 +53,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "perturbation_step": 0.1,
         "n_probe_clips": 8,
         "n_randomisation_clips": 4,
+        "n_randomisation_draws": 1,
         "lrp_epsilons": "0,0.5",
         # chapter 4: sonification
         "n_per_quadrant": 2,
@@ -82,6 +83,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "perturbation_step": 0.05,
         "n_probe_clips": 60,
         "n_randomisation_clips": 32,
+        "n_randomisation_draws": 3,
         "lrp_epsilons": "0,0.25,0.5,1,2",
         "n_per_quadrant": 2,
         "n_faithfulness_clips": 60,
@@ -110,6 +112,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "perturbation_step": 0.05,
         "n_probe_clips": 60,
         "n_randomisation_clips": 64,
+        "n_randomisation_draws": 3,
         "lrp_epsilons": "0,0.25,0.5,1,2",
         "n_per_quadrant": 3,
         "n_faithfulness_clips": 400,

@@ -234,11 +234,24 @@ def test_ground_truth_mass_accuracy_on_trained_tiny_model(trained):
 def test_randomisation_destroys_the_lrp_map(trained):
     model, x, y, _ = trained
     table = evaluation.randomisation(model, x[:32], y[:32], lambda m, xs, t: explainers.explain("lrp", m, xs, t),
-                                     seed=0)
+                                     seed=0, draws=2)
     print(table)
     assert table.loc[0, "spearman"] == pytest.approx(1.0)
+    assert table.loc[0, "spearman_abs"] == pytest.approx(1.0)
     top_two = table.index[table["randomised"] == "block 1"][0]  # 2-layer model: blocks 2 and 1 = top two
-    assert abs(table.loc[top_two, "spearman"]) <= 0.2
+    assert table.loc[top_two, "spearman_abs"] <= 0.2
+    assert (table["draws"] == 2).all()
+
+
+def test_randomisation_flags_a_model_independent_map(trained):
+    """A map that ignores the model (edge detection of the input) keeps |rho| = 1 at every step."""
+    model, x, y, _ = trained
+
+    def edges(m, xs, t):
+        return np.abs(np.diff(np.asarray(xs)[:, 0], axis=-1, prepend=0))
+
+    table = evaluation.randomisation(model, x[:8], y[:8], edges, seed=0, draws=2)
+    assert (table["spearman_abs"] > 0.999).all()
 
 
 def _lxt():
