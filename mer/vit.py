@@ -331,6 +331,36 @@ def roll_time(batch, *, generator, step: int = 1):
     return torch.gather(batch, 3, index[:, None, None, :].expand_as(batch))
 
 
+def mixup(batch, target, *, generator, alpha: float):
+    """Mixup (Zhang et al. 2018): each batch blended with a shuffled copy of itself.
+
+    Parameters
+    ----------
+    batch : torch.Tensor, shape (batch, 1, n_mels, n_frames)
+    target : torch.Tensor, shape (batch,)
+    generator : torch.Generator
+        Draws the permutation and the seed of the mixing weight.
+    alpha : float
+        The mixing weight ``lam`` is drawn from Beta(alpha, alpha), one per batch.
+
+    Returns
+    -------
+    mixed : torch.Tensor, same shape as ``batch``
+        ``lam * batch + (1 - lam) * batch[perm]``.
+    other : torch.Tensor, shape (batch,)
+        ``target[perm]``; the loss is ``lam * loss(target) + (1 - lam) * loss(other)``.
+    lam : float
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+
+    perm = torch.randperm(batch.shape[0], generator=generator)
+    # numpy draws the Beta variate (torch's Beta takes no generator), seeded from the torch stream.
+    lam = float(np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator))).beta(alpha, alpha))
+    return lam * batch + (1.0 - lam) * batch[perm], target[perm], lam
+
+
 def balanced_order(labels: np.ndarray, *, generator) -> "np.ndarray":
     """One epoch of class-balanced sample indices (with replacement).
 
@@ -439,7 +469,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
           patience: int = 12, min_delta: float = 0.01, pretrained: str | None = None, time_shift: bool = False,
           logmel: dict | None = None, patch_size: tuple[int | None, int] | None = None,
           num_threads: int | None = None, n_jobs: int = 2, progress: bool = True,
-          dropout: float = 0.0) -> TrainResult:
+          dropout: float = 0.0, mixup_alpha: float = 0.0) -> TrainResult:
     """Train the ViT on a dataset's ``train`` split, selecting on ``val``.
 
     Parameters
@@ -488,6 +518,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
     dropout : float
         Dropout on the hidden states and attention probabilities during
         training (off in evaluation and in every explanation).
+    mixup_alpha : float
+        Mixup's Beta(alpha, alpha) parameter (0 = off; see :func:`mixup`).
 
     Returns
     -------
@@ -508,7 +540,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
              "seed": int(seed), "time_budget_s": time_budget_s, "weight_decay": weight_decay,
              "warmup_fraction": warmup_fraction, "label_smoothing": label_smoothing,
              "time_mask": time_mask, "freq_mask": freq_mask, "patience": patience, "min_delta": min_delta,
-             "time_shift": bool(time_shift), "dropout": float(dropout),
+             "time_shift": bool(time_shift), "dropout": float(dropout), "mixup_alpha": float(mixup_alpha),
              "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
     patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
     accelerator = _accelerator()
@@ -591,12 +623,17 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
                     batch = roll_time(batch, generator=masks, step=patch_frames)
                 batch = spec_augment(batch, generator=masks, time_mask=time_mask, freq_mask=freq_mask)
                 target = torch.as_tensor(y_train[index.numpy()])
+                other, lam = target, 1.0
+                if mixup_alpha > 0:
+                    batch, other, lam = mixup(batch, target, generator=masks, alpha=mixup_alpha)
                 share = slice(accelerator.process_index, None, accelerator.num_processes)
-                batch, target = batch[share].to(device), target[share].to(device)
+                batch, target, other = batch[share].to(device), target[share].to(device), other[share].to(device)
                 logits = net(pixel_values=batch).logits
                 # Mean over this process's share; averaged over processes by
                 # the data-parallel wrapper (equal shares: the batch mean).
                 loss = loss_fn(logits, target)
+                if lam < 1.0:
+                    loss = lam * loss + (1.0 - lam) * loss_fn(logits, other)
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -232,3 +232,19 @@ def test_two_process_data_parallel_training_matches_one_process(tmp_path):
     assert one.keys() == two.keys()
     assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-4
     assert json.loads((tmp_path / "two" / vit.META_FILE).read_text())["status"] == "done"
+
+
+def test_mixup_blends_each_batch_with_a_shuffled_copy():
+    import torch
+
+    batch = torch.randn(8, 1, 16, 12, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([0, 1, 0, 1, 1, 0, 1, 0])
+    mixed, other, lam = vit.mixup(batch, target, generator=torch.Generator().manual_seed(3), alpha=0.4)
+    again = vit.mixup(batch, target, generator=torch.Generator().manual_seed(3), alpha=0.4)
+    assert 0.0 <= lam <= 1.0 and again[2] == lam and torch.equal(again[0], mixed)  # seeded: reproducible
+    # Each mixed clip is lam * itself + (1 - lam) * the clip whose label is ``other``.
+    for i in range(len(batch)):
+        partners = [j for j in range(len(batch))
+                    if torch.allclose(mixed[i], lam * batch[i] + (1 - lam) * batch[j], atol=1e-6)]
+        assert partners and int(other[i]) in {int(target[j]) for j in partners}
+    assert sorted(other.tolist()) == sorted(target.tolist())  # a permutation of the labels
