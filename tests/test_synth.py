@@ -236,3 +236,15 @@ def test_render_does_not_depend_on_the_process_history():
     digests = [subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True,
                               check=True, timeout=120).stdout.strip() for mode in ("plain", "disturb")]
     assert digests[0] and digests[0] == digests[1]
+
+
+def test_reference_scores_bracket_the_task(dataset):
+    """Mode alone and the Bayes rule, scored from the truth columns, agree with generator.json."""
+    info = json.loads((dataset.root / "generator.json").read_text())
+    table = synth.reference_scores(dataset.clips).set_index("model")["balanced_accuracy"]
+    mode, bayes = table.iloc[0], table.iloc[1]
+    assert 0.5 <= mode <= bayes <= 1.0
+    clips = dataset.clips
+    assert np.mean((clips["mode"] == "major") == (clips["label"] == "happy")) == pytest.approx(info["mode_agreement"])
+    with pytest.raises(ParameterError):
+        synth.reference_scores(clips.drop(columns="valence_noiseless"))

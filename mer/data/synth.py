@@ -531,6 +531,38 @@ def latent(truth: dict[str, Any], *, noise_valence: float = 0.0,
 # --------------------------------------------------------------------------- rendering
 
 
+def reference_scores(clips: pd.DataFrame) -> pd.DataFrame:
+    """What two classifiers that read the generator's truth score on ``clips``.
+
+    ``mode alone`` calls every major clip Happy (a perfect key detector that
+    ignores the other cues); ``Bayes`` calls a clip Happy when its noiseless
+    valence is positive (every cue read perfectly: only the label noise is
+    left). Together they bracket what a model of the audio can reach.
+
+    Parameters
+    ----------
+    clips : pandas.DataFrame
+        Rows of a synthetic ``clips.csv`` (``label``, ``mode``, ``valence_noiseless``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, balanced_accuracy, n`` (two rows).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    missing = {"label", "mode", "valence_noiseless"} - set(clips.columns)
+    if missing:
+        raise ParameterError(f"reference scores need the synthetic truth columns; missing {sorted(missing)}")
+    happy = (clips["label"] == "happy").to_numpy()
+    guesses = {"mode alone (truth)": (clips["mode"] == "major").to_numpy(),
+               "Bayes: sign of noiseless valence (truth)": (clips["valence_noiseless"] > 0).to_numpy()}
+    return pd.DataFrame([{"model": name, "balanced_accuracy": float(balanced_accuracy_score(happy, guess)),
+                          "n": int(len(clips))} for name, guess in guesses.items()])
+
+
 def soundfont_path(soundfont: str = "FluidR3_GM") -> Path:
     """Path of a known SoundFont, checked to exist.
 
