@@ -47,6 +47,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "learning_rate": 3e-4,
         "time_budget_s": 0,
         "pretrained": "",
+        "pretrain_epochs": 1,
         # chapter 3: LRP and its checks
         "n_examples": 1,
         "n_perturbation_clips": 8,
@@ -78,6 +79,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "learning_rate": 6e-4,
         "time_budget_s": 0,
         "pretrained": "",
+        "pretrain_epochs": 0,
         "n_examples": 1,
         "n_perturbation_clips": 200,
         "perturbation_step": 0.05,
@@ -107,6 +109,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "learning_rate": 1e-4,
         "time_budget_s": 0,
         "pretrained": "",
+        "pretrain_epochs": 0,
         "n_examples": 2,
         "n_perturbation_clips": 400,
         "perturbation_step": 0.05,

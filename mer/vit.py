@@ -18,6 +18,11 @@ the AdamW moments and the scheduler state (safetensors + JSON, never pickle):
 a killed run re-run with the same arguments resumes after its last finished
 epoch and ends with bit-identical weights.
 
+Optionally (``pretrain_epochs``; on in the default profile) the encoder first
+learns without labels to fill in hidden spans of the training spectrograms
+(:func:`masked_pretrain`), a stand-in for the pretrained weights the thesis
+fine-tuned, which cannot be downloaded here.
+
 Notebook: notebooks/02_vit.ipynb
 """
 
@@ -28,6 +33,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -261,7 +267,8 @@ class TrainResult:
 
     @property
     def train_seconds(self) -> float:
-        return float(self.meta.get("train_seconds", float("nan")))
+        """Supervised epochs plus self-supervised pretraining, if any."""
+        return float(self.meta.get("train_seconds", float("nan"))) + float(self.meta.get("pretrain_seconds", 0.0))
 
     @property
     def best_epoch(self) -> int:
@@ -456,6 +463,178 @@ def _restore_optimizer(optimizer, tensors: dict, groups: dict) -> None:
     optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
 
 
+# ---------------------------------------------------------------------------
+# Self-supervised pretraining: masked spectrogram modelling
+# ---------------------------------------------------------------------------
+
+PRETRAIN_DIR = "pretrain"
+
+
+def span_mask(n_clips: int, n_tokens: int, *, ratio: float, span: int, generator):
+    """Random spans of tokens to hide, about ``ratio`` of each clip's tokens.
+
+    Parameters
+    ----------
+    n_clips, n_tokens : int
+    ratio : float
+        Share of tokens hidden, in (0, 1). Spans start at ``ratio * n_tokens /
+        span`` distinct random tokens; where spans overlap or meet the end,
+        fewer are hidden (measured: about 0.4 for ratio 0.5, span 3, 54 tokens).
+    span : int
+        Tokens per span (3 stripes of 186 ms = 0.56 s): a single hidden stripe
+        could be copied from its neighbours, a span must be inferred from the
+        music around it (the chord, the beat).
+    generator : torch.Generator
+
+    Returns
+    -------
+    torch.Tensor, shape (n_clips, n_tokens), bool (True = hidden).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+
+    if not 0 < ratio < 1 or span < 1:
+        raise ParameterError(f"need 0 < ratio < 1 and span >= 1, got {ratio!r}, {span!r}")
+    n_starts = min(n_tokens, max(1, round(ratio * n_tokens / span)))
+    starts = torch.rand(n_clips, n_tokens, generator=generator).argsort(dim=1)[:, :n_starts]
+    mask = torch.zeros(n_clips, n_tokens, dtype=torch.bool)
+    for offset in range(span):
+        mask.scatter_(1, (starts + offset).clamp(max=n_tokens - 1), True)
+    return mask
+
+
+def _patch_rows(specs, patch: tuple[int, int]):
+    """(batch, 1, n_mels, n_frames) -> (batch, n_patches, ph * pw) in the order of the
+    patch embedding's tokens (row-major over the mel x time patch grid)."""
+    n, _, h, w = specs.shape
+    ph, pw = patch
+    grid = specs.reshape(n, h // ph, ph, w // pw, pw).permute(0, 1, 3, 2, 4)
+    return grid.reshape(n, (h // ph) * (w // pw), ph * pw)
+
+
+def masked_pretrain(specs: np.ndarray, config, *, out_dir: str | Path, epochs: int = 40, batch_size: int = 32,
+                    lr: float = 1e-3, weight_decay: float = 0.05, mask_ratio: float = 0.5, span: int = 3,
+                    seed: int = 0, init: dict | None = None, progress: bool = True) -> dict:
+    """Pretrain the ViT encoder by filling in hidden spans of unlabelled spectrograms.
+
+    Masked spectrogram modelling in the manner of SimMIM (Xie et al. 2022) and
+    SSAST (Gong et al. 2022): hidden tokens are replaced by transformers' own
+    learned mask token (``ViTModel(use_mask_token=True)``), the encoder runs on
+    the whole sequence, and a linear head predicts every hidden patch's
+    normalised log-mel values; the loss is their mean squared error. No label
+    is read. transformers' ``ViTForMaskedImageModeling`` is not used because its
+    decoder assumes a square patch grid; the stripes form a 1 x 54 grid.
+
+    Parameters
+    ----------
+    specs : np.ndarray, shape (n_clips, 1, n_mels, n_frames)
+        Normalised spectrograms (chapter 2: the training split's).
+    config : transformers.ViTConfig
+        The classifier's configuration (same encoder).
+    out_dir : path
+        Where the stage checkpoints itself after every epoch (weights, AdamW
+        moments, scheduler: safetensors and JSON) and resumes from, like
+        :func:`train`; ``encoder.safetensors`` once done.
+    epochs, batch_size, lr, weight_decay : schedule (AdamW, 5 % warm-up, cosine)
+    mask_ratio, span : see :func:`span_mask`
+    seed : int
+        Seeds the clip order and the masks of every epoch.
+    init : dict, optional
+        Initial encoder weights (the classifier's ``vit`` state); default: drawn.
+    progress : bool
+
+    Returns
+    -------
+    dict
+        ``state`` (encoder weights for ``model.vit.load_state_dict``, the mask
+        token left out), ``history`` (reconstruction loss per epoch), ``seconds``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+    from safetensors.torch import load_file
+    from tqdm.auto import tqdm
+    from transformers import ViTModel, get_cosine_schedule_with_warmup
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    if meta and meta.get("status") == "done":
+        return {"state": load_file(str(out / "encoder.safetensors")), "history": meta["history"],
+                "seconds": meta["seconds"]}
+    torch.manual_seed(seed)
+    encoder = ViTModel(config, add_pooling_layer=False, use_mask_token=True)
+    if init is not None:
+        encoder.load_state_dict(init, strict=False)  # all but the mask token
+    patch = tuple(config.patch_size) if isinstance(config.patch_size, (list, tuple)) else (config.patch_size,) * 2
+    head = torch.nn.Linear(config.hidden_size, patch[0] * patch[1])
+    parameters = list(encoder.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(specs) / batch_size)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(round(0.05 * steps_per_epoch * epochs)),
+                                                steps_per_epoch * epochs)
+    hyper = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+             "mask_ratio": mask_ratio, "span": span, "seed": seed, "n_clips": int(len(specs))}
+    history: list[dict] = []
+    seconds, first = 0.0, 0
+    if meta and meta.get("status") == "training":
+        if meta["hyper"] != hyper:
+            raise CheckpointError(f"{out} holds a pretraining run with other settings: {meta['hyper']}")
+        tensors = load_file(str(out / meta["resume_file"]))
+        encoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
+        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        _restore_optimizer(optimizer, tensors, meta["optimizer"])
+        scheduler.load_state_dict(meta["scheduler"])
+        history, seconds, first = meta["history"], meta["seconds"], meta["epoch"]
+    x_all = torch.as_tensor(specs)
+    n_tokens = encoder.embeddings.patch_embeddings.num_patches
+    for epoch in range(first, epochs):
+        started = time.perf_counter()
+        torch.manual_seed(int(seed) * 1_000_003 + epoch + 500_000)  # dropout, if any
+        generator = _epoch_generator(seed, epoch, 3)
+        order = torch.randperm(len(x_all), generator=generator)
+        encoder.train()
+        total = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"pretrain {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        for step in bar:
+            x = x_all[order[step * batch_size:(step + 1) * batch_size]]
+            hidden = span_mask(len(x), n_tokens, ratio=mask_ratio, span=span, generator=generator)
+            tokens = encoder(pixel_values=x, bool_masked_pos=hidden).last_hidden_state[:, 1:]
+            error = ((head(tokens) - _patch_rows(x, patch)) ** 2).mean(-1)
+            loss = error[hidden].mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(x)
+            bar.set_postfix(loss=f"{total / min(len(x_all), (step + 1) * batch_size):.3f}")
+        seconds += time.perf_counter() - started
+        history.append({"epoch": epoch + 1, "reconstruction_loss": total / len(x_all)})
+        log.info("pretrain epoch %d: loss %.4f", epoch + 1, history[-1]["reconstruction_loss"])
+        tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+        tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
+        optimizer_tensors, groups = _optimizer_tensors(optimizer)
+        tensors.update(optimizer_tensors)
+        name = f"resume-e{epoch + 1:04d}.safetensors"
+        _save_tensors(out / name, tensors, {"epoch": str(epoch + 1)})
+        store.write_json(meta_path, {"status": "training", "hyper": hyper, "epoch": epoch + 1, "resume_file": name,
+                                     "optimizer": groups, "scheduler": scheduler.state_dict(),
+                                     "history": history, "seconds": seconds})  # the commit point
+        for old in out.glob("resume-e*.safetensors"):
+            if old.name != name:
+                old.unlink()
+    state = {k: v.detach().clone() for k, v in encoder.state_dict().items() if not k.startswith("embeddings.mask_token")}
+    _save_tensors(out / "encoder.safetensors", state, {"format": "pt"})
+    store.write_json(meta_path, {"status": "done", "hyper": hyper, "epoch": epochs, "history": history,
+                                 "seconds": seconds})
+    for old in out.glob("resume-e*.safetensors"):
+        old.unlink()
+    return {"state": state, "history": history, "seconds": seconds}
+
+
 def checkpoint_dir(dataset, **params: Any) -> Path:
     """Default checkpoint folder: ``data/derived/vit/vit-<hash>`` of the dataset and parameters."""
     return store.artefact_path("vit", {"dataset": dataset.name, "clips": _dataset_fingerprint(dataset.clips),
@@ -469,7 +648,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
           patience: int = 12, min_delta: float = 0.01, pretrained: str | None = None, time_shift: bool = False,
           logmel: dict | None = None, patch_size: tuple[int | None, int] | None = None,
           num_threads: int | None = None, n_jobs: int = 2, progress: bool = True,
-          dropout: float = 0.0, mixup_alpha: float = 0.0) -> TrainResult:
+          dropout: float = 0.0, mixup_alpha: float = 0.0, pretrain_epochs: int = 0,
+          pretrain_mask_ratio: float = 0.5, pretrain_span: int = 3, pretrain_lr: float = 1e-3) -> TrainResult:
     """Train the ViT on a dataset's ``train`` split, selecting on ``val``.
 
     Parameters
@@ -520,6 +700,14 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
         training (off in evaluation and in every explanation).
     mixup_alpha : float
         Mixup's Beta(alpha, alpha) parameter (0 = off; see :func:`mixup`).
+    pretrain_epochs : int
+        Before the supervised epochs, this many epochs of self-supervised
+        masked spectrogram modelling on the training split's spectrograms
+        (labels unread; :func:`masked_pretrain`), whose encoder then
+        initialises the classifier. 0 = off. Checkpointed in the run's
+        ``pretrain/`` folder and resumed like the rest.
+    pretrain_mask_ratio, pretrain_span, pretrain_lr : float, int, float
+        See :func:`masked_pretrain`.
 
     Returns
     -------
@@ -541,6 +729,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
              "warmup_fraction": warmup_fraction, "label_smoothing": label_smoothing,
              "time_mask": time_mask, "freq_mask": freq_mask, "patience": patience, "min_delta": min_delta,
              "time_shift": bool(time_shift), "dropout": float(dropout), "mixup_alpha": float(mixup_alpha),
+             "pretrain_epochs": int(pretrain_epochs), "pretrain_mask_ratio": float(pretrain_mask_ratio),
+             "pretrain_span": int(pretrain_span), "pretrain_lr": float(pretrain_lr),
              "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
     patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
     accelerator = _accelerator()
@@ -570,6 +760,18 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
     torch.use_deterministic_algorithms(True)
     model = build_model(size, n_mels=n_mels, n_frames=n_frames, patch_size=patch_size,
                         pretrained=pretrained, seed=seed, dropout=dropout)
+    pretrain_seconds, pretrain_history = 0.0, []
+    if pretrain_epochs:
+        if not resume:
+            shutil.rmtree(out / PRETRAIN_DIR, ignore_errors=True)
+        # The main process pretrains and writes; the others then read its result.
+        with accelerator.main_process_first():
+            pretrained_encoder = masked_pretrain(
+                specs[split == "train"], model.config, out_dir=out / PRETRAIN_DIR, epochs=int(pretrain_epochs),
+                batch_size=batch_size, lr=pretrain_lr, weight_decay=weight_decay, mask_ratio=pretrain_mask_ratio,
+                span=pretrain_span, seed=seed, init=model.vit.state_dict(), progress=progress)
+        model.vit.load_state_dict(pretrained_encoder["state"])
+        pretrain_seconds, pretrain_history = pretrained_encoder["seconds"], pretrained_encoder["history"]
     device = accelerator.device
     model.to(device)
     # Under ``accelerate launch`` (several processes) the model is wrapped for
@@ -601,7 +803,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             "label2id": LABEL2ID, "id2label": {str(k): v for k, v in ID2LABEL.items()},
             "model_config": model.config.to_dict(), "dataset": {"name": dataset.name,
             "fingerprint": _dataset_fingerprint(dataset.clips),
-            "n_train": int(len(y_train)), "n_val": int(len(y_val))}, "input_shape": [1, n_mels, n_frames]}
+            "n_train": int(len(y_train)), "n_val": int(len(y_val))}, "input_shape": [1, n_mels, n_frames],
+            "pretrain_seconds": pretrain_seconds, "pretrain_history": pretrain_history}
     try:
         for epoch in range(progress_state["next_epoch"], epochs):
             started = time.perf_counter()
@@ -774,7 +977,7 @@ def load_checkpoint(path: str | Path, *, attn_implementation: str = "eager"):
 
 def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default", epochs: int = 12,
                   batch_size: int = 32, lr: float = 3e-4, seed: int = 0, time_budget_s: float | None = None,
-                  pretrained: str | None = None, progress: bool = True):
+                  pretrained: str | None = None, pretrain_epochs: int = 0, progress: bool = True):
     """Chapter 2's model for ``dataset`` and these training parameters.
 
     Chapters 3 and 4 explain the model chapter 2 trained. They declare the
@@ -797,7 +1000,7 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
     if not checkpoint:
         checkpoint = train(dataset, size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                            time_budget_s=time_budget_s or None, pretrained=pretrained or None,
-                           progress=progress).checkpoint
+                           pretrain_epochs=int(pretrain_epochs), progress=progress).checkpoint
     model, meta = load_checkpoint(checkpoint)
     return model, meta, Path(checkpoint)
 
@@ -1021,6 +1224,7 @@ def main(argv: list[str] | None = None) -> int:
                        batch_size=int(params.get("batch_size", 32)), lr=float(params.get("learning_rate", 3e-4)),
                        seed=int(params.get("seed", 0)), time_budget_s=params.get("time_budget_s") or None,
                        pretrained=params.get("pretrained") or None, out_dir=params.get("out_dir"),
+                       pretrain_epochs=int(params.get("pretrain_epochs", 0)),
                        resume=args.resume, progress=not args.quiet)
         if not accelerator.is_main_process:
             return 0  # the main process evaluates and writes the predictions

@@ -129,42 +129,83 @@ def test_checkpoint_holds_no_pickle_and_reloads(workspace):
     assert ((metrics["low"] <= metrics["value"] + 1e-9) | metrics["low"].isna()).all()
 
 
-def _killed_run(dataset, target, epochs):
+def _killed_run(dataset, target, epochs, pretrain_epochs):
     # Runs in a forked child: it inherits the parent's imports (transformers,
     # torch), so it starts in milliseconds instead of paying a fresh
     # interpreter's imports. One thread, as in the parent (fixture one_thread):
     # an OpenMP pool does not survive fork.
     torch.set_num_threads(1)
-    vit.train(dataset, out_dir=target, **dict(TRAIN, epochs=epochs))
+    vit.train(dataset, out_dir=target, **dict(TRAIN, epochs=epochs, pretrain_epochs=pretrain_epochs))
 
 
-def test_killed_training_resumes_to_the_same_weights(workspace):
+@pytest.mark.parametrize("stage", ["fine-tuning", "pretraining"])
+def test_killed_training_resumes_to_the_same_weights(workspace, stage):
     folder, dataset = workspace
-    epochs = 8
-    reference = vit.train(dataset, out_dir=folder / "whole", **dict(TRAIN, epochs=epochs))
-    target = folder / "killed"
-    process = multiprocessing.get_context("fork").Process(target=_killed_run, args=(dataset, target, epochs))
+    epochs, pretrain_epochs = (8, 0) if stage == "fine-tuning" else (2, 8)
+    reference = vit.train(dataset, out_dir=folder / f"whole-{stage}",
+                          **dict(TRAIN, epochs=epochs, pretrain_epochs=pretrain_epochs))
+    target = folder / f"killed-{stage}"
+    # meta.json commits an epoch (the pretraining stage has its own in pretrain/)
+    watched = target / (vit.META_FILE if stage == "fine-tuning" else f"{vit.PRETRAIN_DIR}/{vit.META_FILE}")
+    process = multiprocessing.get_context("fork").Process(target=_killed_run,
+                                                          args=(dataset, target, epochs, pretrain_epochs))
     process.start()
     try:
         deadline = time.monotonic() + 120
-        while not (target / vit.META_FILE).exists() and process.is_alive():  # meta.json commits an epoch
+        while not watched.exists() and process.is_alive():
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
             time.sleep(0.005)
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.join()
     assert process.exitcode == -signal.SIGKILL, f"the training process ended by itself ({process.exitcode})"
-    meta = json.loads((target / vit.META_FILE).read_text())
-    assert meta["status"] == "training" and 1 <= meta["epoch"] < epochs  # really stopped mid-run
+    meta = json.loads(watched.read_text())
+    assert meta["status"] == "training" and 1 <= meta["epoch"] < max(epochs, pretrain_epochs)  # stopped mid-run
     from safetensors.torch import load_file
 
-    resume_state = load_file(str(target / meta["resume_file"]))  # the resume state is safetensors too
+    resume_state = load_file(str(watched.parent / meta["resume_file"]))  # the resume state is safetensors too
     assert any(key.startswith("optimizer.") for key in resume_state)
-    resumed = vit.train(dataset, out_dir=target, **dict(TRAIN, epochs=epochs))
+    resumed = vit.train(dataset, out_dir=target, **dict(TRAIN, epochs=epochs, pretrain_epochs=pretrain_epochs))
     assert _same(_weights(resumed.checkpoint), _weights(reference.checkpoint))
     columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_balanced_accuracy", "selected"]
     pd.testing.assert_frame_equal(resumed.history[columns], reference.history[columns])
     assert resumed.best_epoch == reference.best_epoch
+
+
+def test_span_mask_hides_contiguous_spans():
+    mask = vit.span_mask(64, 54, ratio=0.5, span=3, generator=torch.Generator().manual_seed(0))
+    again = vit.span_mask(64, 54, ratio=0.5, span=3, generator=torch.Generator().manual_seed(0))
+    assert mask.shape == (64, 54) and mask.dtype == torch.bool and torch.equal(mask, again)
+    share = mask.float().mean(1)
+    assert (share > 0.2).all() and (share <= 0.5 + 1e-9).all()  # overlapping spans hide fewer, never more
+    for row in mask.numpy():  # every run of hidden tokens is at least one span long (or ends the clip)
+        edges = np.flatnonzero(np.diff(np.r_[0, row.astype(int), 0]))
+        lengths = edges[1::2] - edges[::2]
+        assert (lengths[:-1] >= 3).all() and (lengths >= 1).all()
+    with pytest.raises(Exception, match="ratio"):
+        vit.span_mask(2, 54, ratio=1.0, span=3, generator=torch.Generator())
+
+
+def test_masked_pretraining_learns_to_fill_in_and_initialises_the_classifier(workspace):
+    folder, dataset = workspace
+    data = vit.prepare(dataset, logmel=LOGMEL, n_jobs=1, progress=False)
+    model = vit.build_model("quick", n_mels=data["specs"].shape[2], n_frames=data["specs"].shape[3], seed=0)
+    train_specs = data["specs"][data["split"] == "train"]
+    out = vit.masked_pretrain(train_specs, model.config, out_dir=folder / "mim", epochs=12, batch_size=8,
+                              init=model.vit.state_dict(), progress=False)
+    losses = [row["reconstruction_loss"] for row in out["history"]]
+    assert losses[-1] < 0.8 * losses[0], losses  # it learns to predict hidden stripes
+    assert not any(key.startswith("embeddings.mask_token") for key in out["state"])
+    model.vit.load_state_dict(out["state"])  # the classifier's encoder takes every weight
+    again = vit.masked_pretrain(train_specs, model.config, out_dir=folder / "mim", epochs=12, batch_size=8,
+                                progress=False)  # finished: read back, not redone
+    assert _same(again["state"], out["state"]) and again["history"] == out["history"]
+    with pytest.raises(vit.CheckpointError):  # a half-done run with other settings is not silently mixed in
+        meta = json.loads((folder / "mim" / vit.META_FILE).read_text())
+        meta["status"] = "training"
+        (folder / "mim" / vit.META_FILE).write_text(json.dumps(dict(meta, resume_file="none")))
+        vit.masked_pretrain(train_specs, model.config, out_dir=folder / "mim", epochs=13, batch_size=8,
+                            progress=False)
 
 
 def test_predict_file_windows_a_25_s_file(workspace, tmp_path):
