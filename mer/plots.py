@@ -515,16 +515,16 @@ def mass_accuracy_plot(table, *, chance: float | None = None):
 
 
 def randomisation_plot(tables: dict):
-    """Spearman correlation with the trained model's map as blocks are randomised, top first.
+    """Median |Spearman rho| with the trained model's map as blocks are randomised, top first
+    (tables of :func:`mer.evaluation.randomisation`).
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    column = "spearman_abs" if all("spearman_abs" in t for t in tables.values()) else "spearman"
     fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
     for i, (name, table) in enumerate(tables.items()):
-        ax.plot(table["randomised"], table[column], marker="o", label=name, color=f"C{i}")
-    ax.axhspan(-0.2 if column == "spearman" else 0.0, 0.2, color="0.9", zorder=0, label="|rho| <= 0.2")
-    ax.set_ylabel("median |Spearman rho| (per bin)" if column == "spearman_abs" else "Spearman rho (per bin, median)")
+        ax.plot(table["randomised"], table["spearman_abs"], marker="o", label=name, color=f"C{i}")
+    ax.axhspan(0.0, 0.2, color="0.9", zorder=0, label="|rho| <= 0.2")
+    ax.set_ylabel("median |Spearman rho| (per bin)")
     ax.set_xlabel("randomised so far (cumulative, top first)")
     ax.legend(fontsize="x-small")
     return fig

@@ -18,7 +18,7 @@ the AdamW moments and the scheduler state (safetensors + JSON, never pickle):
 a killed run re-run with the same arguments resumes after its last finished
 epoch and ends with bit-identical weights.
 
-Optionally (``pretrain_epochs``; on in the default profile) the encoder first
+Optionally (``pretrain_epochs``; off in the default profile) the encoder first
 learns without labels to fill in hidden spans of the training spectrograms
 (:func:`masked_pretrain`), a stand-in for the pretrained weights the thesis
 fine-tuned, which cannot be downloaded here.
@@ -616,22 +616,14 @@ def masked_pretrain(specs: np.ndarray, config, *, out_dir: str | Path, epochs: i
         log.info("pretrain epoch %d: loss %.4f", epoch + 1, history[-1]["reconstruction_loss"])
         tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
         tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
-        optimizer_tensors, groups = _optimizer_tensors(optimizer)
-        tensors.update(optimizer_tensors)
-        name = f"resume-e{epoch + 1:04d}.safetensors"
-        _save_tensors(out / name, tensors, {"epoch": str(epoch + 1)})
-        store.write_json(meta_path, {"status": "training", "hyper": hyper, "epoch": epoch + 1, "resume_file": name,
-                                     "optimizer": groups, "scheduler": scheduler.state_dict(),
-                                     "history": history, "seconds": seconds})  # the commit point
-        for old in out.glob("resume-e*.safetensors"):
-            if old.name != name:
-                old.unlink()
+        _commit_epoch(out, epoch + 1, tensors, optimizer,
+                      {"status": "training", "hyper": hyper, "scheduler": scheduler.state_dict(),
+                       "history": history, "seconds": seconds})
     state = {k: v.detach().clone() for k, v in encoder.state_dict().items() if not k.startswith("embeddings.mask_token")}
     _save_tensors(out / "encoder.safetensors", state, {"format": "pt"})
     store.write_json(meta_path, {"status": "done", "hyper": hyper, "epoch": epochs, "history": history,
                                  "seconds": seconds})
-    for old in out.glob("resume-e*.safetensors"):
-        old.unlink()
+    _drop_resume_files(out)
     return {"state": state, "history": history, "seconds": seconds}
 
 
@@ -914,20 +906,29 @@ def _accelerator():
     return Accelerator(cpu=not torch.cuda.is_available())
 
 
+def _commit_epoch(out: Path, epoch: int, tensors: dict, optimizer, meta: dict) -> None:
+    """Write an epoch's resume state: ``tensors`` plus the AdamW moments as
+    safetensors, then ``meta.json`` naming that file (the commit point), then
+    drop older resume files. Shared by fine-tuning and pretraining."""
+    optimizer_tensors, groups = _optimizer_tensors(optimizer)
+    name = f"resume-e{epoch:04d}.safetensors"
+    _save_tensors(out / name, {**tensors, **optimizer_tensors}, {"epoch": str(epoch)})
+    store.write_json(out / META_FILE, dict(meta, resume_file=name, optimizer=groups, epoch=epoch))
+    _drop_resume_files(out, keep=name)
+
+
+def _drop_resume_files(out: Path, keep: str | None = None) -> None:
+    for old in out.glob("resume-e*.safetensors"):
+        if old.name != keep:
+            old.unlink()
+
+
 def _write_resume(out: Path, epoch: int, model, best_state, optimizer, scheduler, base, progress_state) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best_state.items()})
-    optimizer_tensors, groups = _optimizer_tensors(optimizer)
-    tensors.update(optimizer_tensors)
-    name = f"resume-e{epoch:04d}.safetensors"
-    _save_tensors(out / name, tensors, {"epoch": str(epoch)})
-    scheduler_state = {k: v for k, v in scheduler.state_dict().items()}
-    meta = dict(base, resume_file=name, optimizer=groups, scheduler=scheduler_state,
-                progress=progress_state, epoch=epoch, history=progress_state["history"])
-    store.write_json(out / META_FILE, meta)  # the commit point: meta names the file
-    for old in out.glob("resume-e*.safetensors"):
-        if old.name != name:
-            old.unlink()
+    _commit_epoch(out, epoch, tensors, optimizer,
+                  dict(base, scheduler=scheduler.state_dict(), progress=progress_state,
+                       history=progress_state["history"]))
 
 
 def _write_final(out: Path, model, base, progress_state) -> dict[str, Any]:
@@ -937,8 +938,7 @@ def _write_final(out: Path, model, base, progress_state) -> dict[str, Any]:
                 selected_epoch=progress_state["selected_epoch"], train_seconds=progress_state["train_seconds"],
                 stopped=progress_state["stopped"])
     store.write_json(out / META_FILE, meta)
-    for old in out.glob("resume-e*.safetensors"):
-        old.unlink()
+    _drop_resume_files(out)
     return meta
 
 
