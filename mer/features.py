@@ -1107,7 +1107,7 @@ def extract(dataset, *, families: Iterable[str] = FAMILIES, n_jobs: int = 2, cac
     if clips.empty:
         raise ParameterError("extract: the dataset has no clips")
     params = {"families": list(families), "sr": SR, "n_fft": N_FFT, "hop": HOP, "clips": _content_key(clips)}
-    path = store.artefact_path("features", params, ".csv")
+    path = store.artefact_path("features", params, ".csv", code=__name__)
     if cache and path.exists():
         log.info("features: cached %s", path)
         return _read_table(path)

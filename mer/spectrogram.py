@@ -389,7 +389,7 @@ def compute(clips, *, params: LogMelParams | dict | None = None, n_jobs: int = 2
     ids = np.asarray([str(x) for x in clips["clip_id"]])
     key = {"logmel": p.to_dict(), "clips": store.hash_params(
         [[i, path, Path(path).stat().st_size if Path(path).exists() else -1] for i, path in zip(ids, paths)])}
-    target = store.artefact_path("logmel", key, ".npz")
+    target = store.artefact_path("logmel", key, ".npz", code=__name__)
     if cache and target.exists():
         with np.load(target, allow_pickle=False) as stored:
             if list(stored["clip_ids"]) == list(ids):

@@ -2,8 +2,9 @@
 
 Chapters hand artefacts to one another only through files under
 ``data/derived/``, named by a content hash of what produced them (parameters
-and the source of the ``mer`` package), so that a chapter re-run alone never
-reads a stale artefact. Every write is atomic: a temporary file in the same
+and the source of the ``mer`` modules that compute them, :func:`code_hash`),
+so that a chapter re-run alone never reads a stale artefact, and an edit of
+unrelated code (a plot, an explainer) does not recompute them. Every write is atomic: a temporary file in the same
 directory, then ``os.replace``.
 
 Notebook: every chapter (through ``mer.data``, ``mer.report`` and the runner).
@@ -11,6 +12,7 @@ Notebook: every chapter (through ``mer.data``, ``mer.report`` and the runner).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -94,7 +96,70 @@ def package_hash() -> str:
     return hash_files(list(package.rglob("*.py")), base=package)[:12]
 
 
-def artefact_path(kind: str, params: Any, suffix: str = "") -> Path:
+def _module_file(package: Path, dotted: str) -> Path | None:
+    """``mer.a.b`` -> ``<package>/a/b.py`` or ``<package>/a/b/__init__.py`` (None if neither)."""
+    parts = dotted.split(".")[1:]
+    candidate = package.joinpath(*parts)
+    for path in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+        if parts and path.is_file():
+            return path
+    return package / "__init__.py" if not parts else None
+
+
+def _imported_modules(path: Path, dotted: str) -> set[str]:
+    """Dotted names of the ``mer`` modules a source file imports, anywhere in it
+    (function-level imports included), read with ``ast`` without importing."""
+    is_package = path.name == "__init__.py"
+    here = dotted.split(".") if is_package else dotted.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "mer"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[:len(here) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "mer":
+                base = node.module.split(".")
+            else:
+                continue
+            found.add(".".join(base))
+            # ``from . import store`` imports a module; ``from .data import load`` a name.
+            found |= {".".join(base + [alias.name]) for alias in node.names}
+    return found
+
+
+def code_hash(module: str) -> str:
+    """Hash of the source of ``module`` and of every ``mer`` module it imports,
+    transitively (parent packages' ``__init__`` included).
+
+    An artefact keyed on this hash is rebuilt when code that can change it
+    changes, and kept when only unrelated code does (editing the LRP rules
+    does not retrain the ViT). Imports are read statically, so a module
+    reached only through ``importlib`` would be missed: none is in ``mer``
+    (``bench`` and ``__main__`` import chapters' modules by name but produce
+    no artefact).
+    """
+    package = Path(__file__).resolve().parent
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        # Importing ``mer.a.b`` runs ``mer/__init__.py`` and ``mer/a/__init__.py`` first.
+        todo += [".".join(parts[:k]) for k in range(1, len(parts)) if ".".join(parts[:k]) not in seen]
+        if name in seen:
+            continue
+        path = _module_file(package, name)
+        if path is None:  # a name imported from a module, not a module
+            continue
+        seen[name] = path
+        todo += [n for n in _imported_modules(path, name) if n not in seen]
+    if module not in seen:
+        raise ValueError(f"{module!r} is not a module of the mer package")
+    return hash_files(sorted(set(seen.values())), base=package)[:12]
+
+
+def artefact_path(kind: str, params: Any, suffix: str = "", *, code: str | None = None) -> Path:
     """Path of a derived artefact named by ``kind`` and a hash of ``params``.
 
     Parameters
@@ -102,17 +167,21 @@ def artefact_path(kind: str, params: Any, suffix: str = "") -> Path:
     kind : str
         What the artefact is (``"features"``, ``"vit"``, ``"relevance"``...).
     params : JSON-serialisable
-        Everything that determines the artefact's content. The package source
-        hash is added, so changed code never reuses an old artefact.
+        Everything that determines the artefact's content. A hash of the code
+        that produces it is added, so changed code never reuses an old artefact.
     suffix : str
         File suffix (``".csv"``) or ``""`` for a directory.
+    code : str, optional
+        The producing module (``__name__``): the key then holds
+        :func:`code_hash` of it and of what it imports, instead of the whole
+        package's :func:`package_hash`.
 
     Returns
     -------
     pathlib.Path
         ``data/derived/<kind>/<kind>-<hash><suffix>``; the parent exists.
     """
-    key = hash_params({"params": params, "code": package_hash()})
+    key = hash_params({"params": params, "code": package_hash() if code is None else code_hash(code)})
     folder = derived_dir() / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{kind}-{key}{suffix}"

@@ -630,7 +630,7 @@ def masked_pretrain(specs: np.ndarray, config, *, out_dir: str | Path, epochs: i
 def checkpoint_dir(dataset, **params: Any) -> Path:
     """Default checkpoint folder: ``data/derived/vit/vit-<hash>`` of the dataset and parameters."""
     return store.artefact_path("vit", {"dataset": dataset.name, "clips": _dataset_fingerprint(dataset.clips),
-                                       **params})
+                                       **params}, code=__name__)
 
 
 def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int = 32, lr: float = 3e-4,

@@ -1,0 +1,83 @@
+"""Artefact keys follow the code that computes the artefact, not the whole package."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mer
+from mer import store
+
+PACKAGE = Path(mer.__file__).resolve().parent
+
+
+def _hashes(root: Path, modules: list[str]) -> dict[str, str]:
+    """code_hash of each module, computed by a fresh interpreter on the copy under ``root``."""
+    code = ("import json, sys; from mer import store; "
+            "print(json.dumps({m: store.code_hash(m) for m in sys.argv[1:]}))")
+    out = subprocess.run([sys.executable, "-c", code, *modules], cwd=root, env={"PYTHONPATH": str(root)},
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.fixture()
+def copy(tmp_path):
+    shutil.copytree(PACKAGE, tmp_path / "mer", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def _touch(path: Path) -> None:
+    path.write_text(path.read_text() + "\n# edited\n")
+
+
+MODULES = ["mer.vit", "mer.spectrogram", "mer.features", "mer.lrp"]
+
+
+def test_copy_hashes_like_the_package(copy):
+    assert _hashes(copy, MODULES) == {m: store.code_hash(m) for m in MODULES}
+
+
+def test_editing_an_explainer_keeps_the_model_and_spectrogram_keys(copy):
+    before = _hashes(copy, MODULES)
+    _touch(copy / "mer" / "lrp.py")
+    _touch(copy / "mer" / "plots.py")
+    after = _hashes(copy, MODULES)
+    assert after["mer.vit"] == before["mer.vit"]
+    assert after["mer.spectrogram"] == before["mer.spectrogram"]
+    assert after["mer.features"] == before["mer.features"]
+    assert after["mer.lrp"] != before["mer.lrp"]
+
+
+@pytest.mark.parametrize("edited, changed, kept", [
+    # vit imports spectrogram (module level) and the data package (inside
+    # functions); lrp imports vit (for its benchmark), so it follows vit.
+    ("spectrogram.py", {"mer.vit", "mer.spectrogram", "mer.lrp"}, {"mer.features"}),
+    ("data/synth.py", {"mer.vit", "mer.lrp"}, {"mer.spectrogram", "mer.features"}),
+    # every module runs the package's __init__ first.
+    ("__init__.py", set(MODULES), set()),
+])
+def test_editing_a_dependency_changes_the_keys_of_what_imports_it(copy, edited, changed, kept):
+    before = _hashes(copy, MODULES)
+    _touch(copy / "mer" / edited)
+    after = _hashes(copy, MODULES)
+    assert {m for m in MODULES if after[m] != before[m]} == changed
+    assert all(after[m] == before[m] for m in kept)
+
+
+def test_artefact_paths_use_the_producing_module(tmp_path, monkeypatch):
+    monkeypatch.setenv("MER_ROOT", str(tmp_path))
+    by_vit = store.artefact_path("vit", {"a": 1}, code="mer.vit")
+    by_package = store.artefact_path("vit", {"a": 1})
+    assert by_vit.parent == by_package.parent == store.derived_dir() / "vit"
+    assert by_vit != by_package
+    assert by_vit == store.artefact_path("vit", {"a": 1}, code="mer.vit")
+
+
+def test_unknown_module_is_refused():
+    with pytest.raises(ValueError, match="not a module"):
+        store.code_hash("mer.no_such_module")
