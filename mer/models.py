@@ -407,6 +407,47 @@ def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "sc
             "proxies": proxies, "target": target}
 
 
+def band_statistics_baseline(dataset, *, logmel: dict | None = None, n_jobs: int = 2, n_bootstrap: int = 1000,
+                             seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """The chapter's logistic regression on per-band statistics of the ViT's log-mel.
+
+    The baseline a spectrogram model must beat: :func:`make_model` ``"logreg"``
+    on :func:`mer.spectrogram.band_statistics` (mean, spread and flux of every
+    mel band; no order of events), computed from the same log-mel the ViT
+    reads (``logmel`` as for :func:`mer.vit.train`). It is fitted on the
+    ``train`` and ``val`` splits together (it selects nothing: C is fixed at 1
+    as in chapter 1, while the ViT spends ``val`` on model selection) and
+    scored on ``test`` like the ViT.
+
+    Returns
+    -------
+    dict
+        ``metrics`` (pandas.DataFrame ``metric, value, low, high, n`` with
+        bootstrap 95 % intervals, as :func:`mer.vit.bootstrap_metrics`),
+        ``predictions`` (``clip_id, label, p_happy`` on ``test``).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from . import spectrogram, vit
+    from .data import label_codes
+
+    clips = dataset.clips.reset_index(drop=True)
+    split = clips["split"].astype(str).to_numpy()
+    fit, test = np.isin(split, ("train", "val")), split == "test"
+    if not fit.any() or not test.any():
+        raise ParameterError(f"dataset {dataset.name!r} needs train/val and test clips for the baseline")
+    specs, _ = spectrogram.compute(clips, params=spectrogram.LogMelParams(**(logmel or {})), n_jobs=n_jobs,
+                                   progress=progress)
+    features = spectrogram.band_statistics(specs)
+    labels = label_codes(clips["label"]).to_numpy()
+    model = make_model("logreg", random_state=seed).fit(features[fit], labels[fit])
+    p_happy = model.predict_proba(features[test])[:, list(model.classes_).index(1)]
+    predictions = pd.DataFrame({"clip_id": clips.loc[test, "clip_id"].to_numpy(),
+                                "label": clips.loc[test, "label"].to_numpy(), "p_happy": p_happy})
+    return {"metrics": vit.bootstrap_metrics(labels[test], p_happy, n_bootstrap=n_bootstrap, seed=seed),
+            "predictions": predictions}
+
+
 # ----------------------------------------------------------------------------
 # Accuracy beside interpretability
 # ----------------------------------------------------------------------------

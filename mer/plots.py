@@ -380,6 +380,40 @@ def vit_confusion(confusion, *, title: str = "test split"):
     return fig
 
 
+def cue_weights(tables: dict, *, title: str = "Which cues the decisions follow"):
+    """Implied cue weights of one or more models beside the generator's weights.
+
+    Parameters
+    ----------
+    tables : dict of str -> pandas.DataFrame
+        Model name -> :func:`mer.data.synth.implied_weights` table (``cue,
+        true_weight, implied_weight, ci_low, ci_high``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    first = next(iter(tables.values()))
+    cues = list(first["cue"])
+    y = np.arange(len(cues))
+    fig, ax = plt.subplots(figsize=(7.6, 0.55 * len(cues) + 1.4))
+    ax.scatter(first["true_weight"], y, marker="|", s=400, color="0.2", zorder=3, label="generator (truth)")
+    offsets = np.linspace(-0.18, 0.18, len(tables)) if len(tables) > 1 else [0.0]
+    for (name, table), dy, colour in zip(tables.items(), offsets, sns.color_palette("deep")):
+        table = table.set_index("cue").loc[cues]
+        ax.errorbar(table["implied_weight"], y + dy,
+                    xerr=[table["implied_weight"] - table["ci_low"], table["ci_high"] - table["implied_weight"]],
+                    fmt="o", color=colour, ecolor=colour, capsize=2, label=name)
+    ax.axvline(0, color="0.6", lw=1)
+    ax.set(yticks=y, yticklabels=cues, xlabel="weight on the standardised cue (mode = 1)", title=title)
+    ax.invert_yaxis()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------------------
 # Chapter 3: LRP (notebooks/03_lrp.ipynb)
 # ---------------------------------------------------------------------------
@@ -515,7 +549,7 @@ def mass_accuracy_plot(table, *, chance: float | None = None):
 
 
 def randomisation_plot(tables: dict):
-    """Median |Spearman rho| with the trained model's map as blocks are randomised, top first
+    """Median absolute Spearman rho with the trained model's map as blocks are randomised, top first
     (tables of :func:`mer.evaluation.randomisation`).
 
     Notebook: notebooks/03_lrp.ipynb

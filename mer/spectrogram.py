@@ -321,6 +321,38 @@ def fit_normalizer(specs: np.ndarray) -> dict[str, Any]:
     return {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "n_clips": int(len(specs))}
 
 
+def band_statistics(specs: np.ndarray) -> np.ndarray:
+    """Per-band summary of each spectrogram: level, spread and change over time.
+
+    A "bag of frames" description that keeps no order of events beyond one
+    frame: for every mel band, the mean over frames, the standard deviation
+    over frames, and the mean absolute difference between consecutive frames
+    (a per-band spectral flux). Chapter 2 uses it as the simplest model of the
+    ViT's own input.
+
+    Parameters
+    ----------
+    specs : np.ndarray, shape (n_clips, 1, n_mels, n_frames) or (n_clips, n_mels, n_frames)
+        Log-mel spectrograms (dB or normalised: any per-band affine map only
+        rescales the columns).
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips, 3 * n_mels), float64
+        Columns ``[mean_0 .. mean_{n_mels-1}, std_0 .., flux_0 ..]``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    specs = np.asarray(specs, dtype=np.float64)
+    if specs.ndim == 4 and specs.shape[1] == 1:
+        specs = specs[:, 0]
+    if specs.ndim != 3 or specs.shape[-1] < 2:
+        raise ParameterError(f"expected spectrograms of shape (n_clips, [1,] n_mels, n_frames >= 2), "
+                             f"got {specs.shape}")
+    flux = np.abs(np.diff(specs, axis=-1)).mean(axis=-1)
+    return np.concatenate([specs.mean(axis=-1), specs.std(axis=-1), flux], axis=1)
+
+
 def normalize(spec: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
     """``(spec - mean_b) / std_b`` per mel band ``b`` (:func:`fit_normalizer`).
 

@@ -80,3 +80,16 @@ def test_interpretability_table_includes_vit_when_present(tmp_path, design):
 def test_unknown_model_is_a_parameter_error():
     with pytest.raises(ParameterError, match="unknown model"):
         M.make_model("forest")
+
+
+def test_band_statistics_baseline_scores_the_test_split(synth):
+    result = M.band_statistics_baseline(synth, n_bootstrap=50, progress=False)
+    test = synth.clips[synth.clips["split"] == "test"]
+    assert list(result["predictions"]["clip_id"]) == list(test["clip_id"])
+    assert result["predictions"]["p_happy"].between(0, 1).all()
+    metrics = result["metrics"].set_index("metric")
+    assert set(metrics.index) >= {"balanced_accuracy", "roc_auc"}
+    assert (metrics["n"] == len(test)).all()
+    # The same inputs give the same numbers.
+    again = M.band_statistics_baseline(synth, n_bootstrap=50, progress=False)
+    pd.testing.assert_frame_equal(result["metrics"], again["metrics"])

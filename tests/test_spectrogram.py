@@ -108,3 +108,20 @@ def test_normaliser_uses_only_the_specs_it_is_given():
         spectrogram.normalize(train[:, :, :8], stats)
     with pytest.raises(ParameterError):
         spectrogram.fit_normalizer(train[0])
+
+
+def test_band_statistics_are_level_spread_and_flux_per_band():
+    n_mels, n_frames = 4, 6
+    specs = np.zeros((2, 1, n_mels, n_frames), dtype=np.float32)
+    specs[0, 0, 0] = -20.0                      # a steady band: level only
+    specs[0, 0, 1] = [0, 10, 0, 10, 0, 10]      # a band that flickers every frame
+    specs[1, 0, 2] = np.linspace(0, 5, n_frames)  # a slow rise
+    stats = spectrogram.band_statistics(specs)
+    assert stats.shape == (2, 3 * n_mels)
+    mean, spread, flux = stats[:, :n_mels], stats[:, n_mels:2 * n_mels], stats[:, 2 * n_mels:]
+    assert mean[0, 0] == -20.0 and spread[0, 0] == 0.0 and flux[0, 0] == 0.0
+    assert mean[0, 1] == 5.0 and spread[0, 1] == 5.0 and flux[0, 1] == 10.0
+    assert flux[1, 2] == pytest.approx(1.0)
+    np.testing.assert_array_equal(stats, spectrogram.band_statistics(specs[:, 0]))
+    with pytest.raises(ParameterError):
+        spectrogram.band_statistics(specs[:, :, :, :1])

@@ -248,3 +248,47 @@ def test_reference_scores_bracket_the_task(dataset):
     assert np.mean((clips["mode"] == "major") == (clips["label"] == "happy")) == pytest.approx(info["mode_agreement"])
     with pytest.raises(ParameterError):
         synth.reference_scores(clips.drop(columns="valence_noiseless"))
+
+
+def _random_cues(n: int, seed: int = 0) -> pd.DataFrame:
+    """Cue columns drawn over the generator's ranges (no audio needed)."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "mode": rng.choice(["major", "minor"], n),
+        "tempo_bpm": rng.uniform(70, 160, n), "register": rng.uniform(62, 78, n),
+        "articulation": rng.uniform(0.30, 0.95, n), "velocity": rng.uniform(55, 105, n),
+        "brightness": rng.choice(synth.BRIGHTNESS_LEVELS, n)})
+
+
+def test_implied_weights_give_back_the_weights_a_model_decides_by():
+    clips = _random_cues(400)
+    z = synth.standardised_cues(clips)
+    # A model deciding exactly like the generator (any positive scale of the log-odds).
+    truth_like = 1 / (1 + np.exp(-2.5 * (z * pd.Series(synth.WEIGHTS)).sum(axis=1)))
+    table = synth.implied_weights(clips, truth_like, n_bootstrap=200).set_index("cue")
+    np.testing.assert_allclose(table["implied_weight"], table["true_weight"], atol=1e-3)
+    assert table.attrs["agreement"] == 1.0
+    # The generator's own hard labels (sign of the weighted sum plus its small noise) read the same.
+    labels = (z * pd.Series(synth.WEIGHTS)).sum(axis=1) + synth.NOISE_SD * np.random.default_rng(2).normal(size=len(z))
+    table = synth.implied_weights(clips, (labels > 0).astype(float), n_bootstrap=0).set_index("cue")
+    np.testing.assert_allclose(table["implied_weight"], table["true_weight"], atol=0.1)
+    # A model deaf to the register (and louder on the velocity) is read as such, with intervals around it.
+    deaf = dict(synth.WEIGHTS, register=0.0, velocity=0.6)
+    noise = np.random.default_rng(1).normal(0, 0.3, len(clips))
+    p = 1 / (1 + np.exp(-(2.0 * (z * pd.Series(deaf)).sum(axis=1) + noise)))
+    table = synth.implied_weights(clips, p, n_bootstrap=200).set_index("cue")
+    assert abs(table.loc["register", "implied_weight"]) < 0.05
+    assert table.loc["velocity", "implied_weight"] == pytest.approx(0.6, abs=0.05)
+    assert (table["ci_low"] <= table["implied_weight"]).all() and (table["implied_weight"] <= table["ci_high"]).all()
+    assert (table["ci_high"] - table["ci_low"]).iloc[1:].between(1e-4, 0.2).all()
+    assert table.loc["register", "true_weight"] == synth.WEIGHTS["register"]
+
+
+def test_implied_weights_refuse_what_they_cannot_read():
+    clips = _random_cues(40)
+    with pytest.raises(ParameterError, match="probabilities"):
+        synth.implied_weights(clips, np.full(39, 0.5))
+    with pytest.raises(ParameterError, match="truth columns"):
+        synth.implied_weights(clips.drop(columns="register"), np.full(40, 0.5))
+    with pytest.raises(ParameterError, match="at least"):
+        synth.implied_weights(clips.iloc[:10], np.full(10, 0.5))

@@ -563,6 +563,144 @@ def reference_scores(clips: pd.DataFrame) -> pd.DataFrame:
                           "n": int(len(clips))} for name, guess in guesses.items()])
 
 
+def standardised_cues(clips: pd.DataFrame) -> pd.DataFrame:
+    """The generator's cues of every clip on the scale of :data:`WEIGHTS`.
+
+    The vectorised ``z`` of :func:`latent`: ``mode`` as +1 major / -1 minor,
+    every other cue ``(value - centre) / scale`` (:data:`SCALING`).
+
+    Parameters
+    ----------
+    clips : pandas.DataFrame, n_clips rows
+        A synthetic ``clips.csv`` (its truth columns).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_clips, 6)
+        One column per cue of :data:`WEIGHTS`, index of ``clips``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    missing = set(WEIGHTS) - set(clips.columns)
+    if missing:
+        raise ParameterError(f"the clips have no synthetic truth columns {sorted(missing)}")
+    z = {}
+    for cue in WEIGHTS:
+        centre, scale = SCALING[cue]
+        if cue == "mode":
+            x = clips["mode"].map({"major": 1.0, "minor": -1.0})
+        else:
+            x = pd.to_numeric(clips[cue], errors="coerce")
+        z[cue] = (x - centre) / scale
+    return pd.DataFrame(z, index=clips.index)
+
+
+def implied_weights(clips: pd.DataFrame, p_happy, *, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Which cues a model's decisions follow, against the generator's weights.
+
+    The psychophysicist's decision weights, measured on a model: a logistic
+    regression of the model's probability of Happy on the six standardised
+    cues (:func:`standardised_cues`), with the probabilities as soft targets
+    (each clip enters as Happy with weight ``p`` and as Sad with weight
+    ``1 - p``: a fractional logistic regression, practically unpenalised).
+    The coefficients are divided by the mode's so they read on the scale of
+    :data:`WEIGHTS` (mode = 1). The same fit on the generator's own labels
+    gives back its weights (tested), so a model that decided like the
+    generator would too; a cue the model cannot hear comes out near 0.
+    It is a first-order reading of a non-linear model; ``attrs["agreement"]``
+    says how much of it the reading captures. Intervals: 95 % percentile
+    bootstrap over clips.
+
+    Parameters
+    ----------
+    clips : pandas.DataFrame, n_clips rows
+        Synthetic clips (truth columns), in the order of ``p_happy``.
+    p_happy : array, shape (n_clips,)
+        The model's probability of Happy per clip.
+    n_bootstrap : int
+    seed : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cue, true_weight, implied_weight, ci_low, ci_high`` (six rows, the
+        order of :data:`WEIGHTS`); ``attrs["n"]`` the clips used,
+        ``attrs["agreement"]`` the share of clips on which the fitted
+        logistic model and the model take the same side of 0.5.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    z = standardised_cues(clips)
+    p = np.asarray(p_happy, dtype=float).reshape(-1)
+    if len(p) != len(z):
+        raise ParameterError(f"{len(p)} probabilities for {len(z)} clips")
+    ok = z.notna().all(axis=1).to_numpy() & np.isfinite(p)
+    if ok.sum() < 3 * len(WEIGHTS):
+        raise ParameterError(f"implied weights need at least {3 * len(WEIGHTS)} clips with every cue, "
+                             f"got {int(ok.sum())}")
+    x, p = z.to_numpy()[ok], np.clip(p[ok], 0.0, 1.0)
+    n = len(p)
+
+    def fit(rows):
+        # sklearn has no soft-label loss; two weighted copies of each clip are the same likelihood.
+        model = LogisticRegression(C=1e4, max_iter=5000)
+        model.fit(np.vstack([x[rows], x[rows]]), np.r_[np.ones(len(rows)), np.zeros(len(rows))],
+                  sample_weight=np.r_[p[rows], 1 - p[rows]])
+        return model
+
+    every = np.arange(n)
+    model = fit(every)
+    point = model.coef_[0] / model.coef_[0][0]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_bootstrap):
+        coef = fit(rng.integers(0, n, n)).coef_[0]
+        draws.append(coef / coef[0])
+    low, high = np.percentile(np.asarray(draws), [2.5, 97.5], axis=0) if draws else (point * np.nan,) * 2
+    table = pd.DataFrame({"cue": list(WEIGHTS), "true_weight": [WEIGHTS[c] for c in WEIGHTS],
+                          "implied_weight": point, "ci_low": low, "ci_high": high})
+    agreement = float(np.mean((model.decision_function(x) > 0) == (p > 0.5)))
+    table.attrs.update(n=int(n), agreement=agreement)
+    return table
+
+
+def accuracy_by_evidence(clips: pd.DataFrame, predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Accuracy of several models on clips whose mode sounds throughout vs in a window only.
+
+    Parameters
+    ----------
+    clips : pandas.DataFrame
+        Synthetic clips (``clip_id``, ``label``, ``windowed``).
+    predictions : dict of str -> pandas.DataFrame
+        Model name -> ``clip_id, p_happy`` (Happy when ``p_happy > 0.5``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``mode throughout`` / ``mode in a window only``; one accuracy
+        column per model and ``n`` (clips of that kind the models share).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    if "windowed" not in clips:
+        raise ParameterError("the clips have no 'windowed' column (synthetic set only)")
+    truth = clips.set_index("clip_id")
+    shared = set(truth.index)
+    for frame in predictions.values():
+        shared &= set(frame["clip_id"])
+    ids = [i for i in truth.index if i in shared]
+    kind = truth.loc[ids, "windowed"].astype(str).str.lower().isin(("true", "1")).map(
+        {False: "mode throughout", True: "mode in a window only"})
+    happy = truth.loc[ids, "label"] == "happy"
+    table = pd.DataFrame({name: ((frame.set_index("clip_id").loc[ids, "p_happy"] > 0.5) == happy).groupby(kind).mean()
+                          for name, frame in predictions.items()})
+    table["n"] = kind.value_counts()
+    table.index.name = "clips"
+    return table.reindex([k for k in ("mode throughout", "mode in a window only") if k in table.index])
+
+
 def soundfont_path(soundfont: str = "FluidR3_GM") -> Path:
     """Path of a known SoundFont, checked to exist.
 
