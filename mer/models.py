@@ -407,6 +407,55 @@ def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "sc
             "proxies": proxies, "target": target}
 
 
+def split_scores(X: pd.DataFrame, y: pd.Series, split: pd.Series, *, model: str = "logreg",
+                 n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Fit on the ``train`` and ``val`` clips, score on ``test``: the ViT's split.
+
+    Chapter 1 cross-validates over every clip; chapter 2's ViT is scored on a
+    held-out ``test`` split. This puts an interpretable model on that same
+    split, so the two rows of chapter 2's comparison count the same clips.
+    Nothing is selected on ``val`` (the pipeline's settings are fixed), so it
+    is training data here, while the ViT spends it on model selection.
+
+    Parameters
+    ----------
+    X : pandas.DataFrame, shape (n_clips, n_features)
+        Index ``clip_id`` (from :func:`design`).
+    y : pandas.Series, shape (n_clips,)
+        Label codes (sad 0, happy 1), index ``clip_id``.
+    split : pandas.Series
+        ``clip_id`` -> ``train`` / ``val`` / ``test``.
+    model : {"logreg", "mlp"}
+    n_bootstrap, seed : int
+        Bootstrap of the test metrics; ``seed`` also seeds the network.
+
+    Returns
+    -------
+    dict
+        ``metrics`` (pandas.DataFrame ``metric, value, low, high, n``, as
+        :func:`mer.vit.bootstrap_metrics`), ``predictions`` (``clip_id, label,
+        p_happy`` on ``test``).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from . import vit
+    from .data import LABELS
+
+    if _task(model) != "classification":
+        raise ParameterError(f"split_scores needs a classifier, got {model!r}")
+    where = split.reindex(X.index).astype(str).to_numpy()
+    fit, test = np.isin(where, ("train", "val")), where == "test"
+    if not fit.any() or not test.any():
+        raise ParameterError("split_scores needs train/val and test clips")
+    pipe = make_model(model, random_state=seed).fit(X[fit], y[fit])
+    p_happy = pipe.predict_proba(X[test])[:, list(pipe.classes_).index(1)]
+    labels = y[test].to_numpy()
+    predictions = pd.DataFrame({"clip_id": X.index[test], "label": [LABELS[int(v)] for v in labels],
+                                "p_happy": p_happy})
+    return {"metrics": vit.bootstrap_metrics(labels, p_happy, n_bootstrap=n_bootstrap, seed=seed),
+            "predictions": predictions}
+
+
 def band_statistics_baseline(dataset, *, logmel: dict | None = None, n_jobs: int = 2, n_bootstrap: int = 1000,
                              seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """The chapter's logistic regression on per-band statistics of the ViT's log-mel.
@@ -414,38 +463,27 @@ def band_statistics_baseline(dataset, *, logmel: dict | None = None, n_jobs: int
     The baseline a spectrogram model must beat: :func:`make_model` ``"logreg"``
     on :func:`mer.spectrogram.band_statistics` (mean, spread and flux of every
     mel band; no order of events), computed from the same log-mel the ViT
-    reads (``logmel`` as for :func:`mer.vit.train`). It is fitted on the
-    ``train`` and ``val`` splits together (it selects nothing: C is fixed at 1
-    as in chapter 1, while the ViT spends ``val`` on model selection) and
-    scored on ``test`` like the ViT.
+    reads (``logmel`` as for :func:`mer.vit.train`), fitted and scored by
+    :func:`split_scores` (train + val / test).
 
     Returns
     -------
     dict
-        ``metrics`` (pandas.DataFrame ``metric, value, low, high, n`` with
-        bootstrap 95 % intervals, as :func:`mer.vit.bootstrap_metrics`),
-        ``predictions`` (``clip_id, label, p_happy`` on ``test``).
+        As :func:`split_scores`.
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from . import spectrogram, vit
+    from . import spectrogram
     from .data import label_codes
 
     clips = dataset.clips.reset_index(drop=True)
-    split = clips["split"].astype(str).to_numpy()
-    fit, test = np.isin(split, ("train", "val")), split == "test"
-    if not fit.any() or not test.any():
-        raise ParameterError(f"dataset {dataset.name!r} needs train/val and test clips for the baseline")
     specs, _ = spectrogram.compute(clips, params=spectrogram.LogMelParams(**(logmel or {})), n_jobs=n_jobs,
                                    progress=progress)
-    features = spectrogram.band_statistics(specs)
-    labels = label_codes(clips["label"]).to_numpy()
-    model = make_model("logreg", random_state=seed).fit(features[fit], labels[fit])
-    p_happy = model.predict_proba(features[test])[:, list(model.classes_).index(1)]
-    predictions = pd.DataFrame({"clip_id": clips.loc[test, "clip_id"].to_numpy(),
-                                "label": clips.loc[test, "label"].to_numpy(), "p_happy": p_happy})
-    return {"metrics": vit.bootstrap_metrics(labels[test], p_happy, n_bootstrap=n_bootstrap, seed=seed),
-            "predictions": predictions}
+    index = pd.Index(clips["clip_id"], name="clip_id")
+    X = pd.DataFrame(spectrogram.band_statistics(specs), index=index)
+    y = pd.Series(label_codes(clips["label"]).to_numpy(), index=index)
+    return split_scores(X, y, pd.Series(clips["split"].to_numpy(), index=index), model="logreg",
+                        n_bootstrap=n_bootstrap, seed=seed)
 
 
 # ----------------------------------------------------------------------------

@@ -93,3 +93,22 @@ def test_band_statistics_baseline_scores_the_test_split(synth):
     # The same inputs give the same numbers.
     again = M.band_statistics_baseline(synth, n_bootstrap=50, progress=False)
     pd.testing.assert_frame_equal(result["metrics"], again["metrics"])
+
+
+def test_split_scores_fit_on_train_and_val_and_score_the_test_clips(synth, design):
+    X, y = design
+    split = synth.clips.set_index("clip_id")["split"]
+    result = M.split_scores(X, y, split, n_bootstrap=50)
+    predictions = result["predictions"]
+    assert set(predictions["clip_id"]) == set(split[split == "test"].index) & set(X.index)
+    assert (predictions["label"] == synth.clips.set_index("clip_id").loc[predictions["clip_id"], "label"].to_numpy()).all()
+    # Test clips never reach the fit: changing their labels leaves the model (and the test probabilities) alone.
+    flipped = y.copy()
+    test_ids = list(predictions["clip_id"])
+    flipped.loc[test_ids] = 1 - flipped.loc[test_ids]
+    again = M.split_scores(X, flipped, split, n_bootstrap=50)["predictions"]
+    np.testing.assert_allclose(again["p_happy"], predictions["p_happy"])
+    with pytest.raises(ParameterError, match="classifier"):
+        M.split_scores(X, y, split, model="linreg")
+    with pytest.raises(ParameterError, match="test"):
+        M.split_scores(X, y, split.replace("test", "train"))

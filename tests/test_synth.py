@@ -292,3 +292,17 @@ def test_implied_weights_refuse_what_they_cannot_read():
         synth.implied_weights(clips.drop(columns="register"), np.full(40, 0.5))
     with pytest.raises(ParameterError, match="at least"):
         synth.implied_weights(clips.iloc[:10], np.full(10, 0.5))
+
+
+def test_accuracy_by_evidence_splits_windowed_clips(dataset):
+    clips = dataset.clips
+    perfect = pd.DataFrame({"clip_id": clips["clip_id"], "p_happy": (clips["label"] == "happy").astype(float)})
+    wrong = perfect.assign(p_happy=1 - perfect["p_happy"])
+    table = synth.accuracy_by_evidence(clips, {"perfect": perfect, "always wrong": wrong.iloc[:-1]})
+    windowed = clips["windowed"].astype(bool)
+    # Only the clips every model predicted count: the last one is missing from "always wrong".
+    assert table["n"].sum() == len(clips) - 1
+    assert table.loc["mode in a window only", "n"] == windowed.iloc[:-1].sum()
+    assert (table["perfect"] == 1.0).all() and (table["always wrong"] == 0.0).all()
+    with pytest.raises(ParameterError, match="windowed"):
+        synth.accuracy_by_evidence(clips.drop(columns="windowed"), {"perfect": perfect})
