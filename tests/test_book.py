@@ -36,12 +36,9 @@ if os.environ.get("MER_BOOK_CHAPTERS"):  # e.g. "00_data,01_features": a partial
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
-#: The one resource the built book loads from the network: MathJax, from the CDN
-#: Jupyter Book configures. The test machine is offline, so the browser test
-#: answers exactly this URL with an empty script (pages without math do not
-#: need it; pages with math render the TeX source). Any other request that
-#: leaves 127.0.0.1 fails the test.
-MATHJAX_URL = re.compile(r"^https://cdn\.jsdelivr\.net/npm/mathjax@3/es5/tex-mml-chtml\.js$")
+#: Elements Sphinx wraps TeX in; the book serves MathJax itself
+#: (sphinx-mathjax-offline), so every page with one must show typeset maths offline.
+MATH_SELECTOR = ".math"
 #: The two scripts myst-nb adds to a page with ipywidgets outputs (RequireJS and
 #: the widgets' HTML manager, from CDNs, with integrity hashes, so they cannot be
 #: stubbed). Offline they fail; only the console errors naming these URLs are
@@ -247,8 +244,8 @@ def browse(base: str, pages: list[str]) -> tuple[list[str], int]:
 
     A problem is a console error or an uncaught exception, an ``<img>`` with
     no pixels, an ``<audio>`` that does not reach ``HAVE_METADATA`` or whose
-    duration is not the clip's, or a request that leaves the local server
-    (other than MathJax, see :data:`MATHJAX_URL`).
+    duration is not the clip's, maths that MathJax did not typeset (or
+    typeset as a TeX error), or a request that leaves the local server.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
@@ -261,9 +258,6 @@ def browse(base: str, pages: list[str]) -> tuple[list[str], int]:
         url = request_route.request.url
         if url.startswith(base):
             request_route.continue_()
-        elif MATHJAX_URL.match(url):
-            request_route.fulfill(status=200, content_type="application/javascript",
-                                  body="/* not reachable offline: see tests/test_book.py */")
         else:
             if not WIDGETS_URLS.match(url):
                 external.append(url)
@@ -295,6 +289,18 @@ def browse(base: str, pages: list[str]) -> tuple[list[str], int]:
                 for src, complete, width in images:
                     if not (complete and width > 0):
                         problems.append(f"{name}: image {src[:80]} did not load (naturalWidth {width})")
+                if page.eval_on_selector_all(MATH_SELECTOR, "els => els.length"):
+                    try:
+                        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                                               timeout=15_000)
+                        typeset, failed = page.evaluate(
+                            "() => MathJax.startup.promise.then(() => [document.querySelectorAll('mjx-container')"
+                            ".length, [...document.querySelectorAll('mjx-merror')].map(e => e.textContent)])")
+                    except PlaywrightTimeout:
+                        typeset, failed = 0, []
+                    if not typeset:
+                        problems.append(f"{name}: maths on the page but MathJax typeset none of it")
+                    problems += [f"{name}: TeX error in the maths: {text}" for text in failed]
                 count = page.eval_on_selector_all("audio", "els => els.length")
                 n_audio += count
                 if count:
