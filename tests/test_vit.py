@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from mer import spectrogram, vit
+from mer import ParameterError, spectrogram, vit
 from mer.data import Dataset
 
 SR = 22050
@@ -289,3 +289,38 @@ def test_mixup_blends_each_batch_with_a_shuffled_copy():
                     if torch.allclose(mixed[i], lam * batch[i] + (1 - lam) * batch[j], atol=1e-6)]
         assert partners and int(other[i]) in {int(target[j]) for j in partners}
     assert sorted(other.tolist()) == sorted(target.tolist())  # a permutation of the labels
+
+
+def test_seed_spread_trains_each_seed_once_and_reuses_the_chapters_model(workspace):
+    folder, dataset = workspace
+    options = {k: v for k, v in TRAIN.items() if k not in ("seed", "progress")} | {"epochs": 1}
+    first = vit.train(dataset, seed=0, progress=False, **options)
+    written = (first.checkpoint / vit.META_FILE).stat().st_mtime_ns
+    spread = vit.seed_spread(dataset, [0, 1], progress=False, **options)
+    assert (first.checkpoint / vit.META_FILE).stat().st_mtime_ns == written
+    assert list(spread["seed"]) == [0, 1]
+    # Seed 0 is the model trained above, read back (same checkpoint), not trained again.
+    assert spread.loc[0, "checkpoint"] == first.checkpoint.name
+    assert spread.loc[0, "balanced_accuracy"] == vit.evaluate(first, dataset, progress=False).value("balanced_accuracy")
+    assert spread.loc[1, "checkpoint"] != first.checkpoint.name
+    assert spread.attrs["mean"] == pytest.approx(spread["balanced_accuracy"].mean())
+    assert spread.attrs["sd"] == pytest.approx(spread["balanced_accuracy"].std(ddof=1))
+    with pytest.raises(ParameterError, match="seeds"):
+        vit.seed_spread(dataset, [0], seed=1, **options)
+
+
+def test_vectorised_bootstrap_metrics_match_scikit_learn():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 40)
+    p_happy = np.round(rng.random(40), 1)  # ties, as a small model's probabilities have
+    index = rng.integers(0, 40, (50, 40))
+    index[0] = np.flatnonzero(labels == 1)[0]  # a resample with one class only
+    fast = vit._resampled_metrics(labels, p_happy, index)
+    for b in range(1, len(index)):
+        expected = vit.classification_metrics(labels[index[b]], p_happy[index[b]])
+        for name, value in expected.items():
+            assert fast[name][b] == pytest.approx(value), (name, b)
+    assert np.isnan(fast["balanced_accuracy"][0]) and np.isnan(fast["roc_auc"][0])
+    table = vit.bootstrap_metrics(labels, p_happy, n_bootstrap=200).set_index("metric")
+    assert (table["low"] <= table["value"]).all() and (table["value"] <= table["high"]).all()
+    assert vit.bootstrap_metrics(labels, p_happy, n_bootstrap=0)["low"].isna().all()
