@@ -1138,6 +1138,15 @@ def _read_table(path) -> pd.DataFrame:
     return table
 
 
+def extractable_families(clips: pd.DataFrame) -> tuple[str, ...]:
+    """The families :func:`extract` can compute for a dataset: all of them when
+    the clips have scores (``midi_path``), the audio families otherwise.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    return FAMILIES if "midi_path" in clips else AUDIO_FAMILIES
+
+
 def feature_columns(features: pd.DataFrame, families: Iterable[str] | None = None) -> list[str]:
     """Numeric feature columns of ``features``, optionally of some families only.
 

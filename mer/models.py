@@ -456,6 +456,30 @@ def split_scores(X: pd.DataFrame, y: pd.Series, split: pd.Series, *, model: str 
             "predictions": predictions}
 
 
+def features_baseline(dataset, *, families: Sequence[str], n_jobs: int = 2, n_bootstrap: int = 1000,
+                      seed: int = 0) -> dict[str, Any]:
+    """Chapter 1's logistic regression on musical features, on the ViT's split.
+
+    The feature table is :func:`mer.features.extract`'s (read from chapter 1's
+    cache when it ran on the same clips); the model uses the columns of
+    ``families`` and is fitted and scored by :func:`split_scores`.
+
+    Returns
+    -------
+    dict
+        As :func:`split_scores`.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from . import features as F
+
+    table = F.extract(dataset, families=F.extractable_families(dataset.clips), n_jobs=n_jobs)
+    columns = F.feature_columns(table[table["status"] == "ok"], families)
+    X, y = design(dataset, table, columns=columns)
+    return split_scores(X, y, dataset.clips.set_index("clip_id")["split"], model="logreg",
+                        n_bootstrap=n_bootstrap, seed=seed)
+
+
 def band_statistics_baseline(dataset, *, logmel: dict | None = None, n_jobs: int = 2, n_bootstrap: int = 1000,
                              seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """The chapter's logistic regression on per-band statistics of the ViT's log-mel.

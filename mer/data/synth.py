@@ -595,6 +595,10 @@ def standardised_cues(clips: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(z, index=clips.index)
 
 
+#: Fewest clips :func:`implied_weights` reads six weights and an intercept from.
+MIN_IMPLIED_CLIPS = 3 * len(WEIGHTS)
+
+
 def implied_weights(clips: pd.DataFrame, p_happy, *, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Which cues a model's decisions follow, against the generator's weights.
 
@@ -637,8 +641,8 @@ def implied_weights(clips: pd.DataFrame, p_happy, *, n_bootstrap: int = 1000, se
     if len(p) != len(z):
         raise ParameterError(f"{len(p)} probabilities for {len(z)} clips")
     ok = z.notna().all(axis=1).to_numpy() & np.isfinite(p)
-    if ok.sum() < 3 * len(WEIGHTS):
-        raise ParameterError(f"implied weights need at least {3 * len(WEIGHTS)} clips with every cue, "
+    if ok.sum() < MIN_IMPLIED_CLIPS:
+        raise ParameterError(f"implied weights need at least {MIN_IMPLIED_CLIPS} clips with every cue, "
                              f"got {int(ok.sum())}")
     x, p = z.to_numpy()[ok], np.clip(p[ok], 0.0, 1.0)
     n = len(p)
@@ -691,7 +695,7 @@ def accuracy_by_evidence(clips: pd.DataFrame, predictions: dict[str, pd.DataFram
     for frame in predictions.values():
         shared &= set(frame["clip_id"])
     ids = [i for i in truth.index if i in shared]
-    kind = truth.loc[ids, "windowed"].astype(str).str.lower().isin(("true", "1")).map(
+    kind = truth.loc[ids, "windowed"].astype(bool).map(
         {False: "mode throughout", True: "mode in a window only"})
     happy = truth.loc[ids, "label"] == "happy"
     table = pd.DataFrame({name: ((frame.set_index("clip_id").loc[ids, "p_happy"] > 0.5) == happy).groupby(kind).mean()
