@@ -434,7 +434,7 @@ def split_scores(X: pd.DataFrame, y: pd.Series, split: pd.Series, *, model: str 
     dict
         ``metrics`` (pandas.DataFrame ``metric, value, low, high, n``, as
         :func:`mer.vit.bootstrap_metrics`), ``predictions`` (``clip_id, label,
-        p_happy`` on ``test``).
+        p_happy`` on ``test``), ``features`` (``X``, every clip).
 
     Notebook: notebooks/02_vit.ipynb
     """
@@ -453,7 +453,67 @@ def split_scores(X: pd.DataFrame, y: pd.Series, split: pd.Series, *, model: str 
     predictions = pd.DataFrame({"clip_id": X.index[test], "label": [LABELS[int(v)] for v in labels],
                                 "p_happy": p_happy})
     return {"metrics": vit.bootstrap_metrics(labels, p_happy, n_bootstrap=n_bootstrap, seed=seed),
-            "predictions": predictions}
+            "predictions": predictions, "features": X}
+
+
+def cue_probes(representations: dict[str, pd.DataFrame], clips: pd.DataFrame, *, n_bootstrap: int = 1000,
+               seed: int = 0) -> pd.DataFrame:
+    """How well each synthetic cue can be read linearly from each representation.
+
+    A linear probe (Alain & Bengio 2017): for every cue of
+    :data:`mer.data.synth.WEIGHTS`, :func:`make_model` ``"linreg"`` (ridge,
+    penalty by leave-one-out CV) is fitted from a representation to the
+    standardised cue on the ``train`` and ``val`` clips and scored by R² on
+    the ``test`` clips, with a percentile bootstrap 95 % interval over the
+    test clips (the fit held fixed). A cue a representation does not hold
+    linearly scores near 0 (below 0 is worse than predicting the mean);
+    no classifier head on top of that representation can weight it.
+
+    Parameters
+    ----------
+    representations : dict name -> pandas.DataFrame, shape (n_clips, n_dims)
+        Index ``clip_id``; clips missing from a representation (rejected by
+        it) are left out of its rows only.
+    clips : pandas.DataFrame
+        A synthetic dataset's clips (``clip_id``, ``split`` and the truth
+        columns).
+    n_bootstrap, seed : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per representation and cue: ``representation, cue, r2, low,
+        high, n_fit, n_test``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from .data import synth
+
+    cues = synth.standardised_cues(clips.set_index("clip_id"))
+    split = clips.set_index("clip_id")["split"].astype(str)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name, X in representations.items():
+        ids = X.index[X.index.isin(cues.index)]
+        fit = ids[split.loc[ids].isin(["train", "val"]).to_numpy()]
+        test = ids[(split.loc[ids] == "test").to_numpy()]
+        if len(fit) < 3 or len(test) < 3:
+            raise ParameterError(f"cue_probes needs train/val and test clips in {name!r}, "
+                                 f"got {len(fit)} and {len(test)}")
+        draws = rng.integers(0, len(test), size=(n_bootstrap, len(test)))
+        for cue in cues.columns:
+            target_fit, target_test = cues.loc[fit, cue].to_numpy(), cues.loc[test, cue].to_numpy()
+            predicted = make_model("linreg").fit(X.loc[fit], target_fit).predict(X.loc[test])
+            residual = (target_test - predicted) ** 2
+            r2 = 1 - residual.sum() / ((target_test - target_test.mean()) ** 2).sum()
+            # R² of every resample at once: the fit stays, the test clips are redrawn.
+            t = target_test[draws]
+            spread = ((t - t.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+            resampled = 1 - residual[draws].sum(axis=1) / np.where(spread > 0, spread, np.nan)
+            low, high = np.nanpercentile(resampled, [2.5, 97.5]) if n_bootstrap else (np.nan, np.nan)
+            rows.append({"representation": name, "cue": cue, "r2": float(r2), "low": float(low),
+                         "high": float(high), "n_fit": len(fit), "n_test": len(test)})
+    return pd.DataFrame(rows)
 
 
 def features_baseline(dataset, *, families: Sequence[str], n_jobs: int = 2, n_bootstrap: int = 1000,

@@ -414,6 +414,30 @@ def cue_weights(tables: dict, *, title: str = "Which cues the decisions follow")
     return fig
 
 
+def cue_probes(table, *, title: str = "Which cues each representation holds (linear probe, test R²)"):
+    """Heat map of :func:`mer.models.cue_probes`: one row per representation,
+    one column per cue, the test R² written in each cell.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``representation, cue, r2`` (and intervals, not drawn).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    grid = table.pivot(index="representation", columns="cue", values="r2")
+    grid = grid.loc[list(dict.fromkeys(table["representation"])), list(dict.fromkeys(table["cue"]))]
+    fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 3.2, 0.55 * grid.shape[0] + 1.4))
+    sns.heatmap(grid, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar_kws={"label": "test R²"}, ax=ax)
+    ax.set(xlabel="", ylabel="", title=title)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------------------
 # Chapter 3: LRP (notebooks/03_lrp.ipynb)
 # ---------------------------------------------------------------------------

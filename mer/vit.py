@@ -238,6 +238,43 @@ def predict_proba(model, specs: np.ndarray, *, batch_size: int = 64) -> np.ndarr
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
 
+def representation(model, specs: np.ndarray, *, pooling: str = "cls", batch_size: int = 64) -> np.ndarray:
+    """The encoder's last hidden state of each clip, as one vector.
+
+    ``"cls"`` is exactly what the classification head reads (the CLS token
+    after the final LayerNorm: ``model.classifier(representation(...))`` are
+    the logits); ``"mean"`` averages the patch tokens instead, which the head
+    never sees but which holds what the encoder kept about each moment.
+    Chapter 2 probes both for the generator's cues.
+
+    Parameters
+    ----------
+    model : transformers.ViTForImageClassification
+    specs : np.ndarray, shape (n_clips, 1, n_mels, n_frames)
+        As for :func:`predict_proba`.
+    pooling : {"cls", "mean"}
+    batch_size : int
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips, hidden_size), float32
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+
+    if pooling not in ("cls", "mean"):
+        raise ParameterError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(specs), batch_size):
+            batch = torch.as_tensor(np.asarray(specs[start:start + batch_size], dtype=np.float32))
+            hidden = model.vit(pixel_values=batch.to(next(model.parameters()).device)).last_hidden_state
+            out.append((hidden[:, 0] if pooling == "cls" else hidden[:, 1:].mean(1)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), np.float32)
+
+
 # ---------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------

@@ -112,3 +112,31 @@ def test_split_scores_fit_on_train_and_val_and_score_the_test_clips(synth, desig
         M.split_scores(X, y, split, model="linreg")
     with pytest.raises(ParameterError, match="test"):
         M.split_scores(X, y, split.replace("test", "train"))
+
+
+def test_cue_probes_read_a_cue_only_where_the_representation_holds_it(synth):
+    from mer.data import synth as generator
+
+    clips = synth.clips
+    index = pd.Index(clips["clip_id"], name="clip_id")
+    cues = generator.standardised_cues(clips).set_axis(index)
+    rng = np.random.default_rng(0)
+    representations = {
+        "cues": cues + rng.normal(scale=0.01, size=cues.shape),
+        "noise": pd.DataFrame(rng.normal(size=(len(clips), 6)), index=index),
+        # Holds the tempo for the fitted clips only: what it learned there does not carry to the test clips.
+        "tempo, fit clips only": pd.DataFrame({"t": np.where(clips["split"].eq("test"), rng.normal(size=len(clips)),
+                                                             cues["tempo_bpm"])}, index=index),
+    }
+    table = M.cue_probes(representations, clips, n_bootstrap=200).set_index(["representation", "cue"])
+    n_test = int(clips["split"].eq("test").sum())
+    assert len(table) == 3 * len(generator.WEIGHTS)
+    assert (table["n_test"] == n_test).all() and (table["n_fit"] == len(clips) - n_test).all()
+    assert (table.loc["cues", "r2"] > 0.95).all()
+    assert (table.loc["noise", "r2"] < 0.5).all()
+    assert table.loc[("tempo, fit clips only", "tempo_bpm"), "r2"] < 0.5
+    assert (table["low"] <= table["high"]).all() and (table.loc["cues", "low"] > 0.9).all()
+    again = M.cue_probes(representations, clips, n_bootstrap=200).set_index(["representation", "cue"])
+    pd.testing.assert_frame_equal(table, again)
+    with pytest.raises(ParameterError, match="test"):
+        M.cue_probes({"cues": cues}, clips.assign(split="train"))

@@ -291,6 +291,21 @@ def test_mixup_blends_each_batch_with_a_shuffled_copy():
     assert sorted(other.tolist()) == sorted(target.tolist())  # a permutation of the labels
 
 
+def test_representation_is_what_the_head_reads():
+    torch.manual_seed(0)
+    model = vit.build_model("quick", n_mels=128, n_frames=108)
+    x = np.random.default_rng(0).normal(size=(5, 1, 128, 108)).astype(np.float32)
+    cls = vit.representation(model, x, pooling="cls", batch_size=2)
+    assert cls.shape == (5, model.config.hidden_size)
+    with torch.no_grad():
+        logits = model(pixel_values=torch.as_tensor(x)).logits
+        np.testing.assert_allclose(model.classifier(torch.as_tensor(cls)).numpy(), logits.numpy(), atol=1e-5)
+    mean = vit.representation(model, x, pooling="mean")
+    assert mean.shape == cls.shape and not np.allclose(mean, cls)
+    with pytest.raises(ParameterError, match="pooling"):
+        vit.representation(model, x, pooling="max")
+
+
 def test_seed_spread_trains_each_seed_once_and_reuses_the_chapters_model(workspace):
     folder, dataset = workspace
     options = {k: v for k, v in TRAIN.items() if k not in ("seed", "progress")} | {"epochs": 1}
