@@ -489,8 +489,8 @@ def cue_probes(representations: dict[str, pd.DataFrame], clips: pd.DataFrame, *,
     """
     from .data import synth
 
-    cues = synth.standardised_cues(clips.set_index("clip_id"))
-    split = clips.set_index("clip_id")["split"].astype(str)
+    truth = clips.set_index("clip_id")
+    cues, split = synth.standardised_cues(truth), truth["split"].astype(str)
     rng = np.random.default_rng(seed)
     rows = []
     for name, X in representations.items():
@@ -558,16 +558,39 @@ def band_statistics_baseline(dataset, *, logmel: dict | None = None, n_jobs: int
     Notebook: notebooks/02_vit.ipynb
     """
     from . import spectrogram
-    from .data import label_codes
 
     clips = dataset.clips.reset_index(drop=True)
     specs, _ = spectrogram.compute(clips, params=spectrogram.LogMelParams(**(logmel or {})), n_jobs=n_jobs,
                                    progress=progress)
-    index = pd.Index(clips["clip_id"], name="clip_id")
-    X = pd.DataFrame(spectrogram.band_statistics(specs), index=index)
-    y = pd.Series(label_codes(clips["label"]).to_numpy(), index=index)
-    return split_scores(X, y, pd.Series(clips["split"].to_numpy(), index=index), model="logreg",
-                        n_bootstrap=n_bootstrap, seed=seed)
+    X = pd.DataFrame(spectrogram.band_statistics(specs), index=pd.Index(clips["clip_id"], name="clip_id"))
+    return representation_scores(dataset, X, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def representation_scores(dataset, X: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The chapter's logistic regression on any per-clip representation, on the ViT's split.
+
+    :func:`split_scores` with the dataset's labels and split; chapter 2 scores
+    the band statistics and the ViT's own CLS token (a new head on a frozen
+    encoder) this way.
+
+    Parameters
+    ----------
+    dataset : mer.data.Dataset
+    X : pandas.DataFrame, shape (n_clips, n_dims)
+        Index ``clip_id``.
+
+    Returns
+    -------
+    dict
+        As :func:`split_scores`.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from .data import label_codes
+
+    truth = dataset.clips.set_index("clip_id")
+    y = pd.Series(label_codes(truth["label"]).to_numpy(), index=truth.index).reindex(X.index)
+    return split_scores(X, y, truth["split"], model="logreg", n_bootstrap=n_bootstrap, seed=seed)
 
 
 # ----------------------------------------------------------------------------

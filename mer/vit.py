@@ -209,6 +209,23 @@ def _adapt_pretrained(pretrained: str, *, n_mels: int, n_frames: int, attn_imple
     return model
 
 
+def _encode(model, specs: np.ndarray, read, *, batch_size: int, width: int) -> np.ndarray:
+    """``read(last_hidden_state)`` of every batch of ``specs``, concatenated (eval mode, no gradients).
+
+    The one loop behind :func:`predict_proba` and :func:`clip_representations`.
+    """
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(specs), batch_size):
+            batch = torch.as_tensor(np.asarray(specs[start:start + batch_size], dtype=np.float32)).to(device)
+            out.append(read(model.vit(pixel_values=batch).last_hidden_state).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+
+
 def predict_proba(model, specs: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
     """Class probabilities for normalised spectrograms.
 
@@ -228,14 +245,9 @@ def predict_proba(model, specs: np.ndarray, *, batch_size: int = 64) -> np.ndarr
     """
     import torch
 
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(specs), batch_size):
-            batch = torch.as_tensor(np.asarray(specs[start:start + batch_size], dtype=np.float32))
-            batch = batch.to(next(model.parameters()).device)
-            out.append(torch.softmax(model(pixel_values=batch).logits, dim=-1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+    # The classification head reads the CLS token of the last hidden state, as the model's own forward does.
+    return _encode(model, specs, lambda hidden: torch.softmax(model.classifier(hidden[:, 0]), dim=-1),
+                   batch_size=batch_size, width=2)
 
 
 def representation(model, specs: np.ndarray, *, pooling: str = "cls", batch_size: int = 64) -> np.ndarray:
@@ -261,18 +273,34 @@ def representation(model, specs: np.ndarray, *, pooling: str = "cls", batch_size
 
     Notebook: notebooks/02_vit.ipynb
     """
+    if pooling not in _POOLINGS:
+        raise ParameterError(f"pooling must be one of {list(_POOLINGS)}, got {pooling!r}")
+    return _encode(model, specs, _POOLINGS[pooling], batch_size=batch_size, width=model.config.hidden_size)
+
+
+_POOLINGS = {"cls": lambda hidden: hidden[:, 0], "mean": lambda hidden: hidden[:, 1:].mean(1)}
+
+
+def clip_representations(model, clips: pd.DataFrame, meta: dict[str, Any], *, progress: bool = True
+                         ) -> dict[str, pd.DataFrame]:
+    """Every :func:`representation` of ``clips``, from one pass of the encoder.
+
+    Returns
+    -------
+    dict pooling -> pandas.DataFrame, shape (n_clips, hidden_size)
+        ``"cls"`` and ``"mean"``, index ``clip_id``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
     import torch
 
-    if pooling not in ("cls", "mean"):
-        raise ParameterError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(specs), batch_size):
-            batch = torch.as_tensor(np.asarray(specs[start:start + batch_size], dtype=np.float32))
-            hidden = model.vit(pixel_values=batch.to(next(model.parameters()).device)).last_hidden_state
-            out.append((hidden[:, 0] if pooling == "cls" else hidden[:, 1:].mean(1)).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), np.float32)
+    clips = clips.reset_index(drop=True)
+    width = model.config.hidden_size
+    both = _encode(model, model_input(clips, meta, progress=progress),
+                   lambda hidden: torch.cat([read(hidden) for read in _POOLINGS.values()], dim=1),
+                   batch_size=64, width=width * len(_POOLINGS))
+    index = pd.Index(clips["clip_id"], name="clip_id")
+    return {name: pd.DataFrame(both[:, k * width:(k + 1) * width], index=index) for k, name in enumerate(_POOLINGS)}
 
 
 # ---------------------------------------------------------------------------

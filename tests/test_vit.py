@@ -339,3 +339,14 @@ def test_vectorised_bootstrap_metrics_match_scikit_learn():
     table = vit.bootstrap_metrics(labels, p_happy, n_bootstrap=200).set_index("metric")
     assert (table["low"] <= table["value"]).all() and (table["value"] <= table["high"]).all()
     assert vit.bootstrap_metrics(labels, p_happy, n_bootstrap=0)["low"].isna().all()
+
+
+def test_clip_representations_are_one_pass_of_representation(workspace):
+    _, dataset = workspace
+    result = vit.train(dataset, **(TRAIN | {"epochs": 1}))
+    tables = vit.clip_representations(result.model, dataset.clips, result.meta, progress=False)
+    x = vit.model_input(dataset.clips, result.meta, progress=False)
+    assert list(tables) == ["cls", "mean"]
+    for pooling, table in tables.items():
+        assert list(table.index) == list(dataset.clips["clip_id"])
+        np.testing.assert_allclose(table.to_numpy(), vit.representation(result.model, x, pooling=pooling), atol=1e-6)
