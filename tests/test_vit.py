@@ -8,9 +8,10 @@ here takes a second or two.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,8 +67,8 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Tiny models: one thread is as fast, and the forked killed run below must
-    use the same thread count as the reference run for bit-identical sums."""
+    """Tiny models: one thread is as fast, and the killed run below (a child
+    process) must use the same thread count as the reference run for bit-identical sums."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -129,36 +130,44 @@ def test_checkpoint_holds_no_pickle_and_reloads(workspace):
     assert ((metrics["low"] <= metrics["value"] + 1e-9) | metrics["low"].isna()).all()
 
 
-def _killed_run(dataset, target, epochs, pretrain_epochs):
-    # Runs in a forked child: it inherits the parent's imports (transformers,
-    # torch), so it starts in milliseconds instead of paying a fresh
-    # interpreter's imports. One thread, as in the parent (fixture one_thread):
-    # an OpenMP pool does not survive fork.
-    torch.set_num_threads(1)
-    vit.train(dataset, out_dir=target, **dict(TRAIN, epochs=epochs, pretrain_epochs=pretrain_epochs))
+# The run to kill is a fresh interpreter, not a fork of this one: a forked
+# child inherits whatever lock another thread of the test process held at the
+# fork (tqdm's monitor, OpenMP, logging) and can hang on it for good, which
+# once stalled a CI run until its time ran out. One thread, as in the parent
+# (fixture one_thread), so the sums are bit-identical with the reference run.
+_KILLED_RUN = """
+import json, sys
+import pandas as pd
+import torch
+from mer import vit
+from mer.data import Dataset
+torch.set_num_threads(1)
+folder, target, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+dataset = Dataset(name="vit-test", clips=pd.read_csv(folder + "/clips.csv"), root=folder)
+vit.train(dataset, out_dir=target, **options)
+"""
 
 
 @pytest.mark.parametrize("stage", ["fine-tuning", "pretraining"])
 def test_killed_training_resumes_to_the_same_weights(workspace, stage):
     folder, dataset = workspace
     epochs, pretrain_epochs = (8, 0) if stage == "fine-tuning" else (2, 8)
-    reference = vit.train(dataset, out_dir=folder / f"whole-{stage}",
-                          **dict(TRAIN, epochs=epochs, pretrain_epochs=pretrain_epochs))
+    options = dict(TRAIN, epochs=epochs, pretrain_epochs=pretrain_epochs)
+    reference = vit.train(dataset, out_dir=folder / f"whole-{stage}", **options)
     target = folder / f"killed-{stage}"
     # meta.json commits an epoch (the pretraining stage has its own in pretrain/)
     watched = target / (vit.META_FILE if stage == "fine-tuning" else f"{vit.PRETRAIN_DIR}/{vit.META_FILE}")
-    process = multiprocessing.get_context("fork").Process(target=_killed_run,
-                                                          args=(dataset, target, epochs, pretrain_epochs))
-    process.start()
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(dataset.root), str(target),
+                                json.dumps(options)], stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not watched.exists() and process.is_alive():
-            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        deadline = time.monotonic() + 180
+        while not watched.exists() and process.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint after 180 s"
             time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
     finally:
-        process.join()
-    assert process.exitcode == -signal.SIGKILL, f"the training process ended by itself ({process.exitcode})"
+        process.send_signal(signal.SIGKILL)  # also when the wait above failed: never leave it running
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, f"the training process ended by itself ({process.returncode})"
     meta = json.loads(watched.read_text())
     assert meta["status"] == "training" and 1 <= meta["epoch"] < max(epochs, pretrain_epochs)  # stopped mid-run
     from safetensors.torch import load_file
