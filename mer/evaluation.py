@@ -415,3 +415,49 @@ def randomisation(model: nn.Module, x, target, explainer: Callable[..., np.ndarr
                      "spearman_abs": np.nanmedian(np.abs(r)), "spearman_token": np.nanmedian(t),
                      "spearman_token_abs": np.nanmedian(np.abs(t)), "draws": draws})
     return pd.DataFrame(rows)
+
+
+# The ablation's settings: which of LRP's non-linear rules are on (mer.lrp.PARTS).
+RULE_ABLATION = {
+    "no rule (gradient x input)": (),
+    "attention rule only": ("attention",),
+    "LayerNorm rule only": ("norm",),
+    "GELU rule only": ("activation",),
+    "all three (LRP)": lrp.PARTS,
+}
+
+
+def rule_ablation(model: nn.Module, x, target, *, rule: str = "cp", seed: int = 0,
+                  draws: int = 1) -> pd.DataFrame:
+    """Cascading randomisation of LRP with one non-linear rule at a time.
+
+    Which of LRP's modified backward passes (attention, LayerNorm scale,
+    GELU) makes a map keep its pattern when the top of the network is
+    redrawn? Each setting of :data:`RULE_ABLATION` explains with that subset
+    of rules (the others keep their plain gradient; epsilon 0, so no rule at
+    all is gradient x input) and goes through :func:`randomisation`.
+
+    Parameters
+    ----------
+    model : transformers.ViTForImageClassification
+    x : np.ndarray, shape (n_clips, 1, n_mels, n_frames)
+    target : np.ndarray, shape (n_clips,)
+    rule : {"cp", "attn"}
+        The attention rule of the settings that include it.
+    seed, draws : see :func:`randomisation`
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: the cascade's steps (``randomised``); one column per setting,
+        the median ``|rho|`` with the trained model's map.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    columns = {}
+    for label, parts in RULE_ABLATION.items():
+        def explainer(m, xs, t, parts=parts):
+            return lrp.relevance(m, xs, t, rule=rule, modified=parts, account=False)["relevance"]
+        table = randomisation(model, x, target, explainer, seed=seed, draws=draws)
+        columns[label] = table.set_index("randomised")["spearman_abs"]
+    return pd.DataFrame(columns)

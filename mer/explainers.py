@@ -177,10 +177,11 @@ def random_map(model: nn.Module, x, target=None, *, seed: int = 0, **_: Any) -> 
 
 
 def _lrp(rule: str) -> Callable[..., np.ndarray]:
-    def method(model, x, target=None, *, gamma=None, epsilon=0.0, **_: Any) -> np.ndarray:
+    def method(model, x, target=None, *, gamma=None, epsilon=0.0, modified=lrp.PARTS, **_: Any) -> np.ndarray:
         # Only the map: the bookkeeping of absorbed relevance is the
         # conservation check's (mer.lrp.relevance(account=True)).
-        return lrp.relevance(model, x, target, rule=rule, gamma=gamma, epsilon=epsilon, account=False)["relevance"]
+        return lrp.relevance(model, x, target, rule=rule, gamma=gamma, epsilon=epsilon, account=False,
+                             modified=modified)["relevance"]
     return method
 
 
@@ -213,7 +214,8 @@ def explain(name: str, model: nn.Module, x, target=None, **options: Any) -> np.n
         Class explained per clip (``None``: the predicted class).
     **options
         ``fill_value`` (ig baseline, occlusion; default 0.0 = the dataset
-        mean of normalised input), ``seed`` (random), ``gamma``/``epsilon`` (lrp).
+        mean of normalised input), ``seed`` (random), ``gamma``/``epsilon``/``modified``
+        (lrp, attnlrp; see :func:`mer.lrp.lrp_context`).
 
     Returns
     -------

@@ -60,6 +60,8 @@ from torch import nn
 from . import ParameterError
 
 RULES = ("cp", "attn")
+# The non-linear parts whose backward pass LRP replaces (see lrp_context(modified=...)).
+PARTS = ("attention", "norm", "activation")
 
 _REGISTERED: dict[str, int] = {}  # attention-function name -> number of open contexts using it
 
@@ -381,7 +383,8 @@ def _bias_sink(state: LRPState, kind: str, bias: torch.Tensor, feature_dim: int)
 
 @contextlib.contextmanager
 def lrp_context(model: nn.Module, rule: str = "cp", gamma: float | None = None,
-                epsilon: float = 0.0, account: bool = True) -> Iterator[LRPState]:
+                epsilon: float = 0.0, account: bool = True,
+                modified: tuple[str, ...] = PARTS) -> Iterator[LRPState]:
     """Switch LRP on for ``model`` inside a ``with`` block.
 
     Inside, ``x * d logit / dx`` is the LRP relevance of ``x``. On exit (also
@@ -404,6 +407,14 @@ def lrp_context(model: nn.Module, rule: str = "cp", gamma: float | None = None,
         embeddings absorb (one tensor hook per biased layer). The relevance
         maps are the same without it; explainers that need only the maps
         switch it off, which saves the hooks' cost in the backward pass.
+    modified : tuple of str
+        Which non-linear parts get their LRP rule, any of :data:`PARTS`:
+        ``"attention"`` (``rule``), ``"norm"`` (LayerNorm scale constant),
+        ``"activation"`` (identity rule on the GELU). The parts left out keep
+        their plain gradient. All three (the default) is LRP; fewer is an
+        ablation that says which rule an explanation's behaviour comes from
+        (``()`` with ``epsilon=0`` is gradient x input). Only the full set
+        conserves.
 
     Yields
     ------
@@ -424,6 +435,9 @@ def lrp_context(model: nn.Module, rule: str = "cp", gamma: float | None = None,
         raise ParameterError(f"gamma must be >= 0 or None, got {gamma!r}")
     if epsilon < 0:
         raise ParameterError(f"epsilon must be >= 0, got {epsilon!r}")
+    unknown = set(modified) - set(PARTS)
+    if unknown:
+        raise ParameterError(f"modified parts must be among {PARTS}, got {sorted(unknown)}")
     parts = _find(model)
     state = LRPState(rule=rule, gamma=gamma, epsilon=float(epsilon))
     state.reset()
@@ -478,11 +492,12 @@ def lrp_context(model: nn.Module, rule: str = "cp", gamma: float | None = None,
         return None
 
     try:
-        stack.enter_context(attention_function(model, name, _ATTENTION[rule]))
+        if "attention" in modified:
+            stack.enter_context(attention_function(model, name, _ATTENTION[rule]))
         model.eval()
-        for module in parts["activations"]:
+        for module in parts["activations"] if "activation" in modified else ():
             handles.append(module.register_forward_hook(activation_hook))
-        for module in parts["norms"]:
+        for module in parts["norms"] if "norm" in modified else ():
             handles.append(module.register_forward_hook(norm_hook))
         for module in parts["linears"]:
             if account or id(module) in ruled:
@@ -590,7 +605,8 @@ def per_patch(relevance: np.ndarray | torch.Tensor, patch: tuple[int, int]) -> n
 
 
 def relevance(model: nn.Module, x, target=None, *, rule: str = "cp", gamma: float | None = None,
-              epsilon: float = 0.0, versus=None, account: bool = True) -> dict[str, Any]:
+              epsilon: float = 0.0, versus=None, account: bool = True,
+              modified: tuple[str, ...] = PARTS) -> dict[str, Any]:
     """LRP relevance of every input bin for a batch of spectrograms.
 
     One forward and one backward pass with the rules of :func:`lrp_context`.
@@ -603,7 +619,7 @@ def relevance(model: nn.Module, x, target=None, *, rule: str = "cp", gamma: floa
     target : int, sequence of int or None
         Class explained per clip; ``None`` = the predicted class.
     rule : {"cp", "attn"}
-    gamma, epsilon : see :func:`lrp_context`
+    gamma, epsilon, modified : see :func:`lrp_context`
     versus : int, sequence of int or None
         Explain ``logit[target] - logit[versus]`` (class-contrastive).
     account : bool
@@ -628,7 +644,8 @@ def relevance(model: nn.Module, x, target=None, *, rule: str = "cp", gamma: floa
     Notebook: notebooks/03_lrp.ipynb
     """
     inputs = _as_input(x).requires_grad_(True)
-    with lrp_context(model, rule=rule, gamma=gamma, epsilon=epsilon, account=account) as state:
+    with lrp_context(model, rule=rule, gamma=gamma, epsilon=epsilon, account=account,
+                     modified=tuple(modified)) as state:
         state.reset()
         logits = model(pixel_values=inputs).logits
         value, target = explained_output(logits, target, versus)

@@ -8,6 +8,7 @@ import copy
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -122,6 +123,38 @@ def test_epsilon_and_gamma_lose_or_keep_as_documented():
     eps = lrp.relevance(model, x, rule="cp", epsilon=1.0)
     plain = lrp.relevance(model, x, rule="cp")
     assert not np.allclose(eps["relevance"], plain["relevance"])
+
+
+def test_each_rule_switches_off_alone_and_only_all_three_conserve():
+    model = lrp.zero_offsets(randomise_offsets(tiny_vit(seed=6)))
+    x = torch.randn(8, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(3))
+    none = lrp.relevance(model, x, target=1, modified=(), account=False)["relevance"]
+    np.testing.assert_allclose(none, lrp.gradient_x_input(model, x, target=1), rtol=0, atol=1e-6)
+    errors = {}
+    for parts in [(), ("attention",), ("norm",), ("activation",), ("attention", "norm"), lrp.PARTS]:
+        out = lrp.relevance(model, x, target=1, modified=parts)
+        errors[parts] = float(np.median(np.abs(out["relevance"].reshape(8, -1).sum(1) - out["explained"])
+                                        / np.abs(out["explained"])))
+    print(errors)
+    assert errors[lrp.PARTS] <= 1e-6
+    assert all(error > 1e-4 for parts, error in errors.items() if parts != lrp.PARTS)
+    with pytest.raises(ParameterError, match="modified"):
+        lrp.relevance(model, x, modified=("softmax",))
+
+
+def test_rule_ablation_runs_the_cascade_per_rule(trained):
+    model, x, y, _ = trained
+    table = evaluation.rule_ablation(model, x[:16], y[:16], seed=0, draws=1)
+    assert list(table.columns) == list(evaluation.RULE_ABLATION)
+    assert (table.loc["none"] == 1.0).all()
+    # No rule at all is gradient x input: the same cascade gives the same numbers.
+    gxi = evaluation.randomisation(model, x[:16], y[:16], lambda m, xs, t: lrp.gradient_x_input(m, xs, t),
+                                   seed=0, draws=1).set_index("randomised")["spearman_abs"]
+    pd.testing.assert_series_equal(table["no rule (gradient x input)"], gxi, check_names=False)
+    # All three is the chapter's LRP (epsilon 0).
+    full = evaluation.randomisation(model, x[:16], y[:16], lambda m, xs, t: explainers.explain("lrp", m, xs, t),
+                                    seed=0, draws=1).set_index("randomised")["spearman_abs"]
+    pd.testing.assert_series_equal(table["all three (LRP)"], full, check_names=False)
 
 
 def test_relevance_shapes():
