@@ -9,7 +9,8 @@
 * Relevance mass accuracy and pointing game (Arras et al. 2022) on probe clips
   whose only class evidence lies in a known time window.
 * Cascading model-parameter randomisation (Adebayo et al. 2018), top block
-  first, scored by Spearman rank correlation with the trained model's maps.
+  first, scored by Spearman rank correlation with the trained model's maps;
+  :func:`rule_ablation` runs it with LRP's non-linear rules one at a time.
 
 Conservation lives in :func:`mer.lrp.conservation`.
 
