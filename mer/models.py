@@ -511,9 +511,137 @@ def cue_probes(representations: dict[str, pd.DataFrame], clips: pd.DataFrame, *,
             spread = ((t - t.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
             resampled = 1 - residual[draws].sum(axis=1) / np.where(spread > 0, spread, np.nan)
             low, high = np.nanpercentile(resampled, [2.5, 97.5]) if n_bootstrap else (np.nan, np.nan)
+            # For the mode (+1 / -1) also the share of test clips whose reading has the right sign:
+            # the mode accuracy a reader of this representation gets (see :func:`reading_ceiling`).
+            sign = float(np.mean(np.sign(predicted) == target_test)) if cue == "mode" else np.nan
             rows.append({"representation": name, "cue": cue, "r2": float(r2), "low": float(low),
-                         "high": float(high), "n_fit": len(fit), "n_test": len(test)})
+                         "high": float(high), "sign_accuracy": sign, "n_fit": len(fit), "n_test": len(test)})
     return pd.DataFrame(rows)
+
+
+def reading_ceiling(clips: pd.DataFrame, *, r2: float | dict[str, float] = 1.0, mode_accuracy: float = 1.0,
+                    n_draws: int = 20, seed: int = 0) -> dict[str, float]:
+    """The test balanced accuracy a linear reader of imperfectly heard cues can reach.
+
+    A thought experiment on the synthetic set's truth, not on audio: every
+    clip's six cues (:func:`mer.data.synth.standardised_cues`) are "heard"
+    with independent errors, the mode flipped with probability
+    ``1 - mode_accuracy`` and every other cue given Gaussian noise so that
+    the noisy reading explains a share ``r2`` of the cue's variance (the R²
+    of the best linear estimate of the cue from its reading, as in
+    :func:`cue_probes`). A logistic regression (:func:`make_model`
+    ``"logreg"``) is fitted on the noisy readings of the ``train`` and
+    ``val`` clips and scored on the noisy readings of the ``test`` clips,
+    once per draw of the noise. So it says how well a model must hear each
+    cue before its balanced accuracy can pass a given level: with
+    ``r2=1, mode_accuracy=1`` it is the Bayes-like ceiling of the
+    generator's labels (their own noise aside).
+
+    Parameters
+    ----------
+    clips : pandas.DataFrame
+        A synthetic dataset's clips (``label``, ``split`` and the truth columns).
+    r2 : float or dict cue -> float
+        The share of variance heard, in (0, 1], for the non-mode cues: one
+        value for all of them, or one per cue (a cue left out of the dict is
+        heard exactly).
+    mode_accuracy : float
+        In [0.5, 1]: the share of clips whose mode is heard right.
+    n_draws, seed : int
+        Draws of the reading noise, and their seed.
+
+    Returns
+    -------
+    dict
+        ``balanced_accuracy`` (mean over draws), ``sd`` (over draws), ``n_test``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    from .data import label_codes, synth
+
+    cues = synth.standardised_cues(clips)
+    shares = {cue: (r2.get(cue, 1.0) if isinstance(r2, dict) else float(r2)) for cue in cues.columns if cue != "mode"}
+    bad = {cue: v for cue, v in shares.items() if not 0 < v <= 1}
+    if bad:
+        raise ParameterError(f"reading_ceiling needs r2 in (0, 1], got {bad}")
+    if not 0.5 <= mode_accuracy <= 1:
+        raise ParameterError(f"reading_ceiling needs mode_accuracy in [0.5, 1], got {mode_accuracy}")
+    if n_draws < 1:
+        raise ParameterError(f"reading_ceiling needs n_draws >= 1, got {n_draws}")
+    split = clips["split"].astype(str).to_numpy()
+    fit, test = np.isin(split, ["train", "val"]), split == "test"
+    if fit.sum() < 3 or test.sum() < 3:
+        raise ParameterError(f"reading_ceiling needs train/val and test clips, got {fit.sum()} and {test.sum()}")
+    y = label_codes(clips["label"]).to_numpy()
+    z = cues.to_numpy(dtype=np.float64)
+    columns = list(cues.columns)
+    # Noise of variance var(z) (1 - R²) / R² leaves the reading an R² of exactly R² for z.
+    noise_sd = np.array([0.0 if cue == "mode" else z[:, j].std() * np.sqrt((1 - shares[cue]) / shares[cue])
+                         for j, cue in enumerate(columns)])
+    mode = columns.index("mode")
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(n_draws):
+        heard = z + rng.standard_normal(z.shape) * noise_sd
+        flipped = rng.random(len(z)) >= mode_accuracy
+        heard[flipped, mode] = -heard[flipped, mode]
+        model = make_model("logreg").fit(heard[fit], y[fit])
+        scores.append(balanced_accuracy_score(y[test], model.predict(heard[test])))
+    return {"balanced_accuracy": float(np.mean(scores)), "sd": float(np.std(scores)), "n_test": int(test.sum())}
+
+
+def probe_ceilings(probes: pd.DataFrame, clips: pd.DataFrame, *, n_draws: int = 20,
+                   seed: int = 0) -> pd.DataFrame:
+    """:func:`reading_ceiling` at the readings :func:`cue_probes` measured in each representation.
+
+    Each representation's test R² per non-mode cue (below 0.01, that is not
+    heard, taken as 0.01) and its mode ``sign_accuracy`` (at least 0.5) are
+    the noise levels: what a linear reader of cues heard exactly that well
+    could reach.
+
+    Parameters
+    ----------
+    probes : pandas.DataFrame
+        :func:`cue_probes` (``representation, cue, r2, sign_accuracy``).
+    clips : pandas.DataFrame
+        The synthetic clips the probes were fitted on.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per representation: ``representation, mode_accuracy``, the
+        R² of each non-mode cue, ``balanced_accuracy, sd``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    rows = []
+    for name, group in probes.groupby("representation", sort=False):
+        table = group.set_index("cue")
+        r2 = {cue: float(np.clip(value, 0.01, 1.0)) for cue, value in table["r2"].items() if cue != "mode"}
+        mode_accuracy = float(np.clip(table.loc["mode", "sign_accuracy"], 0.5, 1.0))
+        ceiling = reading_ceiling(clips, r2=r2, mode_accuracy=mode_accuracy, n_draws=n_draws, seed=seed)
+        rows.append({"representation": name, "mode_accuracy": mode_accuracy, **r2,
+                     "balanced_accuracy": ceiling["balanced_accuracy"], "sd": ceiling["sd"]})
+    return pd.DataFrame(rows)
+
+
+def reading_ceiling_grid(clips: pd.DataFrame, *, r2: Sequence[float] = (1.0, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5),
+                         mode_accuracy: Sequence[float] = (1.0, 0.97, 0.95, 0.9, 0.85), n_draws: int = 20,
+                         seed: int = 0) -> pd.DataFrame:
+    """:func:`reading_ceiling` over a grid: every non-mode cue heard at R² ``r2``, the mode at ``mode_accuracy``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair: ``r2, mode_accuracy, balanced_accuracy, sd, n_test``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    return pd.DataFrame([{"r2": float(share), "mode_accuracy": float(accuracy),
+                          **reading_ceiling(clips, r2=share, mode_accuracy=accuracy, n_draws=n_draws, seed=seed)}
+                         for share in r2 for accuracy in mode_accuracy])
 
 
 def features_baseline(dataset, *, families: Sequence[str], n_jobs: int = 2, n_bootstrap: int = 1000,

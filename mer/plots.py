@@ -438,6 +438,39 @@ def cue_probes(table, *, title: str = "Which cues each representation holds (lin
     return fig
 
 
+def reading_ceiling(grid, *, target: float | None = None,
+                    title: str = "How well the cues must be heard (linear reader, test balanced accuracy)"):
+    """Heat map of :func:`mer.models.reading_ceiling_grid`, the cells at or above ``target`` framed.
+
+    Parameters
+    ----------
+    grid : pandas.DataFrame
+        ``r2, mode_accuracy, balanced_accuracy``.
+    target : float, optional
+        A balanced accuracy to frame the cells that reach it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    table = grid.pivot(index="r2", columns="mode_accuracy", values="balanced_accuracy")
+    table = table.sort_index(ascending=False).sort_index(axis=1)
+    fig, ax = plt.subplots(figsize=(1.0 * table.shape[1] + 3.4, 0.5 * table.shape[0] + 1.6))
+    sns.heatmap(table, vmin=0.5, vmax=1, cmap="viridis", annot=True, fmt=".3f",
+                cbar_kws={"label": "test balanced accuracy"}, ax=ax)
+    if target is not None:
+        for i, j in zip(*np.nonzero(table.to_numpy() >= target)):
+            ax.add_patch(plt.Rectangle((j, i), 1, 1, fill=False, edgecolor="white", lw=2.5))
+    ax.set(xlabel="share of clips whose mode is heard right", ylabel="R² of every other cue's reading",
+           title=title + (f"\nframed: at least {target:.2f}" if target is not None else ""))
+    ax.set_xticklabels([f"{v:.2f}" for v in table.columns])
+    ax.set_yticklabels([f"{v:.2f}" for v in table.index], rotation=0)
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------------------
 # Chapter 3: LRP (notebooks/03_lrp.ipynb)
 # ---------------------------------------------------------------------------

@@ -140,3 +140,57 @@ def test_cue_probes_read_a_cue_only_where_the_representation_holds_it(synth):
     pd.testing.assert_frame_equal(table, again)
     with pytest.raises(ParameterError, match="test"):
         M.cue_probes({"cues": cues}, clips.assign(split="train"))
+
+
+def _truth_table(n_clips: int, seed: int = 0) -> pd.DataFrame:
+    """The generator's truth for ``n_clips`` clips, drawn without rendering any audio."""
+    from mer.data import synth as generator
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_clips):
+        params = generator.sample_params(rng=rng)
+        truth = generator.latent(params, noise_valence=params["noise_valence"])
+        rows.append({"clip_id": f"c{i:04d}", "label": truth["label"], "split": ("train", "val", "test")[i % 3],
+                     **{cue: params[cue] for cue in generator.WEIGHTS}})
+    return pd.DataFrame(rows)
+
+
+def test_reading_ceiling_falls_as_the_cues_are_heard_worse():
+    clips = _truth_table(900)
+    exact = M.reading_ceiling(clips, n_draws=3)
+    assert exact["n_test"] == 300 and exact["balanced_accuracy"] > 0.95
+    blurred = M.reading_ceiling(clips, r2=0.5, n_draws=3)["balanced_accuracy"]
+    misheard_mode = M.reading_ceiling(clips, mode_accuracy=0.85, n_draws=3)["balanced_accuracy"]
+    nothing = M.reading_ceiling(clips, r2=0.01, mode_accuracy=0.5, n_draws=3)["balanced_accuracy"]
+    assert exact["balanced_accuracy"] - 0.05 > blurred > nothing
+    assert exact["balanced_accuracy"] - 0.05 > misheard_mode > nothing
+    assert nothing < 0.7
+    # One cue blurred alone costs less than all of them; a cue left out of the dict is heard exactly.
+    one = M.reading_ceiling(clips, r2={"tempo_bpm": 0.5}, n_draws=3)["balanced_accuracy"]
+    assert blurred < one <= exact["balanced_accuracy"] + 0.01
+    assert M.reading_ceiling(clips, r2=0.7, n_draws=3, seed=1) == M.reading_ceiling(clips, r2=0.7, n_draws=3, seed=1)
+    grid = M.reading_ceiling_grid(clips, r2=(1.0, 0.6), mode_accuracy=(1.0, 0.9), n_draws=2)
+    assert len(grid) == 4 and set(grid.columns) >= {"r2", "mode_accuracy", "balanced_accuracy", "sd"}
+    for bad in ({"r2": 0.0}, {"r2": {"register": 1.5}}, {"mode_accuracy": 0.4}, {"n_draws": 0}):
+        with pytest.raises(ParameterError, match="reading_ceiling"):
+            M.reading_ceiling(clips, **bad)
+
+
+def test_probe_ceilings_take_each_representations_measured_readings():
+    from mer.data import synth as generator
+
+    clips = _truth_table(600, seed=1)
+    index = pd.Index(clips["clip_id"], name="clip_id")
+    cues = generator.standardised_cues(clips).set_axis(index)
+    rng = np.random.default_rng(0)
+    representations = {"cues": cues + rng.normal(scale=0.01, size=cues.shape),
+                       "half the cues": cues[["mode", "tempo_bpm", "velocity"]]}
+    probes = M.cue_probes(representations, clips, n_bootstrap=0)
+    mode = probes[probes["cue"] == "mode"].set_index("representation")["sign_accuracy"]
+    assert (mode > 0.99).all() and probes.loc[probes["cue"] != "mode", "sign_accuracy"].isna().all()
+    table = M.probe_ceilings(probes, clips, n_draws=3).set_index("representation")
+    assert table.loc["cues", "balanced_accuracy"] > 0.95
+    # Register, articulation and brightness are not held at all: their R² is floored at 0.01.
+    assert table.loc["half the cues", "register"] == pytest.approx(0.01)
+    assert table.loc["half the cues", "balanced_accuracy"] < table.loc["cues", "balanced_accuracy"] - 0.03
