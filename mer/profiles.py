@@ -48,6 +48,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "time_budget_s": 0,
         "pretrained": "",
         "pretrain_epochs": 1,
+        "valence_weight": 5.0,
         "n_seeds": 2,
         # chapter 3: LRP and its checks
         "n_examples": 1,
@@ -81,6 +82,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "time_budget_s": 0,
         "pretrained": "",
         "pretrain_epochs": 0,
+        "valence_weight": 5.0,
         "n_seeds": 3,
         "n_examples": 1,
         "n_perturbation_clips": 200,
@@ -112,6 +114,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "time_budget_s": 0,
         "pretrained": "",
         "pretrain_epochs": 0,
+        "valence_weight": 5.0,
         "n_seeds": 3,
         "n_examples": 2,
         "n_perturbation_clips": 400,

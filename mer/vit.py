@@ -60,6 +60,7 @@ LABEL2ID = {"sad": 0, "happy": 1}
 ID2LABEL = {0: "sad", 1: "happy"}
 META_FILE = "meta.json"
 WEIGHTS_FILE = "model.safetensors"
+VALENCE_HEAD_FILE = "valence_head.safetensors"
 
 
 class CheckpointError(MerError):
@@ -434,19 +435,38 @@ def mixup(batch, target, *, generator, alpha: float):
 
 
 def balanced_order(labels: np.ndarray, *, generator) -> "np.ndarray":
-    """One epoch of class-balanced sample indices (with replacement).
+    """One epoch of class-balanced sample indices, every clip at least once.
 
-    Draws ``len(labels)`` indices, each clip with probability proportional to
-    ``1 / count(its class)``, so both classes are seen equally often.
+    Each class contributes as many indices as the largest class has clips:
+    all of its own clips once, and a smaller class tops up with a draw of its
+    clips without replacement (repeated as often as needed). So both classes
+    are seen equally often and, unlike sampling with replacement (where an
+    epoch of ``n`` draws leaves about a third of the clips unseen), no clip is
+    skipped. With balanced classes an epoch is a plain permutation.
+
+    Parameters
+    ----------
+    labels : np.ndarray of int, shape (n_clips,)
+    generator : torch.Generator
+
+    Returns
+    -------
+    np.ndarray of int, shape (n_classes_present * largest_class_count,)
 
     Notebook: notebooks/02_vit.ipynb
     """
     import torch
 
     labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=2).astype(np.float64)
-    weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
-    return torch.multinomial(weights, len(labels), replacement=True, generator=generator).numpy()
+    members = [np.flatnonzero(labels == value) for value in np.unique(labels)]
+    largest = max(len(m) for m in members)
+    picks = []
+    for clips in members:
+        rounds = -(-largest // len(clips))  # whole shuffled passes, cut to the largest class's count
+        drawn = torch.cat([torch.randperm(len(clips), generator=generator) for _ in range(rounds)])[:largest]
+        picks.append(clips[drawn.numpy()])
+    order = np.concatenate(picks)
+    return order[torch.randperm(len(order), generator=generator).numpy()]
 
 
 def _epoch_generator(seed: int, epoch: int, stream: int):
@@ -526,6 +546,70 @@ def _restore_optimizer(optimizer, tensors: dict, groups: dict) -> None:
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+
+
+def valence_head(config, *, seed: int = 0):
+    """The linear valence head of :func:`train`'s ``valence_weight`` (CLS token -> one number).
+
+    Its own seed stream (``seed`` + 7919), so switching it on does not move
+    the classifier's initial weights.
+
+    Returns
+    -------
+    torch.nn.Linear
+        ``hidden_size -> 1``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(int(seed) + 7919)
+    head = torch.nn.Linear(config.hidden_size, 1)
+    with torch.no_grad():  # the default initialisation of nn.Linear, drawn from this stream
+        bound = 1.0 / math.sqrt(config.hidden_size)
+        head.weight.uniform_(-bound, bound, generator=generator)
+        head.bias.uniform_(-bound, bound, generator=generator)
+    return head
+
+
+def valence_weight_for(dataset, weight: float) -> float:
+    """``weight``, or 0 (with a logged warning) when ``dataset`` has no valences to regress.
+
+    The chapters ask for the valence loss of :func:`train` by default; a
+    dataset that carries only labels (a manifest of ``path,label``) is
+    trained on its labels instead of failing.
+
+    Notebook: notebooks/02_vit.ipynb, notebooks/03_lrp.ipynb, notebooks/04_sonification.ipynb
+    """
+    if not weight:
+        return 0.0
+    clips = dataset.clips
+    valence = pd.to_numeric(clips.get("valence", pd.Series(dtype=float)), errors="coerce")
+    known = valence[clips["split"].astype(str).eq("train")].dropna() if len(valence) else valence
+    if len(known) < 2 or not known.std() > 0:
+        log.warning("dataset %r has no valences on its training clips: valence_weight %g -> 0 (labels only)",
+                    dataset.name, weight)
+        return 0.0
+    return float(weight)
+
+
+def _valence_targets(clips: pd.DataFrame, split: np.ndarray):
+    """The training clips' valences standardised on the training split (NaN where unknown), and the
+    centre and spread used (synthetic valences are centred on neutral already; rated corpora on their scale)."""
+    import torch
+
+    if "valence" not in clips.columns:
+        raise ParameterError("valence_weight needs a 'valence' column in the dataset's clips")
+    valence = pd.to_numeric(clips["valence"], errors="coerce").to_numpy(dtype=np.float64)[split == "train"]
+    known = valence[~np.isnan(valence)]
+    if len(known) < 2 or not known.std() > 0:
+        raise ParameterError(f"valence_weight needs varying valences on the training clips; "
+                             f"{len(known)} of {len(valence)} have one")
+    if len(known) < len(valence):
+        log.warning("valence_weight: %d of %d training clips have no valence and are left out of that loss",
+                    len(valence) - len(known), len(valence))
+    centre, scale = float(known.mean()), float(known.std())
+    return torch.as_tensor((valence - centre) / scale, dtype=torch.float32), {"centre": centre, "scale": scale}
 
 
 # ---------------------------------------------------------------------------
@@ -706,7 +790,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
           logmel: dict | None = None, patch_size: tuple[int | None, int] | None = None,
           num_threads: int | None = None, n_jobs: int = 2, progress: bool = True,
           dropout: float = 0.0, mixup_alpha: float = 0.0, pretrain_epochs: int = 0,
-          pretrain_mask_ratio: float = 0.5, pretrain_span: int = 3, pretrain_lr: float = 1e-3) -> TrainResult:
+          pretrain_mask_ratio: float = 0.5, pretrain_span: int = 3, pretrain_lr: float = 1e-3,
+          valence_weight: float = 0.0) -> TrainResult:
     """Train the ViT on a dataset's ``train`` split, selecting on ``val``.
 
     Parameters
@@ -765,6 +850,17 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
         ``pretrain/`` folder and resumed like the rest.
     pretrain_mask_ratio, pretrain_span, pretrain_lr : float, int, float
         See :func:`masked_pretrain`.
+    valence_weight : float
+        Weight of a second loss (0 = off): a linear head on the same CLS
+        token the classifier reads regresses each training clip's valence
+        (the dataset's ``valence`` column, standardised on the training
+        split), by mean squared error, beside the cross-entropy.
+        The label says only which side of neutral a clip lies on; the
+        valence also says how far, so a clip whose mode and tempo pull in
+        opposite directions still teaches the encoder to weigh both. Clips
+        without a valence are left out of that loss. The head is part of
+        training only: the checkpoint's model stays a plain two-logit
+        classifier, and the head is saved beside it (``valence_head.safetensors``).
 
     Returns
     -------
@@ -779,6 +875,10 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
 
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ParameterError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
+    if valence_weight < 0:
+        raise ParameterError(f"valence_weight must be >= 0, got {valence_weight}")
+    if valence_weight > 0 and mixup_alpha > 0:
+        raise ParameterError("valence_weight and mixup_alpha cannot be combined (mixup blends labels, not valences)")
     if num_threads:
         torch.set_num_threads(int(num_threads))
     hyper = {"size": size, "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
@@ -789,6 +889,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
              "pretrain_epochs": int(pretrain_epochs), "pretrain_mask_ratio": float(pretrain_mask_ratio),
              "pretrain_span": int(pretrain_span), "pretrain_lr": float(pretrain_lr),
              "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
+    if valence_weight:  # only when on, so the checkpoints of label-only runs keep their folders
+        hyper["valence_weight"] = float(valence_weight)
     patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
     accelerator = _accelerator()
     progress = progress and accelerator.is_main_process  # one process draws the bars
@@ -812,6 +914,9 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
     has_val = (split == "val").any()
     x_val, y_val = specs[split == "val"], labels[split == "val"]
     n_mels, n_frames = specs.shape[2], specs.shape[3]
+    valence_train, valence_standard = None, None
+    if valence_weight:
+        valence_train, valence_standard = _valence_targets(data["clips"], split)
 
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -836,11 +941,21 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
     # the gradients are averaged, so each process's own AdamW and scheduler
     # take the same step. One process (tests, CPU, one GPU): ``net is model``.
     net = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(y_train) / batch_size)
+    trained = list(model.parameters())
+    head, cls_tokens = None, []
+    if valence_weight:
+        head = valence_head(model.config, seed=seed).to(device)
+        trained += list(head.parameters())
+        # The classifier's input is the CLS token; the hook hands it to the valence head
+        # without a second forward pass (and through the data-parallel wrapper, if any).
+        hook = model.classifier.register_forward_hook(lambda module, args, output: cls_tokens.append(args[0]))
+    optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=weight_decay)
+    counts = np.bincount(y_train)
+    steps_per_epoch = math.ceil(int((counts > 0).sum() * counts.max()) / batch_size)  # len(balanced_order(...))
     total_steps = steps_per_epoch * epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(round(warmup_fraction * total_steps)), total_steps)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_head = {k: v.detach().clone() for k, v in head.state_dict().items()} if head is not None else {}
     progress_state = {"history": [], "selected_epoch": -1, "best_bacc": -1.0, "best_loss": float("inf"),
                       "since_selected": 0, "since_loss": 0, "train_seconds": 0.0, "stopped": "epochs",
                       "next_epoch": 0}
@@ -849,6 +964,9 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
         tensors = load_file(str(out / meta["resume_file"]), device=str(device))
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        if head is not None:
+            head.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
+            best_head = {k[len("best_head."):]: v for k, v in tensors.items() if k.startswith("best_head.")}
         _restore_optimizer(optimizer, tensors, meta["optimizer"])
         scheduler_state = dict(meta["scheduler"])
         scheduler.load_state_dict(scheduler_state)
@@ -862,6 +980,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             "fingerprint": _dataset_fingerprint(dataset.clips),
             "n_train": int(len(y_train)), "n_val": int(len(y_val))}, "input_shape": [1, n_mels, n_frames],
             "pretrain_seconds": pretrain_seconds, "pretrain_history": pretrain_history}
+    if valence_weight:
+        base["valence_standardisation"] = valence_standard
     try:
         for epoch in range(progress_state["next_epoch"], epochs):
             started = time.perf_counter()
@@ -869,7 +989,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             order = balanced_order(y_train, generator=_epoch_generator(seed, epoch, 1))
             masks = _epoch_generator(seed, epoch, 2)
             net.train()
-            total_loss = correct = seen = 0.0
+            total_loss = correct = seen = valence_loss = valence_seen = 0.0
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
                        disable=not progress)
             for step in bar:
@@ -888,15 +1008,28 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
                     batch, other, lam = mixup(batch, target, generator=masks, alpha=mixup_alpha)
                 share = slice(accelerator.process_index, None, accelerator.num_processes)
                 batch, target, other = batch[share].to(device), target[share].to(device), other[share].to(device)
+                cls_tokens.clear()
                 logits = net(pixel_values=batch).logits
                 # Mean over this process's share; averaged over processes by
                 # the data-parallel wrapper (equal shares: the batch mean).
                 loss = loss_fn(logits, target)
                 if lam < 1.0:
                     loss = lam * loss + (1.0 - lam) * loss_fn(logits, other)
+                if head is not None:
+                    wanted = valence_train[index.numpy()][share.start::share.step].to(device)
+                    known = ~torch.isnan(wanted)
+                    if known.any():
+                        squared = (head(cls_tokens[-1]).squeeze(-1)[known] - wanted[known]) ** 2
+                        valence_loss += float(squared.detach().sum())
+                        valence_seen += int(known.sum())
+                        loss = loss + valence_weight * squared.mean()
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                if head is not None and accelerator.num_processes > 1:
+                    # The head is outside the data-parallel wrapper: average its gradients by hand.
+                    for parameter in head.parameters():
+                        parameter.grad = accelerator.reduce(parameter.grad, reduction="mean")
+                torch.nn.utils.clip_grad_norm_(trained, 1.0)
                 optimizer.step()
                 scheduler.step()
                 step_sums = accelerator.reduce(torch.stack([loss.detach() * len(target),
@@ -909,6 +1042,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
                 bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
             row = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": correct / seen,
                    "lr": float(scheduler.get_last_lr()[0])}
+            if head is not None:  # on this process's share of the batches
+                row["train_valence_mse"] = valence_loss / max(1.0, valence_seen)
             if has_val:
                 val = _evaluate_split(model, x_val, y_val, batch_size=64, label_smoothing=label_smoothing)
                 row.update(val_loss=val["loss"], val_acc=val["acc"], val_balanced_accuracy=val["balanced_accuracy"])
@@ -925,6 +1060,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             if selected:
                 progress_state["selected_epoch"] = epoch + 1
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if head is not None:
+                    best_head = {k: v.detach().clone() for k, v in head.state_dict().items()}
             row["selected"] = bool(selected)
             progress_state["history"].append(row)
             progress_state["train_seconds"] += time.perf_counter() - started
@@ -942,15 +1079,20 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
                 tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(
                     f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)))
             if accelerator.is_main_process:  # one writer; the others wait for it
-                _write_resume(out, epoch + 1, model, best_state, optimizer, scheduler, base, progress_state)
+                _write_resume(out, epoch + 1, model, best_state, optimizer, scheduler, base, progress_state,
+                              head=head, best_head=best_head)
             accelerator.wait_for_everyone()
             if stop:
                 break
     finally:
         torch.use_deterministic_algorithms(previous_deterministic)
+        if head is not None:
+            hook.remove()
 
     model.load_state_dict(best_state)
     model.to("cpu").eval()  # chapters 3 and 4 explain it on the CPU
+    if head is not None and accelerator.is_main_process:
+        _save_tensors(out / VALENCE_HEAD_FILE, best_head, {k: repr(v) for k, v in valence_standard.items()})
     meta = _write_final(out, model, base, progress_state) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     if meta is None:
@@ -988,9 +1130,13 @@ def _drop_resume_files(out: Path, keep: str | None = None) -> None:
             old.unlink()
 
 
-def _write_resume(out: Path, epoch: int, model, best_state, optimizer, scheduler, base, progress_state) -> None:
+def _write_resume(out: Path, epoch: int, model, best_state, optimizer, scheduler, base, progress_state, *,
+                  head=None, best_head=None) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    if head is not None:
+        tensors.update({f"head.{k}": v for k, v in head.state_dict().items()})
+        tensors.update({f"best_head.{k}": v for k, v in best_head.items()})
     _commit_epoch(out, epoch, tensors, optimizer,
                   dict(base, scheduler=scheduler.state_dict(), progress=progress_state,
                        history=progress_state["history"]))
@@ -1042,7 +1188,8 @@ def load_checkpoint(path: str | Path, *, attn_implementation: str = "eager"):
 
 def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default", epochs: int = 12,
                   batch_size: int = 32, lr: float = 3e-4, seed: int = 0, time_budget_s: float | None = None,
-                  pretrained: str | None = None, pretrain_epochs: int = 0, progress: bool = True):
+                  pretrained: str | None = None, pretrain_epochs: int = 0, valence_weight: float = 0.0,
+                  progress: bool = True):
     """Chapter 2's model for ``dataset`` and these training parameters.
 
     Chapters 3 and 4 explain the model chapter 2 trained. They declare the
@@ -1065,7 +1212,8 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
     if not checkpoint:
         checkpoint = train(dataset, size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                            time_budget_s=time_budget_s or None, pretrained=pretrained or None,
-                           pretrain_epochs=int(pretrain_epochs), progress=progress).checkpoint
+                           pretrain_epochs=int(pretrain_epochs), valence_weight=float(valence_weight),
+                           progress=progress).checkpoint
     model, meta = load_checkpoint(checkpoint)
     return model, meta, Path(checkpoint)
 
@@ -1351,7 +1499,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
     for name, kind in (("dataset", str), ("data-dir", str), ("n-clips", int), ("soundfont", str), ("seed", int),
                        ("model-size", str), ("epochs", int), ("batch-size", int), ("learning-rate", float),
-                       ("time-budget-s", float), ("pretrained", str), ("out-dir", str)):
+                       ("time-budget-s", float), ("pretrained", str), ("pretrain-epochs", int),
+                       ("valence-weight", float), ("out-dir", str)):
         parser.add_argument(f"--{name}", type=kind, default=None)
     parser.add_argument("--no-resume", dest="resume", action="store_false")
     parser.add_argument("-q", "--quiet", action="store_true")
@@ -1376,6 +1525,7 @@ def main(argv: list[str] | None = None) -> int:
                        seed=int(params.get("seed", 0)), time_budget_s=params.get("time_budget_s") or None,
                        pretrained=params.get("pretrained") or None, out_dir=params.get("out_dir"),
                        pretrain_epochs=int(params.get("pretrain_epochs", 0)),
+                       valence_weight=float(params.get("valence_weight", 0.0)),
                        resume=args.resume, progress=not args.quiet)
         if not accelerator.is_main_process:
             return 0  # the main process evaluates and writes the predictions

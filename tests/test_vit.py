@@ -38,13 +38,15 @@ def _chord(root_hz: float, minor: bool, seconds: float, rng) -> np.ndarray:
 
 def _write_dataset(folder: Path, n_per_class: int = 16) -> Dataset:
     rng = np.random.default_rng(0)
+    valence_rng = np.random.default_rng(1)  # its own stream: the audio stays as it was without valences
     rows = []
     splits = ["train"] * (n_per_class - 6) + ["val"] * 3 + ["test"] * 3
     for label, minor, base in (("happy", False, 440.0), ("sad", True, 150.0)):
         for i in range(n_per_class):
             path = folder / f"{label}{i:02d}.flac"
             sf.write(path, _chord(base * rng.uniform(0.9, 1.2), minor, 2.0, rng), SR)
-            rows.append({"clip_id": f"{label}{i:02d}", "path": str(path), "label": label, "valence": np.nan,
+            valence = (1.0 if label == "happy" else -1.0) * valence_rng.uniform(0.1, 1.5)
+            rows.append({"clip_id": f"{label}{i:02d}", "path": str(path), "label": label, "valence": valence,
                          "arousal": np.nan, "split": splits[i], "source": "test"})
     clips = pd.DataFrame(rows)
     clips.to_csv(folder / "clips.csv", index=False)
@@ -148,15 +150,16 @@ vit.train(dataset, out_dir=target, **options)
 """
 
 
-@pytest.mark.parametrize("stage", ["fine-tuning", "pretraining"])
+@pytest.mark.parametrize("stage", ["fine-tuning", "pretraining", "valence"])
 def test_killed_training_resumes_to_the_same_weights(workspace, stage):
     folder, dataset = workspace
-    epochs, pretrain_epochs = (8, 0) if stage == "fine-tuning" else (2, 8)
-    options = dict(TRAIN, epochs=epochs, pretrain_epochs=pretrain_epochs)
+    epochs, pretrain_epochs = (2, 8) if stage == "pretraining" else (8, 0)
+    options = dict(TRAIN, epochs=epochs, pretrain_epochs=pretrain_epochs,
+                   valence_weight=1.0 if stage == "valence" else 0.0)
     reference = vit.train(dataset, out_dir=folder / f"whole-{stage}", **options)
     target = folder / f"killed-{stage}"
     # meta.json commits an epoch (the pretraining stage has its own in pretrain/)
-    watched = target / (vit.META_FILE if stage == "fine-tuning" else f"{vit.PRETRAIN_DIR}/{vit.META_FILE}")
+    watched = target / (f"{vit.PRETRAIN_DIR}/{vit.META_FILE}" if stage == "pretraining" else vit.META_FILE)
     process = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(dataset.root), str(target),
                                 json.dumps(options)], stdin=subprocess.DEVNULL)
     try:
@@ -174,11 +177,63 @@ def test_killed_training_resumes_to_the_same_weights(workspace, stage):
 
     resume_state = load_file(str(watched.parent / meta["resume_file"]))  # the resume state is safetensors too
     assert any(key.startswith("optimizer.") for key in resume_state)
-    resumed = vit.train(dataset, out_dir=target, **dict(TRAIN, epochs=epochs, pretrain_epochs=pretrain_epochs))
+    # The valence head and its AdamW moments are resumed with the rest.
+    assert any(key.startswith("best_head.") for key in resume_state) == (stage == "valence")
+    resumed = vit.train(dataset, out_dir=target, **options)
     assert _same(_weights(resumed.checkpoint), _weights(reference.checkpoint))
+    if stage == "valence":
+        assert _same(load_file(str(resumed.checkpoint / vit.VALENCE_HEAD_FILE)),
+                     load_file(str(reference.checkpoint / vit.VALENCE_HEAD_FILE)))
     columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_balanced_accuracy", "selected"]
     pd.testing.assert_frame_equal(resumed.history[columns], reference.history[columns])
     assert resumed.best_epoch == reference.best_epoch
+
+
+def test_valence_weight_trains_a_second_head_and_keeps_the_classifier_plain(workspace):
+    from safetensors.torch import load_file
+    from scipy.stats import spearmanr
+
+    folder, dataset = workspace
+    plain = vit.train(dataset, out_dir=folder / "run-a", **TRAIN)  # finished in the test above: read back
+    result = vit.train(dataset, out_dir=folder / "valence", **dict(TRAIN, epochs=6, valence_weight=1.0))
+    model, meta = vit.load_checkpoint(result.checkpoint)
+    # The checkpoint is the same two-logit classifier (chapters 3 and 4 explain it as any other)...
+    assert model.classifier.out_features == 2
+    assert _weights(result.checkpoint).keys() == _weights(plain.checkpoint).keys()
+    # ... with the head that read the valence beside it, not inside it.
+    head = load_file(str(result.checkpoint / vit.VALENCE_HEAD_FILE))
+    assert head["weight"].shape == (1, model.config.hidden_size)
+    train_clips = dataset.split("train")
+    assert meta["valence_standardisation"]["centre"] == pytest.approx(train_clips["valence"].mean())
+    assert meta["valence_standardisation"]["scale"] == pytest.approx(train_clips["valence"].std(ddof=0))
+    mse = result.history["train_valence_mse"]
+    assert mse.iloc[-1] < 0.8 * mse.iloc[0], mse.tolist()
+    # The head reads the valence off the very CLS token the classifier reads.
+    specs = vit.model_input(train_clips, meta, n_jobs=1, progress=False)
+    predicted = vit.representation(model, specs) @ head["weight"].numpy().T + head["bias"].numpy()
+    assert spearmanr(predicted[:, 0], train_clips["valence"]).statistic > 0.5
+    # Its own folder: the label-only run is not replaced.
+    assert vit.checkpoint_dir(dataset, a=1) != vit.checkpoint_dir(dataset, a=1, valence_weight=1.0)
+    for bad, match in (({"valence_weight": -1.0}, "valence_weight"),
+                       ({"valence_weight": 1.0, "mixup_alpha": 0.2}, "mixup"),):
+        with pytest.raises(ParameterError, match=match):
+            vit.train(dataset, out_dir=folder / "bad", **dict(TRAIN, **bad))
+    unrated = Dataset(name="vit-test", clips=dataset.clips.assign(valence=np.nan), root=dataset.root)
+    with pytest.raises(ParameterError, match="valences"):
+        vit.train(unrated, out_dir=folder / "unrated", **dict(TRAIN, valence_weight=1.0))
+
+
+def test_balanced_order_sees_both_classes_equally_and_every_clip_each_epoch():
+    labels = np.array([0] * 10 + [1] * 4)
+    order = vit.balanced_order(labels, generator=torch.Generator().manual_seed(0))
+    again = vit.balanced_order(labels, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(order, again) and len(order) == 20
+    assert np.bincount(labels[order]).tolist() == [10, 10]
+    seen = np.bincount(order, minlength=len(labels))
+    assert (seen[:10] == 1).all()  # the larger class: each clip once
+    assert set(seen[10:]) <= {2, 3} and seen[10:].sum() == 10  # the smaller: whole passes, then a partial one
+    balanced = vit.balanced_order(np.array([0, 1] * 5), generator=torch.Generator().manual_seed(1))
+    assert sorted(balanced) == list(range(10))  # balanced classes: a permutation
 
 
 def test_span_mask_hides_contiguous_spans():
