@@ -583,12 +583,10 @@ def valence_weight_for(dataset, weight: float) -> float:
     """
     if not weight:
         return 0.0
-    clips = dataset.clips
-    valence = pd.to_numeric(clips.get("valence", pd.Series(dtype=float)), errors="coerce")
-    known = valence[clips["split"].astype(str).eq("train")].dropna() if len(valence) else valence
-    if len(known) < 2 or not known.std() > 0:
-        log.warning("dataset %r has no valences on its training clips: valence_weight %g -> 0 (labels only)",
-                    dataset.name, weight)
+    try:  # the same test train() makes
+        _valence_targets(dataset.clips, dataset.clips["split"].astype(str).to_numpy())
+    except ParameterError as error:
+        log.warning("dataset %r: %s; valence_weight %g -> 0 (labels only)", dataset.name, error, weight)
         return 0.0
     return float(weight)
 
@@ -950,8 +948,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
         # without a second forward pass (and through the data-parallel wrapper, if any).
         hook = model.classifier.register_forward_hook(lambda module, args, output: cls_tokens.append(args[0]))
     optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=weight_decay)
-    counts = np.bincount(y_train)
-    steps_per_epoch = math.ceil(int((counts > 0).sum() * counts.max()) / batch_size)  # len(balanced_order(...))
+    # An epoch is one balanced_order (its length does not depend on the draw).
+    steps_per_epoch = math.ceil(len(balanced_order(y_train, generator=torch.Generator())) / batch_size)
     total_steps = steps_per_epoch * epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(round(warmup_fraction * total_steps)), total_steps)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
