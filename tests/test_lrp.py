@@ -340,3 +340,31 @@ def test_gamma_rule_matches_its_definition_on_one_layer():
     denominator = z.detach() + (boosted - contributions).sum(-1)
     reference = (boosted / denominator[..., None] * relevance_out[..., None]).sum(1)
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_greedy_deletion_is_the_reference_no_explainer_beats(trained):
+    """The search asks the model at every step, so its MoRF curve is at or below
+    every explainer's and its LeRF curve at or above, on the same clips; its
+    first removal is the single patch whose removal lowers p(target) most."""
+    model, x, y, _ = trained
+    x, y = x[:24], y[:24]
+    step = 1 / 12  # one patch per step: the search is exact for the first step
+    morf_map = evaluation.greedy_deletion(model, x, y, step=step)
+    lerf_map = evaluation.greedy_deletion(model, x, y, order="lerf", step=step)
+    greedy_morf = evaluation.region_perturbation(model, x, morf_map, y, order="morf", step=step)
+    greedy_lerf = evaluation.region_perturbation(model, x, lerf_map, y, order="lerf", step=step)
+    # The first step: every single-patch removal, by hand.
+    singles = np.stack([evaluation.region_perturbation(model, x, np.eye(12)[p].repeat(2)[None, None, :]
+                                                       .repeat(len(x), 0).repeat(N_MELS, 1), y,
+                                                       order="morf", step=step)[:, 1] for p in range(12)], 1)
+    np.testing.assert_allclose(greedy_morf[:, 1], singles.min(1), atol=1e-6)
+    np.testing.assert_allclose(greedy_lerf[:, 1], singles.max(1), atol=1e-6)
+    for name in ("lrp", "gradxinput", "occlusion", "random"):
+        r = explainers.explain(name, model, x, y)
+        morf = evaluation.region_perturbation(model, x, r, y, order="morf", step=step)
+        lerf = evaluation.region_perturbation(model, x, r, y, order="lerf", step=step)
+        assert np.all(greedy_morf[:, 1] <= morf[:, 1] + 1e-6), name  # step one is exact per clip
+        assert evaluation.curve_area(greedy_morf, step).mean() <= evaluation.curve_area(morf, step).mean() + 1e-6
+        assert evaluation.curve_area(greedy_lerf, step).mean() >= evaluation.curve_area(lerf, step).mean() - 1e-6
+    with pytest.raises(ParameterError):
+        evaluation.greedy_deletion(model, x, y, order="middle")
