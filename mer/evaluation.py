@@ -197,14 +197,12 @@ def greedy_deletion(model: nn.Module, x, target, *, order: str = "morf", step: f
                 taken = int(count)
     finally:
         model.train(was_training)
-    # Larger value = removed earlier (MoRF) / later (LeRF): spread evenly over each patch's bins.
+    # Larger value = removed earlier (MoRF) / later (LeRF), spread over each patch's bins as the
+    # token-level explainers spread theirs.
+    from .explainers import _spread
+
     value = (n_patches - rank).to(torch.float32) if order == "morf" else rank.to(torch.float32)
-    rows, cols = n_mels // patch[0], n_frames // patch[1]
-    grid = value.reshape(n_clips, rows, cols) / (patch[0] * patch[1])
-    out = np.zeros((n_clips, n_mels, n_frames), np.float32)
-    out[:, :rows * patch[0], :cols * patch[1]] = (grid.repeat_interleave(patch[0], 1)
-                                                  .repeat_interleave(patch[1], 2).numpy())
-    return out
+    return _spread(value, model, (n_mels, n_frames))
 
 
 def search_reference(model: nn.Module, x, target, morf: dict[str, np.ndarray], lerf: dict[str, np.ndarray], *,
