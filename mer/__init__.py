@@ -9,6 +9,7 @@ Every computation the chapters show lives here, one module per concept:
 ``mer.profiles``     the ``quick`` / ``default`` / ``thesis`` parameter sets
 ``mer.runner``       ``python -m mer run``: Papermill, caching and the book build
 ``mer.plots``        figures (the only module that draws)
+``mer.numba_cache``  where librosa's compiled kernels are cached, compiled once
 
 Notebooks import these and keep to prose, a few calls and figures.
 """
@@ -22,6 +23,12 @@ __version__ = "0.1.0"
 # Library convention: the package logs, the application (runner, notebook)
 # decides where the log goes.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# Before any submodule imports librosa: numba must cache in a folder of this
+# version, filled by one process at a time (see mer.numba_cache).
+from . import numba_cache as _numba_cache  # noqa: E402
+
+_numba_cache.configure()
 
 
 class MerError(Exception):

@@ -41,7 +41,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from . import ParameterError, store
+from . import ParameterError, numba_cache, store
 
 log = logging.getLogger(__name__)
 
@@ -1034,6 +1034,7 @@ def _columns(families: tuple[str, ...]) -> list[str]:
 def _one_clip(row: dict, families: tuple[str, ...], columns: list[str]) -> dict[str, Any]:
     from . import audio
 
+    numba_cache.prepare()  # a no-op once the parent compiled; a Dask worker may have its own disk
     out: dict[str, Any] = {"clip_id": row["clip_id"]}
     try:
         # Corpora cut long files into 10 s windows: offset_s says where this one starts.
@@ -1113,6 +1114,7 @@ def extract(dataset, *, families: Iterable[str] = FAMILIES, n_jobs: int = 2, cac
         return _read_table(path)
     columns = _columns(families)
     rows = [r._asdict() if hasattr(r, "_asdict") else r for r in clips.to_dict("records")]
+    numba_cache.prepare()  # compile librosa's kernels here, once, before workers load them
     worker = delayed(_one_clip)
     if n_jobs == 1:
         iterator = (_one_clip(r, families, columns) for r in rows)

@@ -33,7 +33,7 @@ import logging
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from . import ParameterError
+from . import ParameterError, numba_cache
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,8 @@ def map(func: Callable, items: Iterable, *, desc: str = "", n_jobs: int | None =
     if n_jobs == 1 and _active.get("backend") != "dask":
         iterator = (func(item) for item in items)
     else:
+        # Workers must find librosa's kernels compiled, not compile them at once (numba#10128).
+        numba_cache.prepare()
         iterator = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=batch_size)(
             delayed(func)(item) for item in items)
     return list(tqdm(iterator, total=len(items), desc=desc or getattr(func, "__name__", "map"),

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import ParameterError, store
+from . import ParameterError, numba_cache, store
 
 log = logging.getLogger(__name__)
 
@@ -385,6 +385,7 @@ def normalize(spec: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
 def _logmel_file(path: str, params: LogMelParams) -> np.ndarray:
     from . import audio
 
+    numba_cache.prepare()
     y = audio.load(path, sr=params.sr, duration=params.duration)
     return logmel(y, params=params)
 
@@ -426,6 +427,7 @@ def compute(clips, *, params: LogMelParams | dict | None = None, n_jobs: int = 2
         with np.load(target, allow_pickle=False) as stored:
             if list(stored["clip_ids"]) == list(ids):
                 return stored["specs"], ids
+    numba_cache.prepare()  # compile once here before workers load the kernels
     jobs = (delayed(_logmel_file)(path, p) for path in paths)
     bar = tqdm(jobs, total=len(paths), desc="log-mel", disable=not progress)
     specs = np.stack(Parallel(n_jobs=n_jobs)(bar)) if paths else np.zeros((0, 1, p.n_mels, 0), np.float32)
