@@ -435,6 +435,16 @@ def execute_chapter(chapter: str, parameters: dict[str, Any], *, progress: bool 
     except BaseException:
         scratch.unlink(missing_ok=True)
         raise
+    missing = missing_glue_keys(scratch)
+    if missing:
+        os.replace(scratch, failed)
+        raise ChapterError(
+            f"chapter {chapter}: its prose cites {len(missing)} number(s) the run did not record "
+            f"(glue key {', '.join(repr(k) for k in missing)}); record them with mer.report.record "
+            f"or take them out of the prose\n"
+            f"  previous output kept: {output if output.exists() else '(none)'}\n"
+            f"  executed notebook: {failed}",
+            chapter=chapter, failed_notebook=failed)
     os.chmod(scratch, 0o644)  # mkstemp creates 0600; the book is read by others
     os.replace(scratch, output)
     failed.unlink(missing_ok=True)
@@ -444,6 +454,46 @@ def execute_chapter(chapter: str, parameters: dict[str, Any], *, progress: bool 
         "output_sha256": _sha256(output), "seconds": round(seconds, 1), "python": sys.executable,
     })
     return seconds
+
+
+#: A myst-nb glue reference in markdown: ``{glue}`key```, ``{glue:text}`key:.2f```,
+#: or a ``{glue:figure} key`` / ``{glue:math} key`` directive.
+GLUE_ROLE = re.compile(r"\{glue(?::[a-z]*)?\}`([^`:]+)(?::[^`]*)?`")
+GLUE_DIRECTIVE = re.compile(r"^[`:]{3,}\{glue(?::[a-z]+)?\}\s+(\S+)", re.MULTILINE)
+
+
+def missing_glue_keys(notebook: str | Path) -> list[str]:
+    """Glue keys the notebook's prose cites that none of its outputs records.
+
+    myst-nb only logs a missing key and renders an empty slot, so a number
+    the prose promises silently vanishes from the page; :func:`execute_chapter`
+    refuses such a chapter instead.
+
+    Parameters
+    ----------
+    notebook : path
+        An executed notebook (``.ipynb``).
+
+    Returns
+    -------
+    list of str
+        Missing keys, sorted (empty when every citation has its value).
+
+    Notebook: book/reproducing.md (what a run guarantees).
+    """
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    cited, recorded = set(), set()
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cited.update(k.strip() for k in GLUE_ROLE.findall(cell.source))
+            cited.update(k.strip() for k in GLUE_DIRECTIVE.findall(cell.source))
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                recorded.add(name)
+    return sorted(cited - recorded)
 
 
 # ---------------------------------------------------------------------------
@@ -589,6 +639,10 @@ def build_book(*, force: bool = False) -> float | None:
     warnings = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
     for line in warnings:
         log.warning("book: %s", line.strip())
+    unglued = [line.strip() for line in warnings if "found in glue data" in line]
+    if unglued:  # a page outside the chapters (or a key the scan could not see)
+        raise MerError(f"jupyter-book build {root}: a page cites a number no run recorded:\n"
+                       + "\n".join(unglued[:10]))
     if done.returncode != 0 or not (html_dir() / "index.html").is_file():
         tail = "\n".join(output.splitlines()[-30:])
         raise MerError(f"jupyter-book build {root} failed (exit {done.returncode}):\n{tail}")

@@ -238,3 +238,44 @@ def test_relative_paths_are_the_users_not_the_kernels(tmp_path, monkeypatch):
             assert resolved[chapter]["pretrained"] == "google/vit-base"  # no such folder: a model id
     absolute = runner.resolve_parameters(chapters, "quick", {"data_dir": str(tmp_path / "x")})
     assert absolute[chapters[0]]["data_dir"] == str(tmp_path / "x")
+
+
+def _glue_chapter(path: Path, *, cite: list[str]) -> None:
+    """A chapter that records ``share`` and whose prose cites the keys in ``cite``."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Glue\n\nA fixture chapter whose prose cites numbers."),
+        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import mer.report\nmer.report.record('share', 0.25 + seed)"),
+        nbformat.v4.new_markdown_cell(" ".join(f"The value is {{glue:text}}`{key}:.2f`." for key in cite)),
+    ]
+    nbformat.write(nb, path)
+
+
+def test_a_chapter_citing_a_number_the_run_did_not_record_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "book").mkdir()
+    monkeypatch.setenv("MER_ROOT", str(tmp_path))
+    monkeypatch.delenv("MER_BUILD", raising=False)
+    source = tmp_path / "notebooks" / "00_glue.ipynb"
+    _glue_chapter(source, cite=["share"])
+    assert run(force=True).executed == ["00_glue"]
+    output = tmp_path / "book" / "chapters" / "00_glue.ipynb"
+    good = output.read_bytes()
+    assert runner.missing_glue_keys(output) == []
+
+    _glue_chapter(source, cite=["share", "mode_share", "tempo_share"])
+    with pytest.raises(runner.ChapterError) as error:
+        run(force=True)
+    message = str(error.value)
+    assert error.value.chapter == "00_glue"
+    assert "00_glue" in message and "'mode_share'" in message and "'tempo_share'" in message
+    assert "'share'" not in message.replace("'mode_share'", "").replace("'tempo_share'", "")
+    assert output.read_bytes() == good, "the page with the empty slots replaced the good one"
+    assert runner.missing_glue_keys(error.value.failed_notebook) == ["mode_share", "tempo_share"]
+
+    done = subprocess.run([sys.executable, "-m", "mer", "run", "--no-build", "--force", "-q"],
+                          env=dict(os.environ, MER_ROOT=str(tmp_path)), capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "mode_share" in done.stderr and "Traceback" not in done.stderr
