@@ -28,11 +28,12 @@ What this module does about it, at the root:
    checks them; a file that changed (corrupted, truncated, or rewritten by
    a process outside this protocol) gets a one-line warning and the folder
    is rebuilt instead of crashing.
-3. **One folder per version.** The folder is named after Python, numba and
-   librosa versions and this module's :data:`LAYOUT`, so a cache left by
-   other versions (or by an earlier ``mer`` that raced) is never read.
-   numba itself keys every entry by the CPU it was compiled for, so a
-   folder shared between machines only grows.
+3. **One folder per version and CPU.** The folder is named after Python,
+   numba and librosa versions, the CPU numba compiles for (its name and a
+   hash of its features: a shared disk seen by an AVX2 and an AVX-512
+   machine holds two folders) and this module's :data:`LAYOUT`, so a cache
+   left by other versions, another machine or an earlier ``mer`` that raced
+   is never read, and never written outside the lock.
 
 ``NUMBA_CACHE_DIR`` (as the Makefile sets it) or ``MER_NUMBA_CACHE_ROOT``
 names the root; default ``<repository>/.cache/numba``. :func:`configure`
@@ -95,11 +96,22 @@ def folder() -> Path:
     Returns
     -------
     pathlib.Path
-        ``<root>/py3.11-numba0.68.1-librosa0.11.0-layout2`` for example.
+        ``<root>/py3.11-numba0.68.1-librosa0.11.0-znver4.1a2b3c4d-layout2`` for example.
     """
     tag = (f"py{sys.version_info[0]}.{sys.version_info[1]}-numba{_version('numba')}"
-           f"-librosa{_version('librosa')}-layout{LAYOUT}")
+           f"-librosa{_version('librosa')}-{_cpu()}-layout{LAYOUT}")
     return root() / tag
+
+
+def _cpu() -> str:
+    """The CPU numba compiles for: its name and a short hash of its features."""
+    try:
+        from llvmlite import binding  # numba's own view of the host (~30 ms to import)
+    except ImportError:
+        return "cpu-unknown"
+    name = os.environ.get("NUMBA_CPU_NAME") or binding.get_host_cpu_name()
+    features = os.environ.get("NUMBA_CPU_FEATURES") or binding.get_host_cpu_features().flatten()
+    return f"{name}.{hashlib.sha256(features.encode()).hexdigest()[:8]}"
 
 
 def configure() -> Path:
