@@ -197,6 +197,7 @@ def draw_nuisances(*, rng: np.random.Generator, brightness: float, mode: str, wi
         out["window_position"] = float(rng.random())
         out["window_content"] = str(WINDOW_CONTENTS[rng.integers(len(WINDOW_CONTENTS))])
         out["window_seventh"] = bool(rng.random() < 0.5)
+        out["window_root"] = int((0, 5)[rng.integers(2)])
     else:
         out["progression"] = 0
     return out
@@ -294,10 +295,10 @@ def segments(params: dict[str, Any], *, n_beats: int, window: tuple[int, int] | 
              rng: np.random.Generator) -> list[dict[str, Any]]:
     """The clip's chords on the beat grid: ``start`` and ``beats`` (whole beats) per chord.
 
-    Windowed clips: open fifths on I, IV, V outside the window; inside it the
-    mode's triad on the same root (``window_content="chord"``) or V(7) -> I/i
-    (``"cadence"``); without ``window_evidence`` the window holds open fifths
-    on the same roots (the probe twin).
+    Windowed clips: open fifths on I, IV, V outside the window; inside it one
+    chord with its third, I/i or IV/iv (``window_content="chord"``), or V(7)
+    -> I/i (``"cadence"``); without ``window_evidence`` the window holds open
+    fifths on the same roots (the probe twin).
     """
     slot = params["harmonic_rhythm"]
     n_slots = max(2, int(round(n_beats / slot)))
@@ -307,39 +308,34 @@ def segments(params: dict[str, Any], *, n_beats: int, window: tuple[int, int] | 
         return [dict(c, start=s, beats=e - s, in_window=False) for c, s, e in zip(chords, starts[:-1], starts[1:])]
     roots = NEUTRAL_ROOTS[params["progression"]]
     names = {0: "I", 5: "IV", 7: "V"}
-    out = []
     first, n_win = window
     edges = sorted(set(starts) | {first, first + n_win})
-    triad = "maj" if params["mode"] == "major" else "min"
+    out = []
     for s, e in zip(edges[:-1], edges[1:]):
-        root = roots[(s // slot) % len(roots)]
-        seg = {"numeral": names[root] + "5", "root": root, "quality": "5", "inversion": 0,
-               "cadence": None, "formula": False, "phrase": 0, "start": s, "beats": e - s, "in_window": False}
-        if first <= s < first + n_win:
-            seg["in_window"] = True
-            if params["window_content"] == "cadence" and n_win >= 2:
-                # V(7) on the first half of the window, the tonic on the rest: split below.
-                seg["root"] = None
-            elif params["window_evidence"]:
-                # The same root with its third: I IV V in major, i iv v (natural minor) in minor.
-                numeral = {0: "I", 5: "IV", 7: "V"}[root]
-                seg.update(quality=triad, numeral=numeral if triad == "maj" else numeral.lower())
-        out.append(seg)
+        if not first <= s < first + n_win:
+            root = roots[(s // slot) % len(roots)]
+            out.append({"numeral": names[root] + "5", "root": root, "quality": "5", "inversion": 0,
+                        "cadence": None, "formula": False, "phrase": 0, "start": s, "beats": e - s,
+                        "in_window": False})
+    # The window: V(7) on its first half and the tonic on the rest, or one chord, I/i or IV/iv (not V:
+    # minor keys have a major V too, so its third would not tell the modes apart).
+    triad = "maj" if params["mode"] == "major" else "min"
     if params["window_content"] == "cadence" and n_win >= 2:
-        out = [s for s in out if s["root"] is not None]
-        half = n_win // 2
         dominant = ("V7", "7") if params["window_seventh"] else ("V", "maj")
-        for start, beats, root, (numeral, quality) in ((first, half, 7, dominant),
-                                                       (first + half, n_win - half, 0,
-                                                        (TONIC[params["mode"]], triad))):
-            if not params["window_evidence"]:
-                numeral, quality = {7: "V5", 0: "I5"}[root], "5"
-            out.append({"numeral": numeral, "root": root, "quality": quality, "inversion": 0,
-                        "cadence": "authentic" if params["window_evidence"] else None, "formula": False,
-                        "phrase": 0,
-                        "start": start, "beats": beats, "in_window": True})
-        out.sort(key=lambda s: s["start"])
-    return out
+        half = n_win // 2
+        inside = [(first, half, 7, dominant), (first + half, n_win - half, 0, (TONIC[params["mode"]], triad))]
+        cadence = "authentic"
+    else:
+        root = params["window_root"]
+        inside = [(first, n_win, root, (names[root] if triad == "maj" else names[root].lower(), triad))]
+        cadence = None
+    for start, beats, root, (numeral, quality) in inside:
+        if not params["window_evidence"]:   # the twin: open fifths on the same roots
+            numeral, quality = names[root] + "5", "5"
+        out.append({"numeral": numeral, "root": root, "quality": quality, "inversion": 0,
+                    "cadence": cadence if params["window_evidence"] else None, "formula": False, "phrase": 0,
+                    "start": start, "beats": beats, "in_window": True})
+    return sorted(out, key=lambda seg: seg["start"])
 
 
 def chord_pcs(seg: dict[str, Any], tonic: int) -> list[int]:
