@@ -418,10 +418,13 @@ def melody(params: dict[str, Any], segs: list[dict[str, Any]], *, tonic: int,
 
     Notebook: notebooks/00_data.ipynb
     """
+    from .synth import DURATION
+
     centre = params["register"]
     scale = {(tonic + d) % 12 for d in (MAJOR_SCALE if params["mode"] == "major" else MINOR_SCALE)}
     cells = (1.0, 1.0, 2.0) if params["texture"] == "hymn" else (0.5, 1.0, 1.0, 1.0, 2.0)
     span = range(int(centre) - 8, int(centre) + 9)
+    end_beat = DURATION * params["tempo_bpm"] / 60.0
     notes: list[tuple[float, float, int, float]] = []
     pitch, forced = None, None
     for seg in segs:
@@ -441,6 +444,8 @@ def melody(params: dict[str, Any], segs: list[dict[str, Any]], *, tonic: int,
                 durations.append(min(float(rng.choice(cells)), seg["beats"] - t))
                 t += durations[-1]
         t = float(seg["start"])
+        onsets = t + np.cumsum([0.0] + durations[:-1])
+        last = int(np.flatnonzero(onsets < end_beat - 1e-9)[-1])   # the segment's last note before the clip ends
         for k, d in enumerate(durations):
             step = int(rng.choice((-2, -1, -1, 0, 1, 1, 2)))
             if forced is not None:
@@ -456,7 +461,7 @@ def melody(params: dict[str, Any], segs: list[dict[str, Any]], *, tonic: int,
                 allowed = strong if k == 0 else weak
                 candidates = [p for p in span if p % 12 in allowed] or [p for p in span if p % 12 in chord]
                 pitch = _walk_to(candidates, pitch, centre, step)
-                if (params["texture"] == "solo" and not params["windowed"] and k == len(durations) - 1
+                if (params["texture"] == "solo" and not params["windowed"] and k == last
                         and seg["cadence"]
                         and seg["numeral"] in ("V", "V7")):
                     pitch = min((p for p in span if p % 12 == (tonic + 11) % 12), key=lambda p: abs(p - pitch))
