@@ -265,3 +265,27 @@ def test_classic_stays_the_default_and_options_are_checked(tmp_path):
         synth.load(tmp_path, writing="tonal", soundfonts=("Nope",))
     with pytest.raises(ParameterError, match="not both"):
         synth.load(tmp_path, writing="tonal", soundfont="TimGM6mb", soundfonts=("TimGM6mb",))
+
+
+# Krumhansl & Kessler (1982) key profiles, tonic first.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def test_audio_sounds_the_mode_in_its_key_and_the_midi_the_cues(dataset):
+    import librosa
+
+    scores = {"major": [], "minor": []}
+    for row in dataset.clips[~dataset.clips["windowed"]].itertuples():
+        y, _ = librosa.load(row.path, sr=synth.SR)
+        chroma = np.roll(librosa.feature.chroma_stft(y=y, sr=synth.SR).mean(axis=1), -row.tonic)
+        scores[row.mode].append(np.corrcoef(chroma, KK_MAJOR)[0, 1] - np.corrcoef(chroma, KK_MINOR)[0, 1])
+        pm = pretty_midi.PrettyMIDI(row.midi_path)
+        assert pm.get_tempo_changes()[1][0] == pytest.approx(row.tempo_bpm, rel=1e-3)
+        melody = pm.instruments[0].notes
+        assert pm.instruments[0].name == "melody"
+        assert np.mean([n.pitch for n in melody]) == pytest.approx(row.register)
+        ratios = [(a.end - a.start) / (b.start - a.start) for a, b in zip(melody[:-1], melody[1:])]
+        assert np.mean(ratios) == pytest.approx(row.articulation, abs=0.01)
+    assert scores["major"] and scores["minor"]
+    assert np.mean(scores["major"]) > np.mean(scores["minor"]) + 0.1

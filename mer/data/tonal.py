@@ -49,7 +49,7 @@ DRUM_SHARE = 0.5
 #: clips draw only "middle" and "high" so their evidence stays visible.
 ACCOMP_FLOORS = {"low": 48, "middle": 55, "high": 67}
 #: Ranges of the lower three hymn voices (the soprano is the melody).
-HYMN_RANGES = {"alto": (55, 74), "tenor": (48, 67), "bass": (40, 60)}
+HYMN_RANGES = {"alto": (55, 74), "tenor": (48, 67), "bass": (40, 55)}
 #: Beats per chord (harmonic rhythm), drawn per clip.
 HARMONIC_RHYTHMS = (2, 4)
 CADENCE_TYPES = ("authentic", "half", "plagal")
@@ -273,7 +273,7 @@ def progression(rng: np.random.Generator, mode: str, n_slots: int) -> list[dict[
         phrase = _phrase(rng, mode, size)
         for k, (numeral, inversion, kind) in enumerate(phrase):
             root, quality = NUMERALS[mode][numeral]
-            drawn = _inversion(rng, quality)
+            drawn = _inversion(rng, quality) if k else 0   # a phrase starts on the tonic in root position
             formula = bool(kind == "authentic" and numeral in ("V", "V7") and k == len(phrase) - 2
                            and rng.random() < FORMULA_SHARE)
             chords.append({"numeral": numeral, "root": root, "quality": quality,
@@ -629,7 +629,7 @@ def _satb(seg, tonic: int, soprano: int, prev: tuple[int, int, int] | None) -> t
     """Alto, tenor and bass under ``soprano``: chord tones, complete chord, nearest to ``prev``."""
     pcs = chord_pcs(seg, tonic)
     need = {pcs[0]} | ({pcs[1]} if len(pcs) > 2 else set()) | ({pcs[3]} if len(pcs) == 4 else set())
-    pa, pt, pb = prev or (64, 55, 48)
+    pa, pt, pb = prev or (64, 55, 45)
     bass = min((p for p in range(*HYMN_RANGES["bass"]) if p % 12 == bass_pc(seg, tonic)),
                key=lambda p: (abs(p - pb), p))
     best = None
@@ -638,7 +638,7 @@ def _satb(seg, tonic: int, soprano: int, prev: tuple[int, int, int] | None) -> t
             if a % 12 not in pcs or a > soprano or soprano - a > 12:
                 continue
             for t in range(*HYMN_RANGES["tenor"]):
-                if t % 12 not in pcs or not bass <= t <= a or a - t > 12:
+                if t % 12 not in pcs or not bass < t <= a or a - t > 12:
                     continue
                 voices = (soprano, a, t, bass)
                 if not relax and not need <= {v % 12 for v in voices}:
