@@ -1,5 +1,12 @@
 r"""The embedded synthetic dataset: short pieces composed and played by the package.
 
+Two writings share the cues, the label model and the renderer:
+``writing="classic"`` (the default of :func:`load`, described first: every
+clip in C, natural minor, block triads; what the book is built on today) and
+``writing="tonal"`` (section "Tonal writing" below: every key, a harmonic
+grammar with cadences, seven textures, four SoundFonts), which becomes the
+default together with the chapter-2 model that learns it.
+
 Each clip is a 10 s piece in 4/4 (chord progression, melody, bass line and a
 drum kit) composed as MIDI with :mod:`pretty_midi` and rendered to audio by
 FluidSynth with a General MIDI SoundFont, so the clips sound like instruments
@@ -110,6 +117,111 @@ thirds replaced by the open-fifth voicing used elsewhere is rendered too
 (``path_no_window``), so chapter 3 can measure how much ``p(class)`` drops
 when the evidence is removed.
 
+Tonal writing (``writing="tonal"``)
+-----------------------------------
+Why: a model trained on the classic writing (every clip in C, natural minor
+only, block triads from G3 on beats 1 and 3, root-fifth bass, drums, one
+melody) ranked 80 real four-part compositions major vs minor at chance (ROC
+AUC 0.53; 0.51 transposed to C). The tonal writing writes the mode the way
+tonal music does, so what a model learns from it has a chance to transfer.
+Composed by :mod:`mer.data.tonal`. The cues, their sampling, weights, noise
+and the label rule are those of the table above, drawn first and in the same
+order, so chapter 1's recovery and chapter 3's ground truth hold unchanged;
+everything below is a nuisance (weight 0), drawn per clip from the clip's
+seeded generator after the cues:
+
+- ``tonic``: uniform over all twelve (``max_transpose`` is classic only);
+- harmony: phrases of 2-6 chords (four per phrase while more than six are
+  left), each a walk through a weighted grammar from the tonic
+  (:data:`mer.data.tonal.TRANSITIONS`: tonic -> predominant -> dominant, with
+  vi/VI, iii/III and the natural minor's v and VII, seventh chords V7, ii7,
+  IVmaj7, iiø7, iv7 and the secondary dominants V/V, V/vi, V/IV, V/iv, V/III
+  before their targets) that ends in a cadence: authentic (V-I, V7-I or
+  I6/4-V-I; p = 0.5), half (ending on V, in minor also the Phrygian iv6-V;
+  0.3) or plagal (IV-I; 0.2). Inversions are drawn per chord (triads 30 %
+  first inversion, diminished triads 80 %, sevenths 6/5, 4/3, 4/2), except
+  the phrase's first chord and the cadence's V and final tonic, which are
+  in root position; one chord every 2 or 4 beats (``harmonic_rhythm``);
+- minor as tonal music writes it: the cadences' V, V7 and vii° carry the
+  raised leading tone; the melody takes its notes from the key's scale minus
+  those a semitone from a chord tone, so over V it sings the raised seventh
+  (harmonic minor), and over half of the authentic cadences' V it climbs
+  5-#6-#7-8 (melodic minor; major: 5-6-7-8); elsewhere natural minor
+  (v, VII, the subtonic in the melody). The melody starts each chord on a
+  chord tone; a solo line ends each cadential V on the leading tone;
+- ``texture`` (:data:`TEXTURES`), one named function each in
+  :mod:`mer.data.tonal`: ``block`` (chords every two beats, bass root and
+  fifth), ``arpeggio`` (broken chords up and down in eighths), ``alberti``
+  (low-high-middle-high in eighths, its low note the bass), ``hymn`` (four
+  voices, the melody as soprano; alto, tenor and bass on chord tones, the
+  chord complete where it can be, nearest to their previous notes so common
+  tones stay, penalising parallel fifths and octaves), ``pad`` (sustained
+  chords on sustained programmes, :data:`mer.data.tonal.PAD_PROGRAMS`),
+  ``walking_bass`` (quarter-note bass on chord tones, stepping or sliding a
+  half step into the next chord, chords struck at each change) and ``solo``
+  (the melody alone, as a folk tune or a solo instrument plays it);
+- ``drums``: the classic kit in half of the clips (:data:`mer.data.tonal.DRUM_SHARE`)
+  of the textures that take one, never in ``hymn`` or ``solo``;
+- ``accomp_register``: the accompaniment's lowest note at C3, G3 or G4
+  (``low``, ``middle``, ``high``; MIDI 48, 55, 67), so its thirds sound low,
+  middle and high. Thirds below G3 fall in shared bands of a 128-band
+  log-mel (above), so the low register (and a hymn's tenor, a first-inversion
+  bass) carries mode evidence a spectrogram model cannot see there; it is
+  kept because real music puts thirds there, and a clip's mode never rests on
+  it alone: the melody (62-78 +- 8) sounds the mode's scale above it, and
+  windowed and probe clips draw only ``middle`` and ``high``;
+- ``soundfont``: one per clip from :data:`TRAIN_SOUNDFONTS`; ``program_*``
+  as in the classic writing (a hymn sings all four voices with the chords'
+  programme);
+- how the cues are realised: ``register`` is the mean pitch of the melody
+  (the soprano of a hymn) in every texture; ``articulation`` the melody's
+  sounding / inter-onset ratio, which also sets the length of the block,
+  arpeggio, Alberti and comping notes and of the hymn's lower voices; pads
+  hold their chords and the basses keep their fixed lengths whatever it is;
+  ``velocity`` the melody's mean velocity, the accompaniment 8-15 below it.
+
+Windowed clips and the probe set follow the same rule as above with the
+texture drawn: outside the window open fifths on I, IV and V and a melody on
+degrees 1, 2, 4, 5 (no third, sixth or seventh anywhere); inside it either
+one chord with its third, I/i or IV/iv (never a lone V: minor has a major V
+too), or an authentic cadence V(7)-I/i (``window_content``). Each texture
+states it: block, arpeggio, Alberti, pad and the walking bass's chords play
+it; a hymn's alto moves to the third (a V7's tenor to the seventh); a solo
+line's notes in the window become the chord's tones, the third among them.
+Basses and hymn voices are led through the open-fifth chords, so a probe's
+twin (``path_no_window``) is the same score outside the window.
+
+Held-out sets: :data:`HELDOUT_SOUNDFONT` (``"MuseScore_General"``) and
+:data:`HELDOUT_TEXTURE` (``"alberti"``) are drawn by no default set;
+:func:`load_heldout` renders a test set in either. :func:`load_transpositions`
+renders scores each in all twelve keys (the key-invariance check).
+
+SoundFonts (Debian packages, all complete General MIDI banks, 128 melodic
+programmes, checked by loading each in pyfluidsynth and rendering the same
+score: all sound):
+
+=====================  ===================================  ========  ======================
+name                   package (file)                       size      role
+=====================  ===================================  ========  ======================
+``FluidR3_GM``         fluid-soundfont-gm (sf2)             148 MB    training; the book's
+``TimGM6mb``           pretty_midi's copy (sf2)             6 MB      training; quick runs
+``OPL3_FM``            opl3-soundfont (sf2)                 135 MB    training
+``MuseScore_General``  musescore-general-soundfont-small    40 MB     held out
+                       (``MuseScore_General_Lite.sf3``)
+=====================  ===================================  ========  ======================
+
+Why these: FluidR3_GM and TimGM6mb are sampled banks with almost no samples
+in common (9 shared sample names of 1,419 and 521); OPL3_FM is no sample at
+all but FM synthesis, the far end of timbre variety, so a model cannot
+lean on one library's sample colour. MuseScore General is held out because
+it is a third, independent-sounding *sampled* library (1,255 samples, 366
+names shared with FluidR3, whose FluidR3Mono it grew from), the closest
+stand-in for real instruments a model has not heard; its Ogg-compressed
+samples also cost ~0.4 s per clip to decode (FluidR3 ~0.1 s), which a test
+set can afford and a training set should not. csound-soundfont was left out:
+its bank shares 392 of its 489 sample names with TimGM6mb. Gains per font
+(:data:`GAINS`) equalise the median loudness on the same scores.
+
 Rendering
 ---------
 FluidSynth at 22 050 Hz through pyfluidsynth, from the :mod:`pretty_midi`
@@ -135,7 +247,14 @@ Files
 ``maj``, ``min`` and ``5`` (open fifth), ``beats_s``, ``downbeats_s``,
 ``tempo_bpm``, the window), ``clips.csv`` and ``generator.json`` (this model:
 weights, scales, noise, measured agreement). The probe set adds
-``audio_no_window/`` and ``midi_no_window/``. A folder is complete when its
+``audio_no_window/`` and ``midi_no_window/``. The tonal writing's folders are
+``data/synth/tonal-*``; its truth files add ``numerals`` (``[start_s, end_s,
+"V65"]``), ``cadences`` (``[start_s, end_s, "authentic"]``), ``texture``,
+``drums``, ``accomp_register``, ``soundfont``, chord qualities ``dim``,
+``7``, ``maj7``, ``min7``, ``hdim7`` and inversions (``"E:min/b3"``); its
+``clips.csv`` adds the columns ``texture``, ``soundfont``, ``drums``,
+``accomp_register``, ``harmonic_rhythm``, ``n_cadences`` (``tonic`` is
+already there). A folder is complete when its
 ``COMPLETE`` marker exists; it is rendered in a temporary folder and renamed.
 
 Notebook: notebooks/00_data.ipynb (the Data page) and every chapter.
