@@ -369,10 +369,8 @@ def numeral_label(seg: dict[str, Any]) -> str:
     figures = (("", "6", "64"), ("", "65", "43", "42"))[len(INTERVALS[seg["quality"]]) == 4] \
         if seg["quality"] != "5" else ("",)
     numeral = seg["numeral"]
-    if seg["inversion"] and numeral.endswith("7"):
+    if seg["inversion"] and numeral.endswith("7"):   # V7 in first inversion is V65, IVmaj7 IVmaj65
         numeral = numeral[:-1]
-    elif seg["inversion"] and numeral.endswith("maj7"):
-        numeral = numeral[:-4] + "maj"
     return numeral + figures[seg["inversion"]]
 
 
