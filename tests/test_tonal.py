@@ -95,6 +95,12 @@ def test_table_has_the_nuisance_columns_and_the_documented_label(dataset):
     assert info["weights"] == synth.WEIGHTS and info["writing"] == "tonal"
     assert info["options"]["textures"] == list(synth.TRAIN_TEXTURES)
     assert info["heldout_texture"] == synth.HELDOUT_TEXTURE
+    # Opened again with the same options, the folder is read, not rendered again; other options are refused.
+    before = sorted(p.stat().st_mtime_ns for p in (dataset.root / "audio").iterdir())
+    synth.load(dataset.root, n_clips=N_CLIPS, writing="tonal", soundfonts=("TimGM6mb",), seed=3, window_share=0.5)
+    assert sorted(p.stat().st_mtime_ns for p in (dataset.root / "audio").iterdir()) == before
+    with pytest.raises(ParameterError, match="generated with"):
+        synth.load(dataset.root, n_clips=N_CLIPS, soundfont="TimGM6mb", seed=3, window_share=0.5)
 
 
 def pd_series(mapping):
