@@ -171,7 +171,7 @@ def draw_nuisances(*, rng: np.random.Generator, brightness: float, mode: str, wi
 
     Notebook: notebooks/00_data.ipynb
     """
-    from .synth import PROGRAMS
+    from .synth import PROGRAMS, WINDOW_S
 
     texture = str(textures[rng.integers(len(textures))])
     registers = ("middle", "high") if windowed else tuple(ACCOMP_FLOORS)
@@ -193,7 +193,7 @@ def draw_nuisances(*, rng: np.random.Generator, brightness: float, mode: str, wi
     }
     if windowed:
         out["progression"] = int(rng.integers(len(NEUTRAL_ROOTS)))
-        out["window_s"] = float(rng.uniform(2.0, 3.0))
+        out["window_s"] = float(rng.uniform(*WINDOW_S))
         out["window_position"] = float(rng.random())
         out["window_content"] = str(WINDOW_CONTENTS[rng.integers(len(WINDOW_CONTENTS))])
         out["window_seventh"] = bool(rng.random() < 0.5)
