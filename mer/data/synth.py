@@ -222,6 +222,15 @@ set can afford and a training set should not. csound-soundfont was left out:
 its bank shares 392 of its 489 sample names with TimGM6mb. Gains per font
 (:data:`GAINS`) equalise the median loudness on the same scores.
 
+Cost, measured: composing a tonal clip takes ~6 ms; composing, rendering and
+writing it ~0.06 s of CPU on average over the three training SoundFonts
+(FluidR3_GM 0.07, TimGM6mb 0.06, OPL3_FM 0.04). The default size, 1,200
+clips with ``n_jobs=2``, took 197 s (6.1 clips/s) on two cores that three
+other jobs were loading (load average 8-11); about 70 s of CPU, so roughly
+40 s on two idle cores (an extrapolation). ``make bench`` reports it as
+``synth_tonal_generate_s``. On those 1,200 clips the label agrees with the
+mode on 82.7 % and with the Bayes rule on 98.4 % (classic: 83.8 %, 98.1 %).
+
 Rendering
 ---------
 FluidSynth at 22 050 Hz through pyfluidsynth, from the :mod:`pretty_midi`
