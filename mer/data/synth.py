@@ -147,7 +147,9 @@ seeded generator after the cues:
   those a semitone from a chord tone, so over V it sings the raised seventh
   (harmonic minor), and over half of the authentic cadences' V it climbs
   5-#6-#7-8 (melodic minor; major: 5-6-7-8); elsewhere natural minor
-  (v, VII, the subtonic in the melody). The melody starts each chord on a
+  (v, VII, the subtonic in the melody). V/iv is the tonic triad with a
+  minor seventh, so a minor clip sounds the major third briefly there, as
+  tonal music does (weight 1 of 14 after i). The melody starts each chord on a
   chord tone; a solo line ends each cadential V on the leading tone;
 - ``texture`` (:data:`TEXTURES`), one named function each in
   :mod:`mer.data.tonal`: ``block`` (chords every two beats, bass root and
@@ -872,7 +874,8 @@ def soundfont_path(soundfont: str = "FluidR3_GM") -> Path:
 
     Parameters
     ----------
-    soundfont : {"FluidR3_GM", "TimGM6mb"}
+    soundfont : {"FluidR3_GM", "TimGM6mb", "OPL3_FM", "MuseScore_General"}
+        A key of :data:`SOUNDFONTS` (module docstring: which and why).
 
     Returns
     -------
@@ -934,7 +937,8 @@ def render(pm, *, soundfont: str = "FluidR3_GM") -> np.ndarray:
     ----------
     pm : pretty_midi.PrettyMIDI
         From :func:`compose` (at most 15 melodic instruments and drums).
-    soundfont : {"FluidR3_GM", "TimGM6mb"}
+    soundfont : str
+        A key of :data:`SOUNDFONTS`.
 
     Returns
     -------
