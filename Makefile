@@ -14,9 +14,13 @@ export PYTHONHASHSEED = 0
 
 # Debian packages the project needs at run time, with a file that proves each
 # is there: FluidSynth renders the synthetic set, fluid-soundfont-gm is its
-# SoundFont, ffmpeg decodes what libsndfile cannot (AAC/M4A, through audioread), chromium
-# runs the browser test.
+# SoundFont, opl3-soundfont and musescore-general-soundfont-small are the
+# tonal writing's FM and held-out SoundFonts (mer/data/synth.py; TimGM6mb
+# comes with pretty_midi), ffmpeg decodes what libsndfile cannot (AAC/M4A,
+# through audioread), chromium runs the browser test.
 DEB_CHECKS := /usr/share/sounds/sf2/FluidR3_GM.sf2:fluid-soundfont-gm \
+              /usr/share/sounds/sf2/OPL-3_FM_128M.sf2:opl3-soundfont \
+              /usr/share/sounds/sf3/MuseScore_General_Lite.sf3:musescore-general-soundfont-small \
               /usr/bin/ffmpeg:ffmpeg \
               /usr/bin/chromium:chromium
 

@@ -9,6 +9,9 @@ book's cold and warm build times.
 Keys (each documented where it is measured):
 
 - ``synth_generate_s``: the default synthetic set generated from nothing;
+- ``synth_tonal_generate_s``: the same size in the tonal writing
+  (``writing="tonal"``: twelve keys, textures, the training SoundFonts),
+  generated from nothing with ``n_jobs=2``;
 - ``book_cold_s``, ``book_warm_s``: every chapter executed and the book
   built from no derived artefact (the rendered audio excepted), then the
   same with nothing changed;
@@ -56,6 +59,20 @@ def synth_generate_s(profile: str = "default") -> dict[str, Any]:
             "synth_generate_clips_per_s": round(len(dataset.clips) / elapsed, 1)}
 
 
+def synth_tonal_generate_s(profile: str = "default") -> dict[str, Any]:
+    """Generate the profile's number of clips in the tonal writing into an empty folder and time it."""
+    from .data import synth
+
+    params = profiles.get(profile)
+    with tempfile.TemporaryDirectory(prefix="mer-bench-tonal-") as tmp:
+        start = time.perf_counter()
+        dataset = synth.load(Path(tmp) / "tonal", n_clips=params["n_clips"], seed=params["seed"],
+                             writing="tonal", n_jobs=2)
+        elapsed = time.perf_counter() - start
+    return {"synth_tonal_generate_s": round(elapsed, 2), "synth_tonal_generate_n_clips": len(dataset.clips),
+            "synth_tonal_generate_clips_per_s": round(len(dataset.clips) / elapsed, 1)}
+
+
 def book_times(profile: str = "default") -> dict[str, Any]:
     """Run every chapter and build the book with no derived artefact (cold),
     then again with nothing changed (warm), each as ``python -m mer run``.
@@ -84,7 +101,7 @@ def run(keys: list[str] | None = None, *, profile: str = "default") -> dict[str,
     Parameters
     ----------
     keys : list of str, optional
-        Restrict to these groups: ``synth``, ``book`` or a module name
+        Restrict to these groups: ``synth``, ``synth_tonal``, ``book`` or a module name
         (``features``, ``vit``, ``lrp``, ``sonify``). ``None`` runs all.
     profile : str
         Profile whose dataset and model sizes are measured.
@@ -98,6 +115,7 @@ def run(keys: list[str] | None = None, *, profile: str = "default") -> dict[str,
     figures: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     groups: dict[str, Callable[[], dict[str, Any]]] = {
         "synth": lambda: synth_generate_s(profile),
+        "synth_tonal": lambda: synth_tonal_generate_s(profile),
     }
     for module_name in MODULES:
         short = module_name.split(".")[1]
@@ -125,7 +143,7 @@ def run(keys: list[str] | None = None, *, profile: str = "default") -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     """``python -m mer bench [GROUP...] [--profile NAME]``."""
     parser = argparse.ArgumentParser(prog="python -m mer bench", description=__doc__.splitlines()[0])
-    parser.add_argument("groups", nargs="*", help="synth, book, features, vit, lrp, sonify (default: all)")
+    parser.add_argument("groups", nargs="*", help="synth, synth_tonal, book, features, vit, lrp, sonify (default: all)")
     parser.add_argument("--profile", default="default")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,5 +1,12 @@
 r"""The embedded synthetic dataset: short pieces composed and played by the package.
 
+Two writings share the cues, the label model and the renderer:
+``writing="classic"`` (the default of :func:`load`, described first: every
+clip in C, natural minor, block triads; what the book is built on today) and
+``writing="tonal"`` (section "Tonal writing" below: every key, a harmonic
+grammar with cadences, seven textures, four SoundFonts), which becomes the
+default together with the chapter-2 model that learns it.
+
 Each clip is a 10 s piece in 4/4 (chord progression, melody, bass line and a
 drum kit) composed as MIDI with :mod:`pretty_midi` and rendered to audio by
 FluidSynth with a General MIDI SoundFont, so the clips sound like instruments
@@ -110,6 +117,122 @@ thirds replaced by the open-fifth voicing used elsewhere is rendered too
 (``path_no_window``), so chapter 3 can measure how much ``p(class)`` drops
 when the evidence is removed.
 
+Tonal writing (``writing="tonal"``)
+-----------------------------------
+Why: a model trained on the classic writing (every clip in C, natural minor
+only, block triads from G3 on beats 1 and 3, root-fifth bass, drums, one
+melody) ranked 80 real four-part compositions major vs minor at chance (ROC
+AUC 0.53; 0.51 transposed to C). The tonal writing writes the mode the way
+tonal music does, so what a model learns from it has a chance to transfer.
+Composed by :mod:`mer.data.tonal`. The cues, their sampling, weights, noise
+and the label rule are those of the table above, drawn first and in the same
+order, so chapter 1's recovery and chapter 3's ground truth hold unchanged;
+everything below is a nuisance (weight 0), drawn per clip from the clip's
+seeded generator after the cues:
+
+- ``tonic``: uniform over all twelve (``max_transpose`` is classic only);
+- harmony: phrases of 2-6 chords (four per phrase while more than six are
+  left), each a walk through a weighted grammar from the tonic
+  (:data:`mer.data.tonal.TRANSITIONS`: tonic -> predominant -> dominant, with
+  vi/VI, iii/III and the natural minor's v and VII, seventh chords V7, ii7,
+  IVmaj7, iiø7, iv7 and the secondary dominants V/V, V/vi, V/IV, V/iv, V/III
+  before their targets) that ends in a cadence: authentic (V-I, V7-I or
+  I6/4-V-I; p = 0.5), half (ending on V, in minor also the Phrygian iv6-V;
+  0.3) or plagal (IV-I; 0.2). Inversions are drawn per chord (triads 30 %
+  first inversion, diminished triads 80 %, sevenths 6/5, 4/3, 4/2), except
+  the phrase's first chord and the cadence's V and final tonic, which are
+  in root position; one chord every 2 or 4 beats (``harmonic_rhythm``);
+- minor as tonal music writes it: the cadences' V, V7 and vii° carry the
+  raised leading tone; the melody takes its notes from the key's scale minus
+  those a semitone from a chord tone, so over V it sings the raised seventh
+  (harmonic minor), and over half of the authentic cadences' V it climbs
+  5-#6-#7-8 (melodic minor; major: 5-6-7-8); elsewhere natural minor
+  (v, VII, the subtonic in the melody). V/iv is the tonic triad with a
+  minor seventh, so a minor clip sounds the major third briefly there, as
+  tonal music does (weight 1 of 14 after i). The melody starts each chord on a
+  chord tone; a solo line ends each cadential V on the leading tone;
+- ``texture`` (:data:`TEXTURES`), one named function each in
+  :mod:`mer.data.tonal`: ``block`` (chords every two beats, bass root and
+  fifth), ``arpeggio`` (broken chords up and down in eighths), ``alberti``
+  (low-high-middle-high in eighths, its low note the bass), ``hymn`` (four
+  voices, the melody as soprano; alto, tenor and bass on chord tones, the
+  chord complete where it can be, nearest to their previous notes so common
+  tones stay, penalising parallel fifths and octaves), ``pad`` (sustained
+  chords on sustained programmes, :data:`mer.data.tonal.PAD_PROGRAMS`),
+  ``walking_bass`` (quarter-note bass on chord tones, stepping or sliding a
+  half step into the next chord, chords struck at each change) and ``solo``
+  (the melody alone, as a folk tune or a solo instrument plays it);
+- ``drums``: the classic kit in half of the clips (:data:`mer.data.tonal.DRUM_SHARE`)
+  of the textures that take one, never in ``hymn`` or ``solo``;
+- ``accomp_register``: the accompaniment's lowest note at C3, G3 or G4
+  (``low``, ``middle``, ``high``; MIDI 48, 55, 67), so its thirds sound low,
+  middle and high. Thirds below G3 fall in shared bands of a 128-band
+  log-mel (above), so the low register (and a hymn's tenor, a first-inversion
+  bass) carries mode evidence a spectrogram model cannot see there; it is
+  kept because real music puts thirds there, and a clip's mode never rests on
+  it alone: the melody (62-78 +- 8) sounds the mode's scale above it, and
+  windowed and probe clips draw only ``middle`` and ``high``;
+- ``soundfont``: one per clip from :data:`TRAIN_SOUNDFONTS`; ``program_*``
+  as in the classic writing (a hymn sings all four voices with the chords'
+  programme);
+- how the cues are realised: ``register`` is the mean pitch of the melody
+  (the soprano of a hymn) in every texture; ``articulation`` the melody's
+  sounding / inter-onset ratio, which also sets the length of the block,
+  arpeggio, Alberti and comping notes and of the hymn's lower voices; pads
+  hold their chords and the basses keep their fixed lengths whatever it is;
+  ``velocity`` the melody's mean velocity, the accompaniment 8-15 below it.
+
+Windowed clips and the probe set follow the same rule as above with the
+texture drawn: outside the window open fifths on I, IV and V and a melody on
+degrees 1, 2, 4, 5 (no third, sixth or seventh anywhere); inside it either
+one chord with its third, I/i or IV/iv (never a lone V: minor has a major V
+too), or an authentic cadence V(7)-I/i (``window_content``). Each texture
+states it: block, arpeggio, Alberti, pad and the walking bass's chords play
+it; a hymn's alto moves to the third (a V7's tenor to the seventh); a solo
+line's notes in the window become the chord's tones, the third among them.
+Basses and hymn voices are led through the open-fifth chords, so a probe's
+twin (``path_no_window``) is the same score outside the window.
+
+Held-out sets: :data:`HELDOUT_SOUNDFONT` (``"MuseScore_General"``) and
+:data:`HELDOUT_TEXTURE` (``"alberti"``) are drawn by no default set;
+:func:`load_heldout` renders a test set in either. :func:`load_transpositions`
+renders scores each in all twelve keys (the key-invariance check).
+
+SoundFonts (Debian packages, all complete General MIDI banks, 128 melodic
+programmes, checked by loading each in pyfluidsynth and rendering the same
+score: all sound):
+
+=====================  ===================================  ========  ======================
+name                   package (file)                       size      role
+=====================  ===================================  ========  ======================
+``FluidR3_GM``         fluid-soundfont-gm (sf2)             148 MB    training; the book's
+``TimGM6mb``           pretty_midi's copy (sf2)             6 MB      training; quick runs
+``OPL3_FM``            opl3-soundfont (sf2)                 135 MB    training
+``MuseScore_General``  musescore-general-soundfont-small    40 MB     held out
+                       (``MuseScore_General_Lite.sf3``)
+=====================  ===================================  ========  ======================
+
+Why these: FluidR3_GM and TimGM6mb are sampled banks with almost no samples
+in common (9 shared sample names of 1,419 and 521); OPL3_FM is no sample at
+all but FM synthesis, the far end of timbre variety, so a model cannot
+lean on one library's sample colour. MuseScore General is held out because
+it is a third, independent-sounding *sampled* library (1,255 samples, 366
+names shared with FluidR3, whose FluidR3Mono it grew from), the closest
+stand-in for real instruments a model has not heard; its Ogg-compressed
+samples also cost ~0.4 s per clip to decode (FluidR3 ~0.1 s), which a test
+set can afford and a training set should not. csound-soundfont was left out:
+its bank shares 392 of its 489 sample names with TimGM6mb. Gains per font
+(:data:`GAINS`) equalise the median loudness on the same scores.
+
+Cost, measured: composing a tonal clip takes ~6 ms; composing, rendering and
+writing it ~0.06 s of CPU on average over the three training SoundFonts
+(FluidR3_GM 0.07, TimGM6mb 0.06, OPL3_FM 0.04). The default size, 1,200
+clips with ``n_jobs=2``, took 197 s (6.1 clips/s) on two cores that three
+other jobs were loading (load average 8-11); about 70 s of CPU, so roughly
+40 s on two idle cores (an extrapolation). ``make bench`` reports it as
+``synth_tonal_generate_s``. On those 1,200 clips the label agrees with the
+mode on 82.7 % and with the Bayes rule on 98.4 % (classic: 83.8 %, 98.1 %).
+
 Rendering
 ---------
 FluidSynth at 22 050 Hz through pyfluidsynth, from the :mod:`pretty_midi`
@@ -135,7 +258,14 @@ Files
 ``maj``, ``min`` and ``5`` (open fifth), ``beats_s``, ``downbeats_s``,
 ``tempo_bpm``, the window), ``clips.csv`` and ``generator.json`` (this model:
 weights, scales, noise, measured agreement). The probe set adds
-``audio_no_window/`` and ``midi_no_window/``. A folder is complete when its
+``audio_no_window/`` and ``midi_no_window/``. The tonal writing's folders are
+``data/synth/tonal-*``; its truth files add ``numerals`` (``[start_s, end_s,
+"V65"]``), ``cadences`` (``[start_s, end_s, "authentic"]``), ``texture``,
+``drums``, ``accomp_register``, ``soundfont``, chord qualities ``dim``,
+``7``, ``maj7``, ``min7``, ``hdim7`` and inversions (``"E:min/b3"``); its
+``clips.csv`` adds the columns ``texture``, ``soundfont``, ``drums``,
+``accomp_register``, ``harmonic_rhythm``, ``n_cadences`` (``tonic`` is
+already there). A folder is complete when its
 ``COMPLETE`` marker exists; it is rendered in a temporary folder and renamed.
 
 Notebook: notebooks/00_data.ipynb (the Data page) and every chapter.
@@ -158,7 +288,8 @@ import pandas as pd
 
 from .. import MerError, ParameterError
 from .. import store
-from . import Dataset
+from . import Dataset, tonal
+from .tonal import HELDOUT_TEXTURE, TEXTURES, TRAIN_TEXTURES
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +313,23 @@ CHORD_FLOOR = 55
 SOUNDFONTS = {
     "FluidR3_GM": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
     "TimGM6mb": (None, None),  # shipped with pretty_midi, path resolved at use
+    "OPL3_FM": ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
+    "MuseScore_General": ("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3", "musescore-general-soundfont-small"),
 }
+#: The SoundFont no training set of the tonal writing draws (:func:`load_heldout`).
+HELDOUT_SOUNDFONT = "MuseScore_General"
+#: SoundFonts the tonal writing draws from by default (one per clip).
+TRAIN_SOUNDFONTS = ("FluidR3_GM", "TimGM6mb", "OPL3_FM")
+#: Writings of the synthetic set: "classic" (every clip in C, block triads;
+#: the default until chapter 2's model of the tonal writing exists) and "tonal".
+WRITINGS = ("classic", "tonal")
 #: Output gain per SoundFont, applied to FluidSynth's mix (int16 / 2**15);
 #: chosen so the loudest clips peak near 0.9 and velocity stays audible as
-#: loudness (clips are not each normalised to full scale).
-GAINS = {"FluidR3_GM": 4.5, "TimGM6mb": 4.5}
+#: loudness (clips are not each normalised to full scale). OPL3_FM and
+#: MuseScore_General: the gain that gives the same median RMS as FluidR3_GM
+#: on the same 30 tonal scores (measured: 4.47 and 5.64; TimGM6mb would take
+#: 5.07 and keeps 4.5, the classic writing's value).
+GAINS = {"FluidR3_GM": 4.5, "TimGM6mb": 4.5, "OPL3_FM": 4.5, "MuseScore_General": 5.6}
 PEAK = 0.99
 
 #: General MIDI programmes (0-based) per brightness class and part.
@@ -260,7 +403,9 @@ class SoundFontError(MerError, FileNotFoundError):
 # --------------------------------------------------------------------------- composing
 
 
-def sample_params(*, rng: np.random.Generator, windowed: bool = False, max_transpose: int = 0) -> dict[str, Any]:
+def sample_params(*, rng: np.random.Generator, windowed: bool = False, max_transpose: int = 0,
+                  writing: str = "classic", textures: tuple[str, ...] = TRAIN_TEXTURES,
+                  soundfonts: tuple[str, ...] = TRAIN_SOUNDFONTS) -> dict[str, Any]:
     """Draw the parameters of one clip of the main set.
 
     Parameters
@@ -271,13 +416,19 @@ def sample_params(*, rng: np.random.Generator, windowed: bool = False, max_trans
         Whether the mode evidence is confined to a 2-3 s window.
     max_transpose : int
         Keys are drawn from ``-max_transpose .. +max_transpose`` semitones
-        around C (0: every clip in C major or C minor).
+        around C (0: every clip in C major or C minor). Classic writing only:
+        the tonal writing draws the tonic from all twelve.
+    writing : {"classic", "tonal"}
+        The composer (module docstring).
+    textures, soundfonts : tuple of str
+        What the tonal writing draws from (uniformly, one of each per clip).
 
     Returns
     -------
     dict
         Everything :func:`compose` needs (JSON-serialisable), plus the label
-        noise draws ``noise_valence`` and ``noise_arousal``.
+        noise draws ``noise_valence`` and ``noise_arousal``. The cues are drawn
+        first and in the same order in both writings.
 
     Notebook: notebooks/00_data.ipynb
     """
@@ -286,14 +437,20 @@ def sample_params(*, rng: np.random.Generator, windowed: bool = False, max_trans
     for cue, (lo, hi) in RANGES.items():
         params[cue] = float(rng.uniform(lo, hi))
     params["brightness"] = float(BRIGHTNESS_LEVELS[rng.integers(3)])
-    params.update(_nuisances(rng=rng, brightness=params["brightness"], mode=mode, windowed=windowed,
-                             max_transpose=max_transpose))
+    if writing == "tonal":
+        params.update(tonal.draw_nuisances(rng=rng, brightness=params["brightness"], mode=mode, windowed=windowed,
+                                           textures=textures, soundfonts=soundfonts))
+    else:
+        params.update(_nuisances(rng=rng, brightness=params["brightness"], mode=mode, windowed=windowed,
+                                 max_transpose=max_transpose))
     params["noise_valence"] = float(rng.standard_normal())
     params["noise_arousal"] = float(rng.standard_normal())
     return params
 
 
-def probe_params(*, rng: np.random.Generator, mode: str, max_transpose: int = 0) -> dict[str, Any]:
+def probe_params(*, rng: np.random.Generator, mode: str, max_transpose: int = 0, writing: str = "classic",
+                 textures: tuple[str, ...] = TRAIN_TEXTURES,
+                 soundfonts: tuple[str, ...] = TRAIN_SOUNDFONTS) -> dict[str, Any]:
     """Draw the parameters of one probe clip: neutral cues, thirds only in a window.
 
     Parameters
@@ -302,7 +459,7 @@ def probe_params(*, rng: np.random.Generator, mode: str, max_transpose: int = 0)
         The clip's own generator.
     mode : {"major", "minor"}
         The mode of the window (the probe clip's only class evidence).
-    max_transpose : int
+    max_transpose, writing, textures, soundfonts
         As in :func:`sample_params`.
 
     Returns
@@ -315,8 +472,12 @@ def probe_params(*, rng: np.random.Generator, mode: str, max_transpose: int = 0)
     if mode not in PROGRESSIONS:
         raise ParameterError(f"mode must be 'major' or 'minor', got {mode!r}")
     params: dict[str, Any] = {"mode": mode, **NEUTRAL}
-    params.update(_nuisances(rng=rng, brightness=NEUTRAL["brightness"], mode=mode, windowed=True,
-                             max_transpose=max_transpose))
+    if writing == "tonal":
+        params.update(tonal.draw_nuisances(rng=rng, brightness=NEUTRAL["brightness"], mode=mode, windowed=True,
+                                           textures=textures, soundfonts=soundfonts))
+    else:
+        params.update(_nuisances(rng=rng, brightness=NEUTRAL["brightness"], mode=mode, windowed=True,
+                                 max_transpose=max_transpose))
     params["noise_valence"] = 0.0
     params["noise_arousal"] = 0.0
     return params
@@ -373,6 +534,7 @@ def compose(params: dict[str, Any]):
         From :func:`sample_params` or :func:`probe_params`. With
         ``params["window_evidence"] = False`` a windowed clip is composed
         without its window's thirds (the probe set's "window removed" twin).
+        ``params["writing"] == "tonal"``: :func:`mer.data.tonal.compose`.
 
     Returns
     -------
@@ -386,6 +548,8 @@ def compose(params: dict[str, Any]):
 
     Notebook: notebooks/00_data.ipynb
     """
+    if params.get("writing") == "tonal":
+        return tonal.compose(params)
     import pretty_midi
 
     rng = np.random.default_rng(params["melody_seed"])
@@ -710,7 +874,8 @@ def soundfont_path(soundfont: str = "FluidR3_GM") -> Path:
 
     Parameters
     ----------
-    soundfont : {"FluidR3_GM", "TimGM6mb"}
+    soundfont : {"FluidR3_GM", "TimGM6mb", "OPL3_FM", "MuseScore_General"}
+        A key of :data:`SOUNDFONTS` (module docstring: which and why).
 
     Returns
     -------
@@ -772,7 +937,8 @@ def render(pm, *, soundfont: str = "FluidR3_GM") -> np.ndarray:
     ----------
     pm : pretty_midi.PrettyMIDI
         From :func:`compose` (at most 15 melodic instruments and drums).
-    soundfont : {"FluidR3_GM", "TimGM6mb"}
+    soundfont : str
+        A key of :data:`SOUNDFONTS`.
 
     Returns
     -------
@@ -834,13 +1000,37 @@ def render(pm, *, soundfont: str = "FluidR3_GM") -> np.ndarray:
 # --------------------------------------------------------------------------- one clip on disk
 
 
+def _compose_shifted(params: dict[str, Any]):
+    """:func:`compose`, then every pitched note moved by ``params["shift"]`` semitones if given
+    (the literal transposition of one score, :func:`load_transpositions`)."""
+    pm, truth = compose(params)
+    shift = int(params.get("shift", 0))
+    if not shift:
+        return pm, truth
+    for inst in pm.instruments:
+        if not inst.is_drum:
+            for note in inst.notes:
+                note.pitch += shift
+    tonic = (truth["tonic"] + shift) % 12
+
+    def moved(label: str) -> str:
+        root, _, rest = label.partition(":")
+        return f"{PITCH_NAMES[(PITCH_NAMES.index(root) + shift) % 12]}:{rest}"
+
+    truth.update(tonic=tonic, transpose=tonic, register=truth["register"] + shift,
+                 key=moved(truth["key"]), chords=[[a, b, moved(c)] for a, b, c in truth["chords"]])
+    return pm, truth
+
+
 def _make_clip(*, clip_id: str, params: dict[str, Any], root: str, soundfont: str,
                twin: bool) -> dict[str, Any]:
     """Compose, render and write one clip; return its row of ``clips``."""
     import soundfile
 
     root = Path(root)
-    pm, truth = compose(params)
+    tonal_writing = params.get("writing") == "tonal"
+    soundfont = params["soundfont"] if tonal_writing else soundfont
+    pm, truth = _compose_shifted(params)
     y = render(pm, soundfont=soundfont)
     soundfile.write(root / "audio" / f"{clip_id}.flac", y, SR, subtype="PCM_16")
     pm.write(str(root / "midi" / f"{clip_id}.mid"))
@@ -865,7 +1055,7 @@ def _make_clip(*, clip_id: str, params: dict[str, Any], root: str, soundfont: st
         "articulation": truth["articulation"],
         "velocity": truth["velocity"],
         "brightness": truth["brightness"],
-        "transpose": params["transpose"],
+        "transpose": truth["transpose"],
         "program_melody": params["program_melody"],
         "program_chords": params["program_chords"],
         "voicing": params["voicing"],
@@ -875,9 +1065,15 @@ def _make_clip(*, clip_id: str, params: dict[str, Any], root: str, soundfont: st
         "valence_noiseless": labels["valence_noiseless"],
         "peak": float(np.abs(y).max()),
     }
+    if tonal_writing:
+        row.update(texture=truth["texture"], soundfont=soundfont, drums=truth["drums"],
+                   accomp_register=truth["accomp_register"], harmonic_rhythm=params["harmonic_rhythm"],
+                   n_cadences=len(truth["cadences"]))
+        if "shift" in params:
+            row.update(score=params["score"], shift=params["shift"])
     if twin:
         twin_params = {**params, "window_evidence": False}
-        pm_twin, _ = compose(twin_params)
+        pm_twin, _ = _compose_shifted(twin_params)
         y_twin = render(pm_twin, soundfont=soundfont)
         soundfile.write(root / "audio_no_window" / f"{clip_id}.flac", y_twin, SR, subtype="PCM_16")
         pm_twin.write(str(root / "midi_no_window" / f"{clip_id}.mid"))
@@ -956,12 +1152,35 @@ def _generator_info(*, kind: str, options: dict[str, Any]) -> dict[str, Any]:
         "window_s": list(WINDOW_S),
         "neutral": NEUTRAL,
         "split_shares": SPLIT_SHARES,
-        "soundfont_gain": GAINS[options["soundfont"]],
+        **({"soundfont_gain": GAINS[options["soundfont"]]} if "soundfont" in options else _tonal_info(options)),
+    }
+
+
+def _tonal_info(options: dict[str, Any]) -> dict[str, Any]:
+    """What the tonal writing draws, for ``generator.json`` (module docstring, "Tonal writing")."""
+    return {
+        "writing": "tonal",
+        "soundfont_gain": {sf: GAINS[sf] for sf in options["soundfonts"]},
+        "textures": list(options["textures"]),
+        "heldout_soundfont": HELDOUT_SOUNDFONT,
+        "heldout_texture": HELDOUT_TEXTURE,
+        "drum_textures": list(tonal.DRUM_TEXTURES),
+        "drum_share": tonal.DRUM_SHARE,
+        "accomp_floors_midi": tonal.ACCOMP_FLOORS,
+        "harmonic_rhythms_beats": list(tonal.HARMONIC_RHYTHMS),
+        "cadence_p": dict(zip(tonal.CADENCE_TYPES, tonal.CADENCE_P)),
+        "transitions": tonal.TRANSITIONS,
+        "numerals": {mode: {k: list(v) for k, v in table.items()} for mode, table in tonal.NUMERALS.items()},
+        "tonics": "all twelve, uniform",
     }
 
 
 def _default_dir(kind: str, options: dict[str, Any]) -> Path:
     key = store.hash_params({"kind": kind, "version": GENERATOR_VERSION, **options}, length=8)
+    if options.get("writing") == "tonal":
+        prefix = {"synth": "tonal", "synth_probe": "tonal-probe", "synth_transpositions": "tonal-keys",
+                  "synth_heldout": f"tonal-heldout-{options.get('heldout')}"}[kind]
+        return store.data_dir() / "synth" / f"{prefix}-n{options['n_clips']}-s{options['seed']}-{key}"
     prefix = "probe-" if kind == "synth_probe" else ""  # both sets live under data/synth/
     return store.data_dir() / "synth" / f"{prefix}{options['soundfont']}-n{options['n_clips']}-s{options['seed']}-{key}"
 
@@ -982,7 +1201,8 @@ def _generate(root: Path, *, kind: str, options: dict[str, Any], jobs: list[dict
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
-    soundfont_path(options["soundfont"])  # fail early, before any worker starts
+    for soundfont in options.get("soundfonts", [options.get("soundfont")]):
+        soundfont_path(soundfont)  # fail early, before any worker starts
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
     try:
@@ -990,14 +1210,18 @@ def _generate(root: Path, *, kind: str, options: dict[str, Any], jobs: list[dict
         for folder in folders:
             (tmp / folder).mkdir()
         started = time.perf_counter()
+        fonts = options.get("soundfont") or "+".join(options["soundfonts"])
         tasks = (delayed(_make_clip)(clip_id=job["clip_id"], params=job["params"], root=str(tmp),
-                                     soundfont=options["soundfont"], twin=twin) for job in jobs)
+                                     soundfont=options.get("soundfont"), twin=twin) for job in jobs)
         rows = list(tqdm(Parallel(n_jobs=n_jobs, return_as="generator", batch_size=4)(tasks),
-                         total=len(jobs), desc=f"rendering {kind} ({options['soundfont']})"))
+                         total=len(jobs), desc=f"rendering {kind} ({fonts})"))
         seconds = time.perf_counter() - started
         clips = pd.DataFrame(rows)
         strata = clips["label"] + "/" + clips["windowed"].astype(str)
-        clips.insert(5, "split", _split(clips["label"], strata=strata, seed=options["seed"]))
+        # Held-out and transposition sets are test sets as a whole.
+        split = ["test"] * len(clips) if kind in ("synth_heldout", "synth_transpositions") \
+            else _split(clips["label"], strata=strata, seed=options["seed"])
+        clips.insert(5, "split", split)
         clips.insert(6, "source", kind)
         info = _generator_info(kind=kind, options=options)
         info["n_happy"] = int((clips["label"] == "happy").sum())
@@ -1040,9 +1264,10 @@ def _open(root: Path | None, *, kind: str, options: dict[str, Any], jobs_fn, n_j
     return dataset
 
 
-def load(data_dir: str | Path | None = None, *, n_clips: int = 480, soundfont: str = "FluidR3_GM",
+def load(data_dir: str | Path | None = None, *, n_clips: int = 480, soundfont: str | None = None,
          seed: int = 0, n_jobs: int = 2, window_share: float = 0.25, max_transpose: int = 0,
-         **unknown: Any) -> Dataset:
+         writing: str = "classic", soundfonts: tuple[str, ...] | None = None,
+         textures: tuple[str, ...] | None = None, **unknown: Any) -> Dataset:
     """Load the synthetic dataset, generating it on first use.
 
     Parameters
@@ -1052,8 +1277,10 @@ def load(data_dir: str | Path | None = None, *, n_clips: int = 480, soundfont: s
         (the hash covers these options and :data:`GENERATOR_VERSION`).
     n_clips : int
         Number of clips (>= 8).
-    soundfont : {"FluidR3_GM", "TimGM6mb"}
-        FluidR3_GM for the book, the small TimGM6mb for quick runs and tests.
+    soundfont : str, optional
+        Classic writing: the SoundFont, FluidR3_GM (default, the book) or
+        the small TimGM6mb (quick runs and tests). Tonal writing: shorthand
+        for ``soundfonts=(soundfont,)``.
     seed : int
         Seed of everything (cues, nuisances, notes, noise, split).
     n_jobs : int
@@ -1063,7 +1290,18 @@ def load(data_dir: str | Path | None = None, *, n_clips: int = 480, soundfont: s
     max_transpose : int
         Keys drawn from ``-max_transpose .. +max_transpose`` semitones around
         C; 0 (default) keeps every clip in C major or C minor (module
-        docstring: why).
+        docstring: why). Classic writing only.
+    writing : {"classic", "tonal"}
+        ``"classic"`` (default): the clips the book is built on, byte for byte
+        as before the tonal writing existed. ``"tonal"``: keys over all
+        twelve tonics, a harmonic grammar with cadences, a texture and a
+        SoundFont drawn per clip (module docstring, "Tonal writing").
+    soundfonts : tuple of str, optional
+        Tonal writing: the SoundFonts drawn from; default
+        :data:`TRAIN_SOUNDFONTS` (all but :data:`HELDOUT_SOUNDFONT`).
+    textures : tuple of str, optional
+        Tonal writing: the textures drawn from; default
+        :data:`TRAIN_TEXTURES` (all but :data:`HELDOUT_TEXTURE`).
 
     Returns
     -------
@@ -1081,8 +1319,13 @@ def load(data_dir: str | Path | None = None, *, n_clips: int = 480, soundfont: s
 
     Notebook: notebooks/00_data.ipynb (the Data page) and every chapter.
     """
-    _check_unknown(unknown, known=("n_clips", "soundfont", "seed", "n_jobs", "window_share", "max_transpose"),
-                   name="synth")
+    _check_unknown(unknown, known=("n_clips", "soundfont", "seed", "n_jobs", "window_share", "max_transpose",
+                                   "writing", "soundfonts", "textures"), name="synth")
+    if _writing(writing, soundfonts=soundfonts, textures=textures, max_transpose=max_transpose) == "tonal":
+        return _load_tonal(data_dir, kind="synth", n_clips=n_clips, seed=seed, n_jobs=n_jobs,
+                           window_share=window_share, soundfonts=_tonal_soundfonts(soundfont, soundfonts),
+                           textures=TRAIN_TEXTURES if textures is None else textures)
+    soundfont = "FluidR3_GM" if soundfont is None else soundfont
     _check_options(n_clips=n_clips, soundfont=soundfont, seed=seed, n_jobs=n_jobs, window_share=window_share,
                    max_transpose=max_transpose)
     options = {"n_clips": int(n_clips), "soundfont": soundfont, "seed": int(seed),
@@ -1102,8 +1345,10 @@ def load(data_dir: str | Path | None = None, *, n_clips: int = 480, soundfont: s
     return _open(data_dir, kind="synth", options=options, jobs_fn=jobs, n_jobs=n_jobs, twin=False)
 
 
-def load_probe(data_dir: str | Path | None = None, *, n_clips: int = 60, soundfont: str = "FluidR3_GM",
-               seed: int = 0, n_jobs: int = 2, max_transpose: int = 0, **unknown: Any) -> Dataset:
+def load_probe(data_dir: str | Path | None = None, *, n_clips: int = 60, soundfont: str | None = None,
+               seed: int = 0, n_jobs: int = 2, max_transpose: int = 0, writing: str = "classic",
+               soundfonts: tuple[str, ...] | None = None, textures: tuple[str, ...] | None = None,
+               **unknown: Any) -> Dataset:
     """Load the probe set, generating it on first use.
 
     Parameters
@@ -1112,11 +1357,13 @@ def load_probe(data_dir: str | Path | None = None, *, n_clips: int = 60, soundfo
         The dataset folder; ``None``: ``data/synth/probe-<soundfont>-n<N>-s<seed>-<hash>``.
     n_clips : int
         Number of probe clips (>= 8), half major, half minor.
-    soundfont : {"FluidR3_GM", "TimGM6mb"}
+    soundfont : str, optional
     seed : int
     n_jobs : int
-    max_transpose : int
-        As in :func:`load`.
+    max_transpose, writing, soundfonts, textures
+        As in :func:`load`. In the tonal writing the window holds the mode's
+        chord with its third or a V(7)-I cadence, in the clip's texture (a
+        solo line states the chord itself).
 
     Returns
     -------
@@ -1127,7 +1374,13 @@ def load_probe(data_dir: str | Path | None = None, *, n_clips: int = 60, soundfo
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    _check_unknown(unknown, known=("n_clips", "soundfont", "seed", "n_jobs", "max_transpose"), name="synth_probe")
+    _check_unknown(unknown, known=("n_clips", "soundfont", "seed", "n_jobs", "max_transpose", "writing",
+                                   "soundfonts", "textures"), name="synth_probe")
+    if _writing(writing, soundfonts=soundfonts, textures=textures, max_transpose=max_transpose) == "tonal":
+        return _load_tonal(data_dir, kind="synth_probe", n_clips=n_clips, seed=seed, n_jobs=n_jobs,
+                           window_share=1.0, soundfonts=_tonal_soundfonts(soundfont, soundfonts),
+                           textures=TRAIN_TEXTURES if textures is None else textures)
+    soundfont = "FluidR3_GM" if soundfont is None else soundfont
     _check_options(n_clips=n_clips, soundfont=soundfont, seed=seed, n_jobs=n_jobs, max_transpose=max_transpose)
     options = {"n_clips": int(n_clips), "soundfont": soundfont, "seed": int(seed),
                "max_transpose": int(max_transpose)}
@@ -1139,3 +1392,156 @@ def load_probe(data_dir: str | Path | None = None, *, n_clips: int = 60, soundfo
                 for i in range(n_clips)]
 
     return _open(data_dir, kind="synth_probe", options=options, jobs_fn=jobs, n_jobs=n_jobs, twin=True)
+
+
+# --------------------------------------------------------------------------- the tonal writing's sets
+
+#: Streams of the clips' generators per set, so no two sets share a clip's draws.
+_STREAMS = {"synth": 10, "synth_probe": 12, "heldout-soundfont": 13, "heldout-texture": 14,
+            "synth_transpositions": 15}
+#: Semitones by which :func:`load_transpositions` moves a score written in C.
+SHIFTS = tuple(range(-5, 7))
+
+
+def _writing(writing, *, soundfonts, textures, max_transpose) -> str:
+    if writing not in WRITINGS:
+        raise ParameterError(f"writing must be one of {list(WRITINGS)}, got {writing!r}")
+    if writing == "classic" and (soundfonts is not None or textures is not None):
+        raise ParameterError("soundfonts and textures choose what the tonal writing draws; "
+                             "pass writing='tonal' (the classic writing has one soundfont and no textures)")
+    if writing == "tonal" and max_transpose != 0:
+        raise ParameterError(f"max_transpose={max_transpose!r} is for the classic writing; the tonal writing "
+                             "draws the tonic from all twelve keys")
+    return writing
+
+
+def _tonal_soundfonts(soundfont, soundfonts) -> tuple[str, ...]:
+    if soundfont is not None and soundfonts is not None:
+        raise ParameterError(f"pass soundfont={soundfont!r} or soundfonts={soundfonts!r}, not both")
+    if soundfonts is None:
+        return TRAIN_SOUNDFONTS if soundfont is None else (soundfont,)
+    return soundfonts
+
+
+def _load_tonal(data_dir, *, kind: str, n_clips: int, seed: int, n_jobs: int, window_share: float,
+                soundfonts, textures, heldout: str | None = None) -> Dataset:
+    """:func:`load` / :func:`load_probe` / :func:`load_heldout` with ``writing="tonal"``."""
+    soundfonts = tonal.check_choices(soundfonts, known=tuple(SOUNDFONTS), name="soundfonts")
+    textures = tonal.check_choices(textures, known=TEXTURES, name="textures")
+    _check_options(n_clips=n_clips, soundfont=soundfonts[0], seed=seed, n_jobs=n_jobs, window_share=window_share)
+    options = {"writing": "tonal", "tonal_version": tonal.TONAL_VERSION, "n_clips": int(n_clips),
+               "seed": int(seed), "window_share": float(window_share), "soundfonts": list(soundfonts),
+               "textures": list(textures)}
+    if heldout:
+        options["heldout"] = heldout
+    stream = _STREAMS[f"heldout-{heldout}" if heldout else kind]
+    probe = kind == "synth_probe"
+
+    def jobs():
+        n_windowed = int(round(window_share * n_clips))
+        windowed = np.zeros(n_clips, dtype=bool)
+        windowed[np.random.default_rng([seed, stream, 1]).permutation(n_clips)[:n_windowed]] = True
+        out = []
+        for i in range(n_clips):
+            rng = np.random.default_rng([seed, stream, 0, i])
+            if probe:
+                params = probe_params(rng=rng, mode="major" if i % 2 == 0 else "minor", writing="tonal",
+                                      textures=textures, soundfonts=soundfonts)
+            else:
+                params = sample_params(rng=rng, windowed=bool(windowed[i]), writing="tonal", textures=textures,
+                                       soundfonts=soundfonts)
+            out.append({"clip_id": f"{'probe' if probe else 'tonal'}-{i:04d}", "params": params})
+        return out
+
+    return _open(data_dir, kind=kind, options=options, jobs_fn=jobs, n_jobs=n_jobs, twin=probe)
+
+
+def load_heldout(data_dir: str | Path | None = None, *, kind: str = "soundfont", n_clips: int = 240,
+                 seed: int = 0, n_jobs: int = 2, window_share: float = 0.0) -> Dataset:
+    """A test set of the tonal writing in what no training set draws: one SoundFont or one texture.
+
+    Parameters
+    ----------
+    data_dir : str or Path, optional
+        ``None``: ``data/synth/tonal-heldout-<kind>-n<N>-s<seed>-<hash>``.
+    kind : {"soundfont", "texture"}
+        ``"soundfont"``: every clip played with :data:`HELDOUT_SOUNDFONT`,
+        textures drawn from :data:`TRAIN_TEXTURES`. ``"texture"``: every
+        clip in :data:`HELDOUT_TEXTURE`, SoundFonts drawn from
+        :data:`TRAIN_SOUNDFONTS`.
+    n_clips, seed, n_jobs, window_share
+        As in :func:`load`; the clips' generators are a stream of their own,
+        so no held-out clip repeats a training clip's draws.
+
+    Returns
+    -------
+    Dataset
+        As :func:`load` with ``writing="tonal"``; ``split`` is ``"test"``
+        for every clip.
+
+    Notebook: notebooks/02_vit.ipynb (generalisation to unseen timbre and texture)
+    """
+    if kind == "soundfont":
+        soundfonts, textures = (HELDOUT_SOUNDFONT,), TRAIN_TEXTURES
+    elif kind == "texture":
+        soundfonts, textures = TRAIN_SOUNDFONTS, (HELDOUT_TEXTURE,)
+    else:
+        raise ParameterError(f"kind must be 'soundfont' or 'texture', got {kind!r}")
+    return _load_tonal(data_dir, kind="synth_heldout", n_clips=n_clips, seed=seed, n_jobs=n_jobs,
+                       window_share=window_share, soundfonts=soundfonts, textures=textures, heldout=kind)
+
+
+def load_transpositions(data_dir: str | Path | None = None, *, n_scores: int = 8, soundfont: str = "FluidR3_GM",
+                        seed: int = 0, n_jobs: int = 2, textures: tuple[str, ...] | None = None) -> Dataset:
+    """Scores of the tonal writing, each rendered in all twelve keys (the key-invariance check).
+
+    Each score is composed in C (major or minor, cues, texture drawn as in
+    :func:`load`, no window) and every pitched note is then moved by each of
+    :data:`SHIFTS` (-5 .. +6 semitones): the same notes, rhythm and
+    instruments in twelve keys. The realised ``register`` moves with the
+    shift (up to 6 semitones, 0.65 on the valence scale), so ``label`` and
+    ``valence`` are recomputed from the realised cues as everywhere else; a
+    key-invariance check compares a model's outputs across the twelve
+    versions of one ``score`` (and may regress out ``register``).
+
+    Parameters
+    ----------
+    data_dir : str or Path, optional
+        ``None``: ``data/synth/tonal-keys-n<12 n_scores>-s<seed>-<hash>``.
+    n_scores : int
+        Number of scores (>= 1); the set has ``12 * n_scores`` clips.
+    soundfont : str
+        One SoundFont for every version.
+    seed, n_jobs, textures
+        As in :func:`load`.
+
+    Returns
+    -------
+    Dataset
+        As :func:`load` with ``writing="tonal"``, plus ``score`` (which
+        score) and ``shift`` (semitones from C); ``split`` is ``"test"``.
+
+    Notebook: notebooks/02_vit.ipynb (key invariance)
+    """
+    if not isinstance(n_scores, (int, np.integer)) or isinstance(n_scores, bool) or n_scores < 1:
+        raise ParameterError(f"n_scores must be a positive integer, got {n_scores!r}")
+    textures = tonal.check_choices(TRAIN_TEXTURES if textures is None else textures, known=TEXTURES,
+                                   name="textures")
+    soundfonts = tonal.check_choices(soundfont, known=tuple(SOUNDFONTS), name="soundfont")
+    n_clips = 12 * int(n_scores)
+    _check_options(n_clips=max(n_clips, 8), soundfont=soundfont, seed=seed, n_jobs=n_jobs)
+    options = {"writing": "tonal", "tonal_version": tonal.TONAL_VERSION, "n_clips": n_clips, "seed": int(seed),
+               "soundfonts": list(soundfonts), "textures": list(textures), "shifts": list(SHIFTS)}
+
+    def jobs():
+        out = []
+        for k in range(int(n_scores)):
+            params = sample_params(rng=np.random.default_rng([seed, _STREAMS["synth_transpositions"], 0, k]),
+                                   writing="tonal", textures=textures, soundfonts=soundfonts)
+            params["transpose"] = 0
+            for shift in SHIFTS:
+                out.append({"clip_id": f"keys-{k:03d}-{shift % 12:02d}",
+                            "params": {**params, "score": k, "shift": shift}})
+        return out
+
+    return _open(data_dir, kind="synth_transpositions", options=options, jobs_fn=jobs, n_jobs=n_jobs, twin=False)
