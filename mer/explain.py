@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import MerError, ParameterError, sonify, spectrogram, vit
+from . import MerError, ParameterError, sonify, spectrogram, store, vit
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +305,10 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
     sonified : list of mer.sonify.Sonification
         One per example.
     audio_clips : np.ndarray, shape (n_examples, n_samples)
+    stem : str
+        Folder of the players under ``_static/audio``; each file is named after
+        the quadrant and :func:`mer.store.safe_name` of the clip id (a
+        manifest's id is never a path).
 
     Notebook: notebooks/04_sonification.ipynb
     """
@@ -329,7 +333,7 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
             plt.close(figure)
             sounds = sonification_sounds(audio_clips[i], found["relevance"][i], sonified[i],
                                          predicted=row.predicted, signed=signed, **mask_options)
-            display(player_row(sounds, sr=sr, stem=f"{stem}/{quadrant}-{row.clip_id}"))
+            display(player_row(sounds, sr=sr, stem=f"{stem}/{quadrant}-{store.safe_name(row.clip_id)}"))
 
 
 def faithfulness_by_explainer(model, meta: dict[str, Any], audio_clips: np.ndarray, *,
