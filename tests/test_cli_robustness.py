@@ -167,7 +167,7 @@ def test_explain_page_and_json_name_the_model(machine, capsys):
     assert model["weights_sha256"] == sha12(machine["chapter"] / vit.WEIGHTS_FILE)
     assert model["dataset"] == "synth" and model["n_train"] == 30
     assert model["test_balanced_accuracy"] == pytest.approx(0.75)
-    assert model["profile"] == "quick" and model["chosen_by"] == "chapter 2 (profile quick)"
+    assert model["profile"] == "quick" and model["chosen_by"] == "chapter 2's model for profile quick"
     page = (out / "index.html").read_text()
     for text in ("vit-chapter", model["weights_sha256"], "synth", "0.750", "latest"):
         assert (text in page) == (text != "latest"), text
