@@ -1288,6 +1288,8 @@ def latest_checkpoint(size: str = "default") -> Path | None:
 CHAPTER_MODEL_DIR = "chapter-model"
 #: The record naming the profile chapter 2 was last rendered with.
 LAST_PROFILE_FILE = "last.json"
+#: A profile's name is a file name of its record: a plain word, never a path.
+PROFILE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def chapter_model_records() -> Path:
@@ -1309,7 +1311,7 @@ def weights_sha256(checkpoint: str | Path, *, length: int = 12) -> str:
 
 def _chapter_model_record(profile: str) -> Path:
     """``data/derived/chapter-model/<profile>.json``; a profile is a plain name, never a path."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", str(profile)):
+    if not PROFILE_NAME.fullmatch(str(profile)):
         raise ParameterError(f"profile must be a plain name (letters, digits, _ and -), got {profile!r}")
     return chapter_model_records() / f"{profile}.json"
 
@@ -1392,6 +1394,9 @@ def recorded_chapter_model(profile: str | None = None) -> dict[str, Any] | None:
         if last is None or not last.get("profile"):
             return None
         profile = str(last["profile"])
+        if not PROFILE_NAME.fullmatch(profile):
+            raise CheckpointError(f"the record {records / LAST_PROFILE_FILE} names no profile ({profile!r}); "
+                                  f"re-run chapter 2 (python -m mer run 02_vit --force)")
     record = read(_chapter_model_record(profile))
     if record is None or "checkpoint" not in record:
         return None

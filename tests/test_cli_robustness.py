@@ -128,6 +128,15 @@ def test_a_recorded_model_that_is_gone_is_named(machine, capsys):
     assert "vit-chapter" in err and "python -m mer run 02_vit --profile default" in err
 
 
+@pytest.mark.parametrize("text", ['{"profile": "default"', '{"profile": "../../etc"}', '[1, 2]'])
+def test_a_damaged_record_is_one_message(machine, capsys, text):
+    vit.record_chapter_model(machine["chapter"], profile="default")
+    (store.derived_dir() / "chapter-model" / "last.json").write_text(text)
+    assert predict.main([str(machine["song"])]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "last.json" in err and "02_vit" in err, err
+
+
 def test_profile_and_checkpoint_override(machine, capsys):
     other = tiny_checkpoint(machine["tmp"] / "elsewhere" / "mine", seed=2, dataset="manifest")
     vit.record_chapter_model(machine["seed_1"], profile="quick")
