@@ -1,7 +1,8 @@
 """Command line of the companion: ``python -m mer``.
 
-``python -m mer run [CHAPTER...] [--profile quick|default|thesis] [-p NAME VALUE]... [--force] [--no-build]``
+``python -m mer run [CHAPTER...] [--profile quick|default|thesis] [-p NAME VALUE]... [--force] [--no-build] [--debug]``
     Execute chapters with Papermill (cached) and build the book.
+    An error is one line on stderr (``--debug`` adds the traceback, see :mod:`mer.cli`).
 ``python -m mer predict|explain|train|bench ...``
     Dispatched to ``mer.predict``, ``mer.explain``, ``mer.vit`` and ``mer.bench``.
 
@@ -14,6 +15,9 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
+
+from . import cli, profiles
 
 #: Subcommands handled by another module's ``main(argv)``: name -> (module, help).
 DELEGATED = {
@@ -25,8 +29,6 @@ DELEGATED = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import profiles
-
     parser = argparse.ArgumentParser(
         prog="python -m mer",
         description="Explainability Methods in Music Emotion Recognition: run the chapters, "
@@ -50,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="execute even up-to-date chapters")
     run.add_argument("--no-build", dest="build", action="store_false", help="do not build the book")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    cli.add_debug(run)
     for name, (module, text) in DELEGATED.items():
         sub = commands.add_parser(name, help=text, add_help=False,
                                   description=f"{text} (options: python -m mer {name} --help)")
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return _delegate(argv[0], argv[1:])
     options = _parser().parse_args(argv)
 
-    from . import MerError, ParameterError, runner
+    from . import MerError, runner
 
     logging.basicConfig(level=logging.WARNING if options.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
@@ -97,15 +100,16 @@ def main(argv: list[str] | None = None) -> int:
             report = runner.run(options.chapters or None, profile=options.profile,
                                 overrides=overrides, force=options.force, build=options.build,
                                 progress=not options.quiet)
-    except ParameterError as error:
+    except MerError as error:  # a parameter, a chapter that failed (the runner names its cell), a dataset...
+        if options.debug:
+            traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
         print(f"python -m mer run: {error}", file=sys.stderr)
-        return 2
-    except runner.ChapterError as error:
-        print(f"python -m mer run: {error}", file=sys.stderr)
-        return 1
-    except MerError as error:
-        print(f"python -m mer run: {error}", file=sys.stderr)
-        return 1
+        return cli.status_of(error)
+    except KeyboardInterrupt:
+        print("python -m mer run: interrupted; run the same command again to go on", file=sys.stderr)
+        return 130
+    except Exception as error:  # a user sees a sentence, not a traceback (unless --debug)
+        return cli.report("python -m mer run", error, debug=options.debug)
     executed = ", ".join(f"{c} ({report.seconds[c]} s)" for c in report.executed) or "none"
     print(f"executed: {executed}; up to date: {', '.join(report.skipped) or 'none'}"
           + (f"; placeholders: {', '.join(report.placeholders)}" if report.placeholders else "")

@@ -1,13 +1,16 @@
 """Explain the ViT's decision on any audio file, and let you hear why.
 
-``python -m mer explain song.mp3 [--checkpoint DIR] [--explainer lrp] --out DIR``
+``python -m mer explain song.mp3 [--checkpoint DIR | --profile NAME] [--explainer lrp] --out DIR``
 
 The file is cut into 10 s windows as in ``python -m mer predict`` (a tail of
 at least one second becomes a zero-padded window). For each window the page
 ``DIR/index.html`` shows the prediction, the relevance over the log-mel
 spectrogram (PNG), and three players side by side: the original, the
 sonified explanation (what the model relied on, loudness-matched) and its
-complement (what it ignored). ``DIR/explain.json`` holds the numbers.
+complement (what it ignored). ``DIR/explain.json`` holds the numbers. Both
+name the model that spoke (folder, weights hash, training data, test score):
+by default chapter 2's model, the one chapters 3 and 4 explain
+(:func:`mer.predict.choose_checkpoint`).
 
 Everything is written into a temporary folder beside ``DIR`` and renamed
 onto it at the end, so an interrupted or failed run leaves no half-written
@@ -36,7 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import MerError, ParameterError, sonify, spectrogram, vit
+from . import MerError, ParameterError, cli, predict, profiles, sonify, spectrogram, store, vit
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +308,10 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
     sonified : list of mer.sonify.Sonification
         One per example.
     audio_clips : np.ndarray, shape (n_examples, n_samples)
+    stem : str
+        Folder of the players under ``_static/audio``; each file is named after
+        the quadrant and :func:`mer.store.safe_name` of the clip id (a
+        manifest's id is never a path).
 
     Notebook: notebooks/04_sonification.ipynb
     """
@@ -329,7 +336,7 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
             plt.close(figure)
             sounds = sonification_sounds(audio_clips[i], found["relevance"][i], sonified[i],
                                          predicted=row.predicted, signed=signed, **mask_options)
-            display(player_row(sounds, sr=sr, stem=f"{stem}/{quadrant}-{row.clip_id}"))
+            display(player_row(sounds, sr=sr, stem=f"{stem}/{quadrant}-{store.safe_name(row.clip_id)}"))
 
 
 def faithfulness_by_explainer(model, meta: dict[str, Any], audio_clips: np.ndarray, *,
@@ -426,8 +433,8 @@ def centroid_table(models: dict[str, Any], meta: dict[str, Any], examples, audio
 
 
 def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | None = None,
-                 explainer: str = "lrp", top_k_percent: float | None = 15.0, threshold: float = 0.0,
-                 exponent: float = 0.0, max_windows: int = 60, seed: int = 0) -> Path:
+                 profile: str | None = None, explainer: str = "lrp", top_k_percent: float | None = 15.0,
+                 threshold: float = 0.0, exponent: float = 0.0, max_windows: int = 60, seed: int = 0) -> Path:
     """Write the explanation page of one audio file into folder ``out``.
 
     Parameters
@@ -438,7 +445,10 @@ def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | 
     out : str or Path
         Output folder (created; replaced only if it holds an earlier output).
     checkpoint : str or Path, optional
-        A ViT checkpoint folder; default the latest chapter 2 model.
+        A ViT checkpoint folder; default chapter 2's model for the profile
+        rendered last (:func:`mer.predict.choose_checkpoint`).
+    profile : str, optional
+        Chapter 2's model for this profile instead.
     explainer : str
         :data:`mer.explainers.EXPLAINERS` name.
     top_k_percent, threshold, exponent : float
@@ -446,7 +456,7 @@ def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | 
         the time-frequency plane, kept whole (exponent 0: a binary mask), the
         setting chapter 4 finds most faithful.
     max_windows : int
-        Explain at most this many 10 s windows (the first ones).
+        Explain at most this many 10 s windows (the first ones); at least 1.
     seed : int
         For explainers that draw random numbers.
 
@@ -459,14 +469,20 @@ def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | 
     ------
     mer.audio.AudioError
         Unreadable, silent or shorter than :data:`MIN_DURATION_S`.
+    mer.ParameterError
+        ``max_windows`` below 1, an unknown explainer.
+    mer.predict.NoCheckpoint, mer.vit.CheckpointError
+        No model recorded, or a broken checkpoint.
     mer.MerError
-        No checkpoint, or ``out`` is a non-empty folder of something else.
+        ``out`` is a non-empty folder of something else.
 
     Notebook: notebooks/04_sonification.ipynb
     """
     from . import audio, predict
 
     path, out = Path(path), Path(out)
+    if int(max_windows) < 1:
+        raise ParameterError(f"max_windows must be >= 1, got {max_windows!r}")
     _check_out(out)
     with _native_stderr_to_log():  # a bad file fails before the model loads
         y = audio.load(path, sr=audio.SR, duration=None)
@@ -474,7 +490,7 @@ def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | 
 
     if explainer not in explainers.EXPLAINERS:
         raise ParameterError(f"unknown explainer {explainer!r}; expected one of {list(explainers.EXPLAINERS)}")
-    model, meta = vit.load_checkpoint(checkpoint if checkpoint else predict.default_checkpoint())
+    model, meta, card = predict.load_model(checkpoint, profile=profile)
     params = meta["logmel"]
     sr, duration = int(params["sr"]), float(params["duration"])
     if sr != audio.SR:
@@ -489,14 +505,18 @@ def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | 
         windows, seconds = windows[:max_windows], seconds[:max_windows]
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as error:
+        raise MerError(f"--out {out}: cannot write in {out.parent} ({error.strerror}); "
+                       f"choose another folder") from error
     try:
         rows = []
         for i, (window, real) in enumerate(zip(windows, seconds)):
             rows.append(_explain_window(i, window, float(real), model=model, meta=meta, explainer=explainer,
                                         top_k_percent=top_k_percent, threshold=threshold, exponent=exponent,
                                         seed=seed, folder=work, plots=plots, audio=audio))
-        summary = {"file": path.name, "checkpoint": str(checkpoint or "latest"), "explainer": explainer,
+        summary = {"file": path.name, "checkpoint": card["folder"], "model": card, "explainer": explainer,
                    "top_k_percent": top_k_percent, "threshold": threshold, "exponent": exponent, "windows": rows,
                    "p_happy": float(np.average([r["p_happy"] for r in rows], weights=seconds))}
         (work / "index.html").write_text(_page(summary), encoding="utf-8")
@@ -578,6 +598,12 @@ def _check_out(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
         raise MerError(f"--out {out} is a non-empty folder that is not an earlier `mer explain` output; "
                        f"choose another folder")
+    # The page is written beside ``out`` first (then renamed): its nearest existing folder must take files.
+    existing = next(folder for folder in out.absolute().parents if folder.exists())
+    if not existing.is_dir():
+        raise MerError(f"--out {out}: {existing} is a file, not a folder; choose another folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise MerError(f"--out {out}: no permission to write in {existing}; choose another folder")
 
 
 def _replace(work: Path, out: Path) -> None:
@@ -603,6 +629,18 @@ def _player(src: str | None, label: str) -> str:
         return f"<figure><figcaption>{html.escape(label)}</figcaption><em>none</em></figure>"
     return (f"<figure><figcaption>{html.escape(label)}</figcaption><audio controls preload='none' "
             f"src='{html.escape(src, quote=True)}'></audio></figure>")
+
+
+def _model_html(card: dict[str, Any]) -> str:
+    """The page's sentence naming the model (:func:`mer.predict.describe_model`'s facts)."""
+    esc = html.escape
+    data = esc(str(card.get("dataset") or "unrecorded data"))
+    if card.get("n_train") is not None:
+        data += f" ({card['n_train']} training / {card.get('n_val')} validation clips)"
+    score = card.get("test_balanced_accuracy")
+    return (f"Model: <code>{esc(card['folder'])}</code> ({esc(card['chosen_by'])}), weights SHA-256 "
+            f"<code>{esc(card['weights_sha256'])}</code>, trained on {data}, "
+            + (f"test balanced accuracy {score:.3f}." if score is not None else "no test score recorded."))
 
 
 def _page(summary: dict[str, Any]) -> str:
@@ -633,7 +671,7 @@ def _page(summary: dict[str, Any]) -> str:
         f"<p>Whole file: {esc('happy' if summary['p_happy'] >= 0.5 else 'sad')} "
         f"(p(happy) = {summary['p_happy']:.2f}, the mean over {len(summary['windows'])} window(s) of up to "
         f"10 s, weighted by their length). "
-        f"Explainer: <code>{esc(summary['explainer'])}</code>; checkpoint: <code>{esc(summary['checkpoint'])}</code>. "
+        f"Explainer: <code>{esc(summary['explainer'])}</code>. {_model_html(summary['model'])} "
         "Red in the figure: evidence for the predicted class; blue: against it. The sonified clip keeps "
         "the time-frequency regions with the most positive relevance and is loudness-matched to the "
         "original (ITU-R BS.1770); the complement is everything else.</p>"
@@ -641,39 +679,47 @@ def _page(summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mer explain FILE --out DIR [--checkpoint DIR] [--explainer lrp]``.
+    """``python -m mer explain FILE --out DIR [--checkpoint DIR | --profile NAME] [--explainer lrp] [--debug]``.
 
-    Returns 0 on success, 1 with a one-line reason on stderr for a bad file,
-    a missing checkpoint or an unusable ``--out``, 2 for bad options.
+    Prints the model (:func:`mer.predict.describe_model`) and the page's path.
+    Returns 0 on success; 1 with a one-line reason on stderr for a bad file,
+    a missing or broken checkpoint or an unusable ``--out``; 2 for bad
+    options (as argparse). ``--debug`` adds the traceback.
     """
+    from . import explainers
+
     parser = argparse.ArgumentParser(
         prog="python -m mer explain",
         description="Explain the Happy/Sad prediction for an audio file: relevance maps and "
                     "sonified explanations per 10 s window, in DIR/index.html.")
     parser.add_argument("file", metavar="FILE", help="audio file (mp3, flac, wav, ogg...)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--checkpoint", default=None, metavar="DIR",
-                        help="ViT checkpoint folder (default: the latest chapter 2 model)")
-    parser.add_argument("--explainer", default="lrp",
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", default=None, metavar="DIR",
+                       help="ViT checkpoint folder (default: chapter 2's model for the profile rendered last)")
+    which.add_argument("--profile", default=None, choices=sorted(profiles.PROFILES),
+                       help="chapter 2's model for this profile")
+    parser.add_argument("--explainer", default="lrp", choices=list(explainers.EXPLAINERS), metavar="NAME",
                         help="lrp (default), attnlrp, gradxinput, ig, rollout, chefer, occlusion or random")
-    parser.add_argument("--top-k-percent", type=float, default=15.0,
-                        help="share of the time-frequency plane the sonified clip keeps (default 15)")
-    parser.add_argument("--threshold", type=float, default=0.0,
-                        help="drop mask cells below this fraction of the maximum (default 0)")
-    parser.add_argument("--exponent", type=float, default=0.0,
+    parser.add_argument("--top-k-percent", type=cli.percent, default=15.0,
+                        help="share of the time-frequency plane the sonified clip keeps, 0-100 "
+                             "(default 15; 0 = no top-k, the threshold alone)")
+    parser.add_argument("--threshold", type=cli.fraction, default=0.0,
+                        help="drop mask cells below this fraction of the maximum, 0 <= x < 1 (default 0)")
+    parser.add_argument("--exponent", type=cli.non_negative_float, default=0.0,
                         help="mask exponent: 0 keeps the selected cells whole (default), 1 scales them by relevance")
-    parser.add_argument("--max-windows", type=int, default=60)
+    parser.add_argument("--max-windows", type=cli.positive_int, default=60,
+                        help="explain at most this many 10 s windows, the first ones (default 60)")
+    cli.add_debug(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
-        page = explain_file(args.file, args.out, checkpoint=args.checkpoint, explainer=args.explainer,
-                            top_k_percent=args.top_k_percent or None, threshold=args.threshold,
-                            exponent=args.exponent, max_windows=args.max_windows)
-    except MerError as error:
-        print(f"python -m mer explain: {str(error).splitlines()[0]}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("python -m mer explain: interrupted; nothing written", file=sys.stderr)
-        return 130
-    print(page)
-    return 0
+
+    def run() -> int:
+        page = explain_file(args.file, args.out, checkpoint=args.checkpoint, profile=args.profile,
+                            explainer=args.explainer, top_k_percent=args.top_k_percent or None,
+                            threshold=args.threshold, exponent=args.exponent, max_windows=args.max_windows)
+        print(predict.describe_model(json.loads((page.parent / MARKER).read_text(encoding="utf-8"))["model"]))
+        print(page)
+        return 0
+
+    return cli.guarded("python -m mer explain", run, debug=args.debug, interrupted="interrupted; nothing written")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import MerError, ParameterError, spectrogram, vit
+from . import MerError, ParameterError, cli, profiles, spectrogram, vit
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +31,113 @@ class NoCheckpoint(MerError):
     """No trained ViT is available to predict with."""
 
 
-def default_checkpoint() -> Path:
-    """The latest finished default-size checkpoint, or a clear error.
+def choose_checkpoint(checkpoint: str | Path | None = None, *,
+                      profile: str | None = None) -> tuple[Path, str | None]:
+    """The model ``predict`` and ``explain`` use, and how it was chosen.
+
+    By default chapter 2's model, the one chapters 3 and 4 explain, for the
+    profile chapter 2 was rendered with last (:func:`mer.vit.record_chapter_model`
+    records it); ``profile`` names another profile's, ``checkpoint`` any folder.
+
+    Parameters
+    ----------
+    checkpoint : str or Path, optional
+        A checkpoint folder (``--checkpoint DIR``).
+    profile : str, optional
+        Chapter 2's model for this profile (``--profile NAME``).
+
+    Returns
+    -------
+    folder : pathlib.Path
+    profile : str or None
+        The profile whose chapter 2 model it is; ``None`` for ``checkpoint``.
 
     Raises
     ------
     NoCheckpoint
-        If chapter 2 has not been run yet on this machine.
+        If chapter 2 has recorded no model (for ``profile``), or the recorded
+        folder is gone; the message says which command makes one.
+    mer.ParameterError
+        If both ``checkpoint`` and ``profile`` are given.
+
+    Notebook: notebooks/02_vit.ipynb
     """
-    found = vit.latest_checkpoint("default")
-    if found is None:
-        raise NoCheckpoint("no trained ViT found under data/derived/vit; run chapter 2 first "
-                           "(python -m mer run 02_vit) or pass --checkpoint DIR")
-    return found
+    if checkpoint and profile:
+        raise ParameterError("give --checkpoint or --profile, not both")
+    if checkpoint:
+        return Path(checkpoint), None
+    record = vit.recorded_chapter_model(profile)
+    make = f"python -m mer run 02_vit{f' --profile {profile}' if profile else ''}"
+    if record is None:
+        which = f"for profile {profile!r}" if profile else "on this machine"
+        raise NoCheckpoint(f"chapter 2 has recorded no trained ViT {which}; make one with `{make}` "
+                           f"(add --force if it says up to date), or pass --checkpoint DIR")
+    folder = record["checkpoint"]
+    if not folder.is_dir():
+        raise NoCheckpoint(f"chapter 2's model for profile {record['profile']!r} ({folder}) is gone; make it "
+                           f"again with `python -m mer run 02_vit --profile {record['profile']} --force`, "
+                           f"or pass --checkpoint DIR")
+    return folder, record["profile"]
+
+
+def default_checkpoint(profile: str | None = None) -> Path:
+    """Chapter 2's model for ``profile`` (default: the profile rendered last), or a clear error.
+
+    See :func:`choose_checkpoint`; the newest checkpoint on disk
+    (:func:`mer.vit.latest_checkpoint`) is never taken silently.
+
+    Raises
+    ------
+    NoCheckpoint
+        If chapter 2 has not recorded a model on this machine.
+    """
+    return choose_checkpoint(profile=profile)[0]
+
+
+def describe_model(card: dict) -> str:
+    """One line naming a model: folder, how it was chosen, weights hash, data and score.
+
+    Parameters
+    ----------
+    card : dict
+        :func:`mer.vit.describe_checkpoint`, plus ``chosen_by``.
+
+    Page: README.md, "Your own song" (what ``python -m mer predict`` and ``explain`` print first).
+    """
+    data = card.get("dataset") or "unrecorded data"
+    if card.get("n_train") is not None:
+        data += f" ({card['n_train']} training / {card.get('n_val')} validation clips)"
+    score = card.get("test_balanced_accuracy")
+    return (f"model: {card['folder']} ({card.get('chosen_by', 'given')}; {card.get('size') or 'unknown'}-size ViT), "
+            f"weights sha256 {card['weights_sha256']}, trained on {data}, "
+            + (f"test balanced accuracy {score:.3f}" if score is not None else "no test score recorded"))
+
+
+def load_model(checkpoint: str | Path | None = None, *, profile: str | None = None):
+    """Choose (:func:`choose_checkpoint`), load and describe the model a command uses.
+
+    Returns
+    -------
+    model, meta
+        As :func:`mer.vit.load_checkpoint`.
+    card : dict
+        :func:`mer.vit.describe_checkpoint` plus ``profile`` (``None`` for
+        ``checkpoint``) and ``chosen_by`` (``"given with --checkpoint"`` or
+        ``"chapter 2's model for profile NAME"``).
+
+    Raises
+    ------
+    NoCheckpoint, mer.vit.CheckpointError
+        No model recorded, or a broken checkpoint.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    folder, recorded_for = choose_checkpoint(checkpoint, profile=profile)
+    model, meta = vit.load_checkpoint(folder)
+    card = dict(vit.describe_checkpoint(folder, meta), profile=recorded_for,
+                chosen_by="given with --checkpoint" if recorded_for is None
+                else f"chapter 2's model for profile {recorded_for}")
+    return model, meta, card
 
 
 def window_signal(y: np.ndarray, *, sr: int, duration: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +173,8 @@ def predict_file(path: str | Path, checkpoint: str | Path | None = None, window:
     path : str or Path
         Any file ``mer.audio`` decodes (wav, flac, ogg, mp3...).
     checkpoint : str or Path, optional
-        A folder written by :func:`mer.vit.train`; default: the latest
-        default-size checkpoint (:func:`default_checkpoint`).
+        A folder written by :func:`mer.vit.train`; default: chapter 2's
+        model for the profile rendered last (:func:`default_checkpoint`).
     window : {"all", "first"}
         Every window, or only the first 10 s.
     model_and_meta : (model, meta), optional
@@ -128,26 +222,39 @@ def predict_file(path: str | Path, checkpoint: str | Path | None = None, window:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mer predict FILE... [--checkpoint DIR] [--first]``: print a table per file."""
+    """``python -m mer predict FILE... [--checkpoint DIR | --profile NAME] [--first] [--debug]``.
+
+    Prints the model (:func:`describe_model`), then a table per file.
+    Returns 0, 1 if a file or the model could not be used (one line on
+    stderr each), 2 for bad options.
+    """
     parser = argparse.ArgumentParser(prog="python -m mer predict",
                                      description="Happy or Sad per 10 s window and for the whole file.")
     parser.add_argument("files", nargs="+", metavar="FILE")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint folder (default: latest chapter 2 model)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", default=None, metavar="DIR",
+                       help="checkpoint folder (default: chapter 2's model for the profile rendered last)")
+    which.add_argument("--profile", default=None, choices=sorted(profiles.PROFILES),
+                       help="chapter 2's model for this profile")
     parser.add_argument("--first", action="store_true", help="only the first 10 s")
+    cli.add_debug(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    prog = "python -m mer predict"
     try:
-        loaded = vit.load_checkpoint(args.checkpoint or default_checkpoint())
-    except MerError as error:
-        print(f"python -m mer predict: {error}", file=sys.stderr)
-        return 1
+        model, meta, card = load_model(args.checkpoint, profile=args.profile)
+    except Exception as error:
+        return cli.report(prog, error, debug=args.debug)
+    print(describe_model(card))
     status = 0
     for path in args.files:
         try:
-            table = predict_file(path, window="first" if args.first else "all", model_and_meta=loaded)
-        except MerError as error:
-            print(f"python -m mer predict: {str(error).splitlines()[0]}", file=sys.stderr)
-            status = 1
+            table = predict_file(path, window="first" if args.first else "all", model_and_meta=(model, meta))
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as error:  # one file's failure, however odd, is a line; the others go on
+            status = max(status, cli.report(prog, error, debug=args.debug))
             continue
         print(f"{path}")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -17,7 +17,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -157,6 +159,43 @@ def code_hash(module: str) -> str:
     if module not in seen:
         raise ValueError(f"{module!r} is not a module of the mer package")
     return hash_files(sorted(set(seen.values())), base=package)[:12]
+
+
+#: Longest readable part of :func:`safe_name` (the hash follows it).
+SAFE_NAME_LENGTH = 48
+
+
+def safe_name(text: str, *, length: int = SAFE_NAME_LENGTH) -> str:
+    """A file name made from any text (a clip id from a manifest): ASCII, no folders, never hidden.
+
+    The readable part keeps ASCII letters, digits, ``.``, ``_`` and ``-``
+    (accents dropped, every other run of characters becomes one ``-``, no
+    leading dot or dash, no ``..``), cut to ``length``; then ``-`` and the
+    first 10 hex digits of the SHA-256 of ``text`` follow, so two different ids
+    never share a file even when their readable parts agree (``a/b``, ``a b``).
+    ``../../x`` becomes ``x-<hash>``: a name, never a path out of its folder.
+
+    Parameters
+    ----------
+    text : str
+        Any text; ``str()`` of it is used.
+    length : int
+        Longest readable part.
+
+    Returns
+    -------
+    str
+        At most ``length + 11`` characters of ``[A-Za-z0-9._-]``.
+
+    Notebook: notebooks/00_data.ipynb, 01_features, 02_vit and 04_sonification name
+    their players' OGG files with it.
+    """
+    text = str(text)
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_text)
+    slug = re.sub(r"\.{2,}", ".", slug)
+    slug = slug[:length].strip(".-") or "id"
+    return f"{slug}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
 
 def artefact_path(kind: str, params: Any, suffix: str = "", *, code: str | None = None) -> Path:

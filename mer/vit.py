@@ -29,10 +29,12 @@ Notebook: notebooks/02_vit.ipynb
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -43,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import MerError, ParameterError, spectrogram, store
+from . import MerError, ParameterError, cli, profiles, spectrogram, store
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +174,7 @@ def _adapt_pretrained(pretrained: str, *, n_mels: int, n_frames: int, attn_imple
     try:
         source_config = ViTConfig.from_pretrained(pretrained, local_files_only=True)
         source = ViTForImageClassification.from_pretrained(pretrained, local_files_only=True,
-                                                           use_safetensors=None)
+                                                           use_safetensors=True)  # never a pickle
     except (OSError, ValueError) as error:
         offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise PretrainedNotFound(
@@ -1151,6 +1153,13 @@ def _write_final(out: Path, model, base, progress_state) -> dict[str, Any]:
     return meta
 
 
+#: Keys of ``meta.json`` a checkpoint cannot be used without.
+REQUIRED_META = ("model_config", "logmel", "stats", "input_shape")
+#: What to do about a broken checkpoint (the end of every :class:`CheckpointError` it raises).
+CHECKPOINT_REMEDY = ("delete that folder and re-run chapter 2 (python -m mer run 02_vit --force), "
+                     "or pass another --checkpoint DIR")
+
+
 def load_checkpoint(path: str | Path, *, attn_implementation: str = "eager"):
     """Load a finished checkpoint folder (safetensors and JSON only, no pickle).
 
@@ -1164,24 +1173,65 @@ def load_checkpoint(path: str | Path, *, attn_implementation: str = "eager"):
     Raises
     ------
     CheckpointError
-        If the folder has no finished model.
+        If the folder has no finished model, or it is broken: ``meta.json``
+        unreadable, truncated or without a key of :data:`REQUIRED_META`,
+        ``model.safetensors`` truncated, not safetensors, or of another
+        shape than ``meta.json``'s model. The message is one line naming the
+        folder and saying what to do (:data:`CHECKPOINT_REMEDY`).
 
     Notebook: notebooks/02_vit.ipynb
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformers import ViTConfig, ViTForImageClassification
 
     path = Path(path)
     meta_path, weights = path / META_FILE, path / WEIGHTS_FILE
-    if not meta_path.exists() or not weights.exists():
-        raise CheckpointError(f"{path} is not a finished ViT checkpoint (needs {META_FILE} and {WEIGHTS_FILE})")
-    meta = json.loads(meta_path.read_text())
-    config = ViTConfig.from_dict(meta["model_config"])
-    config._attn_implementation = attn_implementation
-    model = ViTForImageClassification(config)
-    model.load_state_dict(load_file(str(weights)))
+
+    def broken(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path}: {what}; {CHECKPOINT_REMEDY}")
+
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path}: no such folder; run chapter 2 (python -m mer run 02_vit) "
+                              f"or pass another --checkpoint DIR")
+    if not meta_path.is_file() or not weights.is_file():
+        absent = [name for name, file in ((META_FILE, meta_path), (WEIGHTS_FILE, weights)) if not file.is_file()]
+        raise broken(f"not a finished ViT checkpoint ({' and '.join(absent)} missing)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise broken(f"{META_FILE} is unreadable or truncated ({_one_line(error)})") from error
+    if not isinstance(meta, dict):
+        raise broken(f"{META_FILE} holds a {type(meta).__name__}, not an object")
+    if meta.get("status", "done") != "done":
+        raise broken(f"its training has not finished (status {meta.get('status')!r})")
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise broken(f"{META_FILE} lacks {', '.join(missing)}")
+    try:
+        config = ViTConfig.from_dict(meta["model_config"])
+        config._attn_implementation = attn_implementation
+        model = ViTForImageClassification(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise broken(f"{META_FILE}'s model_config does not describe a ViT ({_one_line(error)})") from error
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise broken(f"{WEIGHTS_FILE} is damaged or truncated ({_one_line(error)})") from error
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first_difference = [line for line in str(error).splitlines()[1:] if line.strip()] or [str(error)]
+        raise broken(f"{WEIGHTS_FILE} does not fit {META_FILE}'s model_config "
+                     f"({_one_line(first_difference[0])})") from error
     model.eval()
     return model, meta
+
+
+def _one_line(error: BaseException, width: int = 120) -> str:
+    """The first line of an error's message, shortened to ``width`` characters."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default", epochs: int = 12,
@@ -1217,7 +1267,11 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
 
 
 def latest_checkpoint(size: str = "default") -> Path | None:
-    """The most recently finished checkpoint of model ``size`` under ``data/derived/vit``."""
+    """The most recently finished checkpoint of model ``size`` under ``data/derived/vit``.
+
+    Not a default for anything: after chapter 2's seed spread it is the last
+    seed's model, not the chapter's (:func:`recorded_chapter_model` is).
+    """
     found = []
     for meta_path in (store.derived_dir() / "vit").glob(f"*/{META_FILE}"):
         try:
@@ -1228,6 +1282,165 @@ def latest_checkpoint(size: str = "default") -> Path | None:
                 and (meta_path.parent / WEIGHTS_FILE).exists():
             found.append((meta_path.stat().st_mtime, meta_path.parent))
     return max(found)[1] if found else None
+
+
+#: Folder under ``data/derived`` of the records of chapter 2's model, one per profile.
+CHAPTER_MODEL_DIR = "chapter-model"
+#: The record naming the profile chapter 2 was last rendered with.
+LAST_PROFILE_FILE = "last.json"
+#: A profile's name is a file name of its record: a plain word, never a path.
+PROFILE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def chapter_model_records() -> Path:
+    """``data/derived/chapter-model``: where :func:`record_chapter_model` writes."""
+    return store.derived_dir() / CHAPTER_MODEL_DIR
+
+
+def weights_sha256(checkpoint: str | Path, *, length: int = 12) -> str:
+    """Short SHA-256 of a checkpoint's ``model.safetensors``: which model spoke.
+
+    Notebook: notebooks/02_vit.ipynb (``python -m mer predict`` and ``explain`` print it)
+    """
+    digest = hashlib.sha256()
+    with open(Path(checkpoint) / WEIGHTS_FILE, "rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+def _chapter_model_record(profile: str) -> Path:
+    """``data/derived/chapter-model/<profile>.json``; a profile is a plain name, never a path."""
+    if not PROFILE_NAME.fullmatch(str(profile)):
+        raise ParameterError(f"profile must be a plain name (letters, digits, _ and -), got {profile!r}")
+    return chapter_model_records() / f"{profile}.json"
+
+
+def record_chapter_model(checkpoint: str | Path, *, profile: str) -> Path:
+    """Record ``checkpoint`` as chapter 2's model for ``profile``, and ``profile`` as rendered last.
+
+    ``python -m mer predict`` and ``explain`` use this model by default, the
+    one chapters 3 and 4 explain (:func:`chapter_model` names the same
+    folder), not the newest checkpoint on disk, which after the seed spread
+    is the last seed's.
+
+    Writes, each atomically, ``data/derived/chapter-model/<profile>.json``
+    (``profile``, ``checkpoint`` relative to ``data/derived``,
+    ``weights_sha256``, ``dataset``) and then ``last.json`` (``profile``).
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        A finished checkpoint folder under ``data/derived/vit`` (:func:`train`).
+    profile : str
+        The profile chapter 2 runs with.
+
+    Returns
+    -------
+    pathlib.Path
+        The profile's record.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    record_path = _chapter_model_record(profile)
+    folder = Path(checkpoint).resolve()
+    model, meta = load_checkpoint(folder)
+    del model
+    derived = store.derived_dir().resolve()
+    try:
+        relative = folder.relative_to(derived).as_posix()
+    except ValueError:
+        relative = str(folder)  # a checkpoint passed from elsewhere stays absolute
+    record = {"profile": profile, "checkpoint": relative, "weights_sha256": weights_sha256(folder),
+              "dataset": meta.get("dataset", {}).get("name")}
+    path = store.write_json(record_path, record)
+    store.write_json(chapter_model_records() / LAST_PROFILE_FILE, {"profile": profile})
+    return path
+
+
+def recorded_chapter_model(profile: str | None = None) -> dict[str, Any] | None:
+    """What :func:`record_chapter_model` recorded for ``profile`` (default: the profile rendered last).
+
+    Returns
+    -------
+    dict or None
+        The record with ``checkpoint`` as an absolute :class:`~pathlib.Path`
+        (it may no longer exist); ``None`` if chapter 2 has recorded no model
+        for that profile (or none at all, for ``profile=None``).
+
+    Raises
+    ------
+    CheckpointError
+        If a record exists but cannot be read.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    records = chapter_model_records()
+
+    def read(path: Path) -> dict[str, Any] | None:
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict):
+                raise TypeError(f"a {type(record).__name__}, not an object")
+            return record
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
+            raise CheckpointError(f"the record of chapter 2's model {path} is unreadable ({_one_line(error)}); "
+                                  f"re-run chapter 2 (python -m mer run 02_vit --force)") from error
+
+    if profile is None:
+        last = read(records / LAST_PROFILE_FILE)
+        if last is None or not last.get("profile"):
+            return None
+        profile = str(last["profile"])
+        if not PROFILE_NAME.fullmatch(profile):
+            raise CheckpointError(f"the record {records / LAST_PROFILE_FILE} names no profile ({profile!r}); "
+                                  f"re-run chapter 2 (python -m mer run 02_vit --force)")
+    record = read(_chapter_model_record(profile))
+    if record is None or "checkpoint" not in record:
+        return None
+    return dict(record, profile=profile, checkpoint=store.derived_dir() / record["checkpoint"])
+
+
+def describe_checkpoint(checkpoint: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a model to a reader: its folder, weights, data and score.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        The checkpoint folder.
+    meta : dict
+        Its ``meta.json`` (:func:`load_checkpoint`).
+
+    Returns
+    -------
+    dict
+        ``folder`` (relative to the repository when inside it),
+        ``weights_sha256`` (:func:`weights_sha256`), ``size``, ``dataset``,
+        ``n_train``, ``n_val``, ``test_balanced_accuracy`` (from the
+        ``evaluation-test.json`` :func:`evaluate` wrote beside it; ``None``
+        if the model was never scored).
+
+    Notebook: notebooks/02_vit.ipynb (``python -m mer predict`` and ``explain`` show it)
+    """
+    folder = Path(checkpoint)
+    try:
+        shown = folder.resolve().relative_to(store.root().resolve()).as_posix()
+    except ValueError:
+        shown = str(folder)
+    data = meta.get("dataset") or {}
+    score = None
+    evaluation = folder / "evaluation-test.json"
+    if evaluation.is_file():
+        try:
+            rows = json.loads(evaluation.read_text(encoding="utf-8"))["metrics"]
+            score = next(float(row["value"]) for row in rows if row["metric"] == "balanced_accuracy")
+        except (OSError, ValueError, KeyError, TypeError, StopIteration) as error:
+            log.warning("%s: no test score read (%s)", evaluation, _one_line(error))
+    return {"folder": shown, "weights_sha256": weights_sha256(folder),
+            "size": (meta.get("train") or {}).get("size"), "dataset": data.get("name"),
+            "n_train": data.get("n_train"), "n_val": data.get("n_val"), "test_balanced_accuracy": score}
 
 
 # ---------------------------------------------------------------------------
@@ -1485,31 +1698,37 @@ def fit_input(specs: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mer train [--profile NAME] [--dataset synth] [--epochs N] ...``.
+    """``python -m mer train [--profile NAME] [--dataset synth] [--epochs N] ... [--debug]``.
 
     Trains (or resumes) the ViT, evaluates it on the test split and prints
-    the metrics and the checkpoint folder.
+    the metrics and the checkpoint folder. A bad number is refused as
+    argparse refuses a bad choice (status 2); any other error is one line on
+    stderr (status 1; ``--debug`` adds the traceback).
     """
-    from . import profiles
     from .data import load_dataset
 
     parser = argparse.ArgumentParser(prog="python -m mer train", description="Train the chapter 2 ViT.")
     parser.add_argument("--profile", default="default", choices=sorted(profiles.PROFILES))
-    for name, kind in (("dataset", str), ("data-dir", str), ("n-clips", int), ("soundfont", str), ("seed", int),
-                       ("model-size", str), ("epochs", int), ("batch-size", int), ("learning-rate", float),
-                       ("time-budget-s", float), ("pretrained", str), ("pretrain-epochs", int),
-                       ("valence-weight", float), ("out-dir", str)):
+    for name, kind in (("dataset", str), ("data-dir", str), ("n-clips", cli.non_negative_int), ("soundfont", str),
+                       ("seed", cli.non_negative_int), ("epochs", cli.positive_int),
+                       ("batch-size", cli.positive_int), ("learning-rate", cli.positive_float),
+                       ("time-budget-s", cli.non_negative_float), ("pretrained", str),
+                       ("pretrain-epochs", cli.non_negative_int), ("valence-weight", cli.non_negative_float),
+                       ("out-dir", str)):
         parser.add_argument(f"--{name}", type=kind, default=None)
+    parser.add_argument("--model-size", choices=sorted(SIZES), default=None)
     parser.add_argument("--no-resume", dest="resume", action="store_false")
     parser.add_argument("-q", "--quiet", action="store_true")
+    cli.add_debug(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
     params = profiles.get(args.profile)
     for key, value in vars(args).items():
-        if value is not None and key not in ("profile", "resume", "quiet"):
+        if value is not None and key not in ("profile", "resume", "quiet", "debug"):
             params[key] = value
-    try:
+
+    def run() -> int:
         options = {"n_clips": params.get("n_clips"), "soundfont": params.get("soundfont"), "seed": params.get("seed", 0)}
         options = {k: v for k, v in options.items() if v not in (None, "", 0) or k == "seed"}
         name = params.get("dataset", "synth")
@@ -1528,16 +1747,13 @@ def main(argv: list[str] | None = None) -> int:
         if not accelerator.is_main_process:
             return 0  # the main process evaluates and writes the predictions
         evaluation = evaluate(result, dataset, seed=int(params.get("seed", 0)), progress=not args.quiet)
-    except MerError as error:
-        print(f"python -m mer train: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("python -m mer train: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    print(evaluation.metrics.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"checkpoint: {result.checkpoint}")
-    print(f"predictions: {evaluation.path}")
-    return 0
+        print(evaluation.metrics.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(f"checkpoint: {result.checkpoint}")
+        print(f"predictions: {evaluation.path}")
+        return 0
+
+    return cli.guarded("python -m mer train", run, debug=args.debug,
+                       interrupted="interrupted; run the same command again to resume")
 
 
 def benchmark(*, batch_size: int = 32, repeats: int = 3) -> dict[str, Any]:

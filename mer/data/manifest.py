@@ -16,7 +16,10 @@ and ``source``. Other columns are kept as extras.
 
 A row whose label is unknown, whose file is missing, or whose audio cannot
 give a clip (:func:`mer.audio.probe`: empty, undecodable, all-silent, NaN...)
-goes to ``Dataset.rejected`` with the reason; the other rows go on.
+goes to ``Dataset.rejected`` with the reason; the other rows go on. The
+rejected table is published on the Data page, so it names each file relative
+to the manifest's folder (a file outside it by ``.../`` and its name only),
+never by an absolute path of the user's disk (:func:`shown_path`).
 
 Without a ``split`` column, a stratified split (60 / 15 / 25 %, seeded) is
 drawn and saved under ``data/derived/splits/``, named by a hash of the
@@ -115,6 +118,10 @@ def load(data_dir, *, seed: int = 0, check_audio: bool = True, n_jobs: int = 2,
     if check_audio and len(clips):
         clips, bad = _check_audio(clips, n_jobs=n_jobs)
         rejected += bad
+    for row in rejected:  # a decoder's message may quote the absolute path too
+        shown = shown_path(row["path"], folder)
+        row["reason"] = row["reason"].replace(row["path"], shown) if row["path"] else row["reason"]
+        row["path"] = shown
     rejected_frame = pd.DataFrame(rejected, columns=list(REJECTED_COLUMNS))
     for row in rejected:
         log.info("manifest %s: rejected %s (%s)", csv_path.name, row["path"], row["reason"])
@@ -150,6 +157,34 @@ def _find_manifest(data_dir) -> Path:
                                + "; expected a CSV with columns path,label")
         path = candidate
     return path.resolve()
+
+
+def shown_path(path: str | os.PathLike, folder: Path) -> str:
+    """How a rejected file is named on the published Data page.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file as resolved from the manifest (``""`` for an empty cell).
+    folder : Path
+        The manifest's folder.
+
+    Returns
+    -------
+    str
+        ``path`` relative to ``folder`` (POSIX separators); a file outside
+        ``folder`` as ``.../<name>``, so no absolute path of the user's disk
+        reaches the book.
+
+    Notebook: notebooks/00_data.ipynb (the Data page's rejected-files table).
+    """
+    if not str(path):
+        return ""
+    path = Path(path)
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return f".../{path.name}"
 
 
 def _rows(table: pd.DataFrame, *, folder: Path) -> tuple[pd.DataFrame, list[dict]]:
