@@ -408,7 +408,9 @@ def test_unreadable_files_get_one_line_everywhere(tmp_path, checkpoint):
     assert len(inspected) == 2
     for line, message, path in zip(lines, inspected, (locked, inside)):
         assert line.endswith(message) and str(path) in message and "permission denied" in message
-    assert one_line(other.stderr).endswith(inspected[0])  # explain
+    explained, *logged = other.stderr.strip().splitlines()
+    assert explained.startswith("python -m mer explain") and explained.endswith(inspected[0])
+    assert [line.split("skipped: ", 1)[1] for line in logged] == inspected  # the manifest's warnings
     reasons = [line.removeprefix("rejected ") for line in other.stdout.splitlines() if line.startswith("rejected")]
     assert len(reasons) == 2 and all("permission denied" in r for r in reasons)
     assert not (tmp_path / "out").exists()
