@@ -27,7 +27,6 @@ from . import MerError, ParameterError, audio, spectrogram, vit
 
 log = logging.getLogger(__name__)
 
-
 #: Windows turned into spectrograms and predicted together (the batch of
 #: :func:`mer.vit.predict_proba`, so the numbers equal one call on all windows).
 PREDICT_BATCH = 64

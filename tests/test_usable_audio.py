@@ -255,7 +255,9 @@ def test_predict_gives_the_same_probabilities_as_before(tmp_path, checkpoint):
 
 
 @pytest.mark.parametrize("name", list(BAD))
-def test_predict_explain_and_a_manifest_say_the_same(tmp_path, checkpoint, capsys, caplog, name):
+def test_predict_explain_and_a_manifest_say_the_same(tmp_path, checkpoint, capfd, caplog, name):
+    # capfd, not capsys: what C decoders write on file descriptor 2 reaches the terminal too.
+    capsys = capfd
     make, words = BAD[name]
     path = tmp_path / f"{ODD_NAME} {name}.wav"
     make(path)
