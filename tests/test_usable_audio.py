@@ -328,6 +328,19 @@ def test_low_rate_note_on_the_terminal_in_the_table_and_on_the_page(tmp_path, ch
     assert "<b>" not in page and html.escape(path.name) in page
 
 
+def test_windows_left_unexplained_are_a_note(tmp_path, checkpoint, capsys):
+    path = tmp_path / "song.wav"
+    sf.write(path, tone(25.0), SR)
+    status = explain.main([str(path), "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                           "--max-windows", "1", "--explainer", "gradxinput"])
+    out = capsys.readouterr().out
+    assert status == 0
+    summary = json.loads((tmp_path / "out" / explain.MARKER).read_text(encoding="utf-8"))
+    assert summary["notes"] == ["explained the first 1 of 3 windows (--max-windows)"]
+    assert len(summary["windows"]) == 1
+    assert f"note: {path}: explained the first 1 of 3 windows (--max-windows)" in out.splitlines()
+
+
 def test_96k_stereo_and_a_three_minute_file_run_without_notes(tmp_path, checkpoint, capsys):
     stereo = tmp_path / "stereo.flac"
     sf.write(stereo, tone(12.0, sr=96000, channels=2), 96000)
@@ -418,7 +431,7 @@ def test_unreadable_files_get_one_line_everywhere(tmp_path, checkpoint):
     assert not (tmp_path / "out").exists()
 
 
-def test_hms_of_a_two_hour_note():
+def test_notes_and_window_count_follow_from_the_description():
     assert any("2 h 00 min" in n for n in audio.AudioInfo(
         path="x.wav", duration_s=7200.0, samplerate=SR, channels=1, target_sr=SR).notes)
     assert math.isclose(audio.AudioInfo(path="x.wav", duration_s=25.0, samplerate=SR, channels=1,
