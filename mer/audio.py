@@ -39,8 +39,11 @@ import io
 import logging
 import math
 import os
+import shutil
 import stat
 import struct
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -687,6 +690,47 @@ class _AudioreadReader(_Reader):
             yield pending
 
 
+class _PipeReader(_Reader):
+    """The 16-bit PCM audioread's ffmpeg backend gives, read straight from ffmpeg's pipe."""
+
+    def __init__(self, path, ffmpeg, described: _Reader):
+        self.path = path
+        self.samplerate, self.channels, self.frames = described.samplerate, described.channels, described.frames
+        self._skip = 0
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg never blocks on it
+        # audioread runs `ffmpeg -i FILE -f s16le -`; "file:" keeps a name such as "http:x.m4a" a local file.
+        self.proc = subprocess.Popen([ffmpeg, "-nostdin", "-v", "error", "-i", f"file:{Path(path).resolve()}",
+                                      "-f", "s16le", "-"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self._stderr)
+
+    def skip(self, n_frames):
+        self._skip = n_frames
+
+    def blocks(self, n_frames):
+        from librosa.util import buf_to_float
+
+        frame_bytes = 2 * self.channels
+        skip = self._skip * frame_bytes
+        while skip:
+            dropped = len(self.proc.stdout.read(min(skip, 1 << 20)))
+            if not dropped:
+                return
+            skip -= dropped
+        while True:
+            data = self.proc.stdout.read(n_frames * frame_bytes)  # blocks until n bytes or the end
+            data = data[: len(data) - len(data) % frame_bytes]
+            if not data:
+                return
+            yield buf_to_float(data, n_bytes=2, dtype=np.float32).reshape(-1, self.channels)
+
+    def close(self):
+        self.proc.stdout.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._stderr.close()
+
+
 @contextlib.contextmanager
 def _open(path) -> Iterator[_Reader]:
     """Open ``path`` with the first decoder that reads it (module docstring), or raise AudioError."""
@@ -731,7 +775,21 @@ def _open(path) -> Iterator[_Reader]:
         raise AudioError(path, f"undecodable: libsndfile says {libsndfile_reason!r}, "
                                f"audioread says {error!r}", _HINT_CONVERT) from None
     with handle:
-        yield _AudioreadReader(path, handle, libsndfile_reason)
+        reader = _AudioreadReader(path, handle, libsndfile_reason)
+        ffmpeg = shutil.which("ffmpeg") if type(handle).__name__ == "FFmpegAudioFile" else None
+        if ffmpeg is None:
+            yield reader
+            return
+    # audioread's ffmpeg backend reads ffmpeg's output in a thread into a queue
+    # without bound: a consumer slower than the decoder (the model) holds the
+    # whole decoded file. The same ffmpeg command read from its pipe only as
+    # fast as it is used keeps memory at one block; audioread has told us the
+    # rate, channels and length, and that ffmpeg decodes the file.
+    pipe = _PipeReader(path, ffmpeg, reader)
+    try:
+        yield pipe
+    finally:
+        pipe.close()
 
 
 def check_file(path) -> None:

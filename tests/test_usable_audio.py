@@ -197,6 +197,38 @@ def test_a_long_file_gets_a_note_and_is_read_window_by_window(tmp_path):
     assert peak < resampled_bytes / 10, f"peak {peak / 1e6:.1f} MB"
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_what_only_ffmpeg_decodes_is_read_as_audioread_reads_it_but_as_slowly_as_it_is_used(tmp_path):
+    import time
+    import warnings
+
+    import librosa
+
+    source = tmp_path / "source.wav"
+    with sf.SoundFile(source, "w", samplerate=8000, channels=1, subtype="PCM_16") as out:
+        for minute in range(11):
+            out.write(tone(60.0, sr=8000, seed=minute))
+    path = tmp_path / "long.m4a"  # AAC: libsndfile cannot, audioread's ffmpeg backend can
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(source), "-c:a", "aac", str(path)], check=True)
+    with warnings.catch_warnings():  # librosa says it falls back to audioread
+        warnings.simplefilter("ignore")
+        before, native = librosa.load(path, sr=None, mono=True)  # the audioread route, whole file
+    assert native == 8000
+    assert np.array_equal(audio.load(path, sr=None, duration=None), before)
+    info = audio.inspect(path)
+    tracemalloc.start()
+    try:
+        count = 0
+        for _ in audio.iter_windows(path, info=info):
+            count += 1
+            time.sleep(0.01)  # a model is slower than the decoder: nothing may pile up meanwhile
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 66
+    assert peak < before.nbytes / 2, f"peak {peak / 1e6:.1f} MB for a file of {before.nbytes / 1e6:.1f} MB"
+
+
 def test_nan_after_the_first_window_stops_reading_with_the_same_reason(tmp_path):
     path = tmp_path / "late-nan.wav"
     y = tone(30.0)
