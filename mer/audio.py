@@ -23,7 +23,10 @@ Decoding, in order:
 2. If libsndfile refuses a WAV whose codec is MP3 (older libsndfile builds),
    the RIFF ``data`` chunk is handed to libsndfile's MP3 decoder as a stream.
 3. audioread (FFmpeg / GStreamer / Core Audio, whatever is installed) for
-   anything else, e.g. AAC/M4A.
+   anything else, e.g. AAC/M4A. When that is FFmpeg, the samples are then
+   read from ffmpeg's pipe directly (the same command and 16-bit samples),
+   only as fast as they are used: audioread's own reader queues the whole
+   decoded file in memory when the model is slower than the decoder.
 
 Resampling is librosa's (soxr, high quality).
 
