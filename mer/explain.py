@@ -2,8 +2,12 @@
 
 ``python -m mer explain song.mp3 [--checkpoint DIR | --profile NAME] [--explainer lrp] --out DIR``
 
-The file is cut into 10 s windows as in ``python -m mer predict`` (a tail of
-at least one second becomes a zero-padded window). For each window the page
+The file is judged and read one 10 s window at a time as in ``python -m mer
+predict`` (:func:`mer.audio.inspect`, :func:`mer.audio.iter_windows`: a tail
+of at least :data:`mer.audio.MIN_DURATION_S` becomes a zero-padded window).
+What the user should know about a usable file (a low sampling rate, a very
+long one, windows left unexplained) is printed as ``note:`` lines and shown
+at the top of the page and in its JSON (``notes``). For each window the page
 ``DIR/index.html`` shows the prediction, the relevance over the log-mel
 spectrogram (PNG), and three players side by side: the original, the
 sonified explanation (what the model relied on, loudness-matched) and its
@@ -43,8 +47,6 @@ from . import MerError, ParameterError, cli, predict, profiles, sonify, spectrog
 
 log = logging.getLogger(__name__)
 
-#: A file must hold at least this much audio (seconds) to be explained.
-MIN_DURATION_S = 1.0
 #: Marker file of an output folder (its presence allows replacing the folder).
 MARKER = "explain.json"
 
@@ -468,7 +470,9 @@ def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | 
     Raises
     ------
     mer.audio.AudioError
-        Unreadable, silent or shorter than :data:`MIN_DURATION_S`.
+        If the file is not usable (:func:`mer.audio.inspect`: unreadable,
+        undecodable, silent, NaN samples, shorter than
+        :data:`mer.audio.MIN_DURATION_S`).
     mer.ParameterError
         ``max_windows`` below 1, an unknown explainer.
     mer.predict.NoCheckpoint, mer.vit.CheckpointError
@@ -485,7 +489,7 @@ def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | 
         raise ParameterError(f"max_windows must be >= 1, got {max_windows!r}")
     _check_out(out)
     with _native_stderr_to_log():  # a bad file fails before the model loads
-        y = audio.load(path, sr=audio.SR, duration=None)
+        info = audio.inspect(path)
     from . import explainers, plots
 
     if explainer not in explainers.EXPLAINERS:
@@ -493,16 +497,13 @@ def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | 
     model, meta, card = predict.load_model(checkpoint, profile=profile)
     params = meta["logmel"]
     sr, duration = int(params["sr"]), float(params["duration"])
-    if sr != audio.SR:
+    if (sr, duration) != (info.target_sr, info.window_s):
         with _native_stderr_to_log():
-            y = audio.load(path, sr=sr, duration=None)
-    if y.size < MIN_DURATION_S * sr:
-        raise audio.AudioError(path, f"too short: {y.size / sr:.2f} s of audio, at least "
-                                     f"{MIN_DURATION_S:g} s needed")
-    windows, seconds = predict.window_signal(y, sr=sr, duration=duration)
-    if len(windows) > max_windows:
-        log.warning("%s: explaining the first %d of %d windows", path, max_windows, len(windows))
-        windows, seconds = windows[:max_windows], seconds[:max_windows]
+            info = audio.inspect(path, sr=sr, window_s=duration)
+    notes = list(info.notes)
+    if info.window_count() > max_windows:
+        notes.append(f"explained the first {max_windows} of {info.window_count()} windows (--max-windows)")
+    windows = audio.iter_windows(path, sr=sr, duration=duration, max_windows=max_windows, info=info)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -511,13 +512,15 @@ def explain_file(path: str | Path, out: str | Path, *, checkpoint: str | Path | 
         raise MerError(f"--out {out}: cannot write in {out.parent} ({error.strerror}); "
                        f"choose another folder") from error
     try:
-        rows = []
-        for i, (window, real) in enumerate(zip(windows, seconds)):
-            rows.append(_explain_window(i, window, float(real), model=model, meta=meta, explainer=explainer,
-                                        top_k_percent=top_k_percent, threshold=threshold, exponent=exponent,
-                                        seed=seed, folder=work, plots=plots, audio=audio))
+        rows, seconds = [], []
+        for i, window in enumerate(windows):
+            seconds.append(window.end_s - window.start_s)
+            rows.append(_explain_window(i, window.samples, seconds[-1], model=model, meta=meta,
+                                        explainer=explainer, top_k_percent=top_k_percent, threshold=threshold,
+                                        exponent=exponent, seed=seed, folder=work, plots=plots, audio=audio))
         summary = {"file": path.name, "checkpoint": card["folder"], "model": card, "explainer": explainer,
-                   "top_k_percent": top_k_percent, "threshold": threshold, "exponent": exponent, "windows": rows,
+                   "top_k_percent": top_k_percent, "threshold": threshold, "exponent": exponent,
+                   "notes": notes, "windows": rows,
                    "p_happy": float(np.average([r["p_happy"] for r in rows], weights=seconds))}
         (work / "index.html").write_text(_page(summary), encoding="utf-8")
         (work / MARKER).write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -660,6 +663,7 @@ def _page(summary: dict[str, Any]) -> str:
             f"<p class='meta'>mask keeps {100 * row.get('mask_area', 0):.0f} % of the time-frequency plane"
             f"{gain}</p>{note}</section>")
     title = f"Why Happy or Sad? {summary['file']}"
+    notes = "".join(f"<li>{esc(note)}</li>" for note in summary.get("notes", []))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{esc(title)}</title><style>"
@@ -668,6 +672,7 @@ def _page(summary: dict[str, Any]) -> str:
         "figure{margin:0}figcaption{font-size:.9em;color:#444}.note{color:#a40}.meta{color:#555;font-size:.9em}"
         "</style></head><body>"
         f"<h1>{esc(title)}</h1>"
+        + (f"<ul class='note'>{notes}</ul>" if notes else "") +
         f"<p>Whole file: {esc('happy' if summary['p_happy'] >= 0.5 else 'sad')} "
         f"(p(happy) = {summary['p_happy']:.2f}, the mean over {len(summary['windows'])} window(s) of up to "
         f"10 s, weighted by their length). "
@@ -718,7 +723,10 @@ def main(argv: list[str] | None = None) -> int:
         page = explain_file(args.file, args.out, checkpoint=args.checkpoint, profile=args.profile,
                             explainer=args.explainer, top_k_percent=args.top_k_percent or None,
                             threshold=args.threshold, exponent=args.exponent, max_windows=args.max_windows)
-        print(predict.describe_model(json.loads((page.parent / MARKER).read_text(encoding="utf-8"))["model"]))
+        summary = json.loads((page.parent / MARKER).read_text(encoding="utf-8"))
+        print(predict.describe_model(summary["model"]))
+        for note in summary["notes"]:
+            print(f"note: {args.file}: {note}")
         print(page)
         return 0
 

@@ -1,10 +1,14 @@
 """Happy or Sad for any audio file: ``python -m mer predict song.mp3``.
 
-A file is cut into consecutive 10 s windows (the clip length the ViT was
-trained on). A tail of at least :data:`MIN_TAIL_S` seconds becomes one more,
-zero-padded window (marked ``partial``); a shorter tail is left out. Each
-window gets its own ``p_happy``; the whole file gets the mean over windows
-weighted by the seconds of audio each holds (row ``window = "all"``).
+A file is judged by :func:`mer.audio.inspect` (the rule ``explain`` and the
+datasets share) and read one 10 s window at a time (the clip length the ViT
+was trained on) by :func:`mer.audio.iter_windows`, so a 2-hour file needs no
+more memory than a song. A tail of at least :data:`mer.audio.MIN_DURATION_S`
+seconds becomes one more, zero-padded window (marked ``partial``); a shorter
+tail is left out. Each window gets its own ``p_happy``; the whole file gets
+the mean over windows weighted by the seconds of audio each holds (row
+``window = "all"``). What the user should know about a usable file (a low
+sampling rate, a very long file) is printed as ``note:`` lines.
 
 Notebook: notebooks/02_vit.ipynb
 """
@@ -19,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import MerError, ParameterError, cli, profiles, spectrogram, vit
+from . import MerError, ParameterError, audio, cli, profiles, spectrogram, vit
 
 log = logging.getLogger(__name__)
 
-#: Shortest tail (seconds) that still becomes a (zero-padded) window.
-MIN_TAIL_S = 1.0
+#: Windows turned into spectrograms and predicted together (the batch of
+#: :func:`mer.vit.predict_proba`, so the numbers equal one call on all windows).
+PREDICT_BATCH = 64
 
 
 class NoCheckpoint(MerError):
@@ -140,30 +145,6 @@ def load_model(checkpoint: str | Path | None = None, *, profile: str | None = No
     return model, meta, card
 
 
-def window_signal(y: np.ndarray, *, sr: int, duration: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
-    """Consecutive windows of ``duration`` s, the tail zero-padded if >= MIN_TAIL_S.
-
-    Returns
-    -------
-    windows : np.ndarray, shape (n_windows, round(duration * sr)), float32
-    seconds : np.ndarray, shape (n_windows,)
-        Seconds of real audio in each window.
-
-    Notebook: notebooks/02_vit.ipynb
-    """
-    from . import audio
-
-    length = int(round(duration * sr))
-    n_whole = len(y) // length
-    pieces = [y[i * length:(i + 1) * length] for i in range(n_whole)]
-    seconds = [duration] * n_whole
-    tail = y[n_whole * length:]
-    if len(tail) >= MIN_TAIL_S * sr or not pieces:
-        pieces.append(audio.fit_length(tail, n_samples=length))
-        seconds.append(len(tail) / sr)
-    return np.stack(pieces).astype(np.float32), np.asarray(seconds)
-
-
 def predict_file(path: str | Path, checkpoint: str | Path | None = None, window: str = "all",
                  *, model_and_meta=None) -> pd.DataFrame:
     """Predict Happy/Sad for an audio file, per 10 s window and as a whole.
@@ -186,18 +167,20 @@ def predict_file(path: str | Path, checkpoint: str | Path | None = None, window:
         One row per window (``window`` index, ``start_s``, ``end_s``,
         ``partial``, ``p_happy``, ``label``), then a row ``window = "all"``
         with the duration-weighted mean ``p_happy`` over the windows.
+        ``attrs["notes"]``: the file's :attr:`mer.audio.AudioInfo.notes`
+        (list of str, empty for an ordinary file).
 
     Raises
     ------
     mer.audio.AudioError
-        If the file is missing or cannot be decoded.
+        If the file is not usable (:func:`mer.audio.inspect`: missing,
+        unreadable, undecodable, shorter than
+        :data:`mer.audio.MIN_DURATION_S`, silent, NaN samples).
     NoCheckpoint
         If no checkpoint is given and none has been trained.
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from . import audio
-
     if window not in ("all", "first"):
         raise ParameterError(f"window must be 'all' or 'first', got {window!r}")
     if model_and_meta is None:
@@ -205,20 +188,36 @@ def predict_file(path: str | Path, checkpoint: str | Path | None = None, window:
     model, meta = model_and_meta
     params = meta["logmel"]
     sr, duration = int(params["sr"]), float(params["duration"])
-    y = audio.load(path, sr=sr, duration=duration if window == "first" else None)
-    windows, seconds = window_signal(y, sr=sr, duration=duration)
-    specs = np.stack([spectrogram.logmel(w, params=params) for w in windows])
-    specs = vit.fit_input(spectrogram.normalize(specs, meta["stats"]), meta)
-    p_happy = vit.predict_proba(model, specs)[:, 1]
-    starts = np.arange(len(windows)) * duration
-    rows = pd.DataFrame({"window": [str(i) for i in range(len(windows))], "start_s": starts,
-                         "end_s": starts + seconds, "partial": seconds < duration,
-                         "p_happy": p_happy.astype(float)})
+    info = audio.inspect(path, sr=sr, window_s=duration)
+    windows = audio.iter_windows(path, sr=sr, duration=duration, info=info,
+                                 max_windows=1 if window == "first" else None)
+    starts, ends, p_happy, batch = [], [], [], []
+    for found in windows:  # one batch of spectrograms at a time: memory does not grow with the file
+        starts.append(found.start_s)
+        ends.append(found.end_s)
+        batch.append(spectrogram.logmel(found.samples, params=params))
+        if len(batch) == PREDICT_BATCH:
+            p_happy.append(_p_happy(model, meta, batch))
+            batch = []
+    if batch:
+        p_happy.append(_p_happy(model, meta, batch))
+    p_happy = np.concatenate(p_happy)
+    starts, ends = np.asarray(starts), np.asarray(ends)
+    seconds = ends - starts
+    rows = pd.DataFrame({"window": [str(i) for i in range(len(starts))], "start_s": starts,
+                         "end_s": ends, "partial": seconds < duration, "p_happy": p_happy.astype(float)})
     whole = float(np.average(p_happy, weights=seconds))
-    rows.loc[len(rows)] = {"window": "all", "start_s": 0.0, "end_s": float(seconds.sum()),
+    rows.loc[len(rows)] = {"window": "all", "start_s": 0.0, "end_s": float(ends[-1]),
                            "partial": bool((seconds < duration).any()), "p_happy": whole}
     rows["label"] = np.where(rows["p_happy"] >= 0.5, "happy", "sad")
+    rows.attrs["notes"] = list(info.notes)
     return rows
+
+
+def _p_happy(model, meta, specs: list[np.ndarray]) -> np.ndarray:
+    """p(happy) of log-mel spectrograms (each (1, n_mels, n_frames)), shape (n,)."""
+    specs = vit.fit_input(spectrogram.normalize(np.stack(specs), meta["stats"]), meta)
+    return vit.predict_proba(model, specs)[:, 1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,5 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             status = max(status, cli.report(prog, error, debug=args.debug))
             continue
         print(f"{path}")
+        for note in table.attrs["notes"]:
+            print(f"note: {path}: {note}")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return status

@@ -13,8 +13,11 @@ from mer.data import COLUMNS, DatasetError, manifest
 SR = 22050
 
 
-def chord(path, *, minor: bool, seconds=0.5, seed=0):
-    """A triad (root, third, fifth) with three partials each, plus a little noise."""
+def chord(path, *, minor: bool, seconds=1.5, seed=0):
+    """A triad (root, third, fifth) with three partials each, plus a little noise.
+
+    1.5 s: a clip needs at least mer.audio.MIN_DURATION_S (1 s) to be usable.
+    """
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR)) / SR
     root = 196.0 * 2 ** (rng.integers(0, 12) / 12)

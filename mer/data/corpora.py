@@ -10,9 +10,11 @@ is shared with the generic :mod:`mer.data.manifest` adapter:
 * a missing ``data_dir``, or one that does not look like the corpus, raises
   :class:`mer.data.DatasetError` naming the expected file and where the
   corpus is published;
-* a row whose audio file is missing or unreadable goes to
-  ``Dataset.rejected`` with the reason (:func:`mer.audio.probe`), and so does
-  a row whose rating is missing; the other rows go on;
+* a row whose audio file is missing or not usable goes to
+  ``Dataset.rejected`` with the reason (:func:`mer.audio.inspect`, the rule
+  ``python -m mer predict`` and ``explain`` apply, logged as a warning with
+  their one-line message), and so does a row whose rating is missing; the
+  other rows go on;
 * a clip that is neither Happy nor Sad under the rule (another quadrant,
   near the centre, another target emotion, both tags) is *excluded*, not
   rejected: it is counted in ``Dataset.info["excluded"]``;
@@ -558,7 +560,7 @@ def load_jamendo_mood(data_dir, *, seed: int = 0, window: str = "first", split_i
             continue
         path = audio_root / record["PATH"]
         low = path.with_name(path.stem + ".low.mp3")
-        if not path.is_file() and low.is_file():
+        if not os.path.isfile(path) and os.path.isfile(low):  # never raises, even in a folder one may not enter
             path = low
         rows.append({"clip_id": track, "path": str(path), "label": "happy" if happy else "sad",
                      "valence": np.nan, "arousal": np.nan, "split": split_of[track],
@@ -737,11 +739,13 @@ def _finish(name, *, root, rows, rejected, excluded, rule, annotation_files, off
     for column in ("valence", "arousal"):
         clips[column] = clips[column].astype(float)
     if len(clips):
-        exists = clips["path"].map(os.path.isfile).to_numpy(dtype=bool)
-        rejected = rejected + [{"path": p, "reason": "file not found"} for p in clips.loc[~exists, "path"]]
-        clips = clips[exists].reset_index(drop=True)
+        problems = [_file_problem(p) for p in clips["path"]]
+        rejected = rejected + [{"path": p, "reason": r} for p, r in zip(clips["path"], problems) if r]
+        clips = clips[np.array([r is None for r in problems], dtype=bool)].reset_index(drop=True)
     if check_audio and len(clips):
-        clips, bad = manifest._check_audio(clips, n_jobs=n_jobs)
+        # "first" uses the first 10 s only; "centre" and "all" may use any part.
+        clips, bad = manifest._check_audio(clips, n_jobs=n_jobs,
+                                           seconds=audio.DURATION if window == "first" else None)
         rejected = rejected + bad
     for row in rejected:
         log.info("%s: rejected %s (%s)", name, row["path"], row["reason"])
@@ -770,6 +774,16 @@ def _finish(name, *, root, rows, rejected, excluded, rule, annotation_files, off
     info["n_windows"] = int(len(clips))
     return Dataset(name=name, clips=clips, rejected=pd.DataFrame(rejected, columns=list(REJECTED_COLUMNS)),
                    root=root, info=info)
+
+
+def _file_problem(path) -> str | None:
+    """Why ``path`` cannot be used before decoding it (:func:`mer.audio.check_file`), else None."""
+    try:
+        audio.check_file(path)
+    except audio.AudioError as error:
+        log.warning("skipped: %s", error)
+        return error.reason
+    return None
 
 
 def _root(data_dir, name) -> Path:

@@ -14,12 +14,15 @@ and optionally ``valence``, ``arousal`` (numbers), ``split``
 ``clip_id`` (default: the path relative to the CSV's folder, without suffix)
 and ``source``. Other columns are kept as extras.
 
-A row whose label is unknown, whose file is missing, or whose audio cannot
-give a clip (:func:`mer.audio.probe`: empty, undecodable, all-silent, NaN...)
-goes to ``Dataset.rejected`` with the reason; the other rows go on. The
-rejected table is published on the Data page, so it names each file relative
-to the manifest's folder (a file outside it by ``.../`` and its name only),
-never by an absolute path of the user's disk (:func:`shown_path`).
+A row whose label is unknown, whose file is missing, or whose audio is not
+usable (:func:`mer.audio.inspect`, the rule ``python -m mer predict`` and
+``explain`` apply: unreadable, empty, undecodable, shorter than
+:data:`mer.audio.MIN_DURATION_S`, all-silent, NaN...) goes to
+``Dataset.rejected`` with the reason, and the same one-line message those
+commands print is logged as a warning; the other rows go on. The rejected
+table is published on the Data page, so it names each file relative to the
+manifest's folder (a file outside it by ``.../`` and its name only), never by
+an absolute path of the user's disk (:func:`shown_path`).
 
 Without a ``split`` column, a stratified split (60 / 15 / 25 %, seeded) is
 drawn and saved under ``data/derived/splits/``, named by a hash of the
@@ -70,7 +73,7 @@ def load(data_dir, *, seed: int = 0, check_audio: bool = True, n_jobs: int = 2,
     seed : int
         Seed of the generated split (used only without a ``split`` column).
     check_audio : bool
-        Decode the first 10 s of every file (:func:`mer.audio.probe`) and
+        Judge the first 10 s of every file (:func:`mer.audio.inspect`) and
         reject the unusable ones (default). ``False`` checks only that the
         files exist.
     n_jobs : int
@@ -214,8 +217,11 @@ def _rows(table: pd.DataFrame, *, folder: Path) -> tuple[pd.DataFrame, list[dict
             record["split"] = split
         else:
             record["split"] = ""
-        if not path.is_file():
-            rejected.append({"path": str(path), "reason": "file not found"})
+        try:
+            audio.check_file(path)
+        except audio.AudioError as error:
+            log.warning("skipped: %s", error)
+            rejected.append({"path": str(path), "reason": error.reason})
             continue
         if not record.get("clip_id"):
             try:
@@ -237,16 +243,20 @@ def _rows(table: pd.DataFrame, *, folder: Path) -> tuple[pd.DataFrame, list[dict
     return clips, rejected
 
 
-def _check_audio(clips: pd.DataFrame, *, n_jobs: int) -> tuple[pd.DataFrame, list[dict]]:
-    """Probe every file; return the usable rows and the rejected ones."""
+def _check_audio(clips: pd.DataFrame, *, n_jobs: int,
+                 seconds: float | None = audio.DURATION) -> tuple[pd.DataFrame, list[dict]]:
+    """Judge every file (:func:`mer.audio.inspect` of the ``seconds`` used, None: all);
+    return the usable rows and the rejected ones, each logged as a warning."""
     from joblib import Parallel, delayed
 
     def reason(path):
         try:
-            audio.probe(path)
+            audio.inspect(path, seconds=seconds)
         except audio.AudioError as error:
+            log.warning("skipped: %s", error)
             return error.reason
         except Exception as error:  # a decoder's own failure must not stop the other files
+            log.warning("skipped: cannot use audio file %r: %s: %s", path, type(error).__name__, error)
             return f"unreadable: {type(error).__name__}: {error}"
         return None
 
