@@ -623,13 +623,29 @@ def player_file(y: np.ndarray, *, sr: int = SR, path, label: str | None = None,
     """
     from IPython.display import HTML
 
+    return HTML(_audio_html(page_file(y, sr=sr, path=path, normalize=normalize, page=page), label))
+
+
+def page_file(y: np.ndarray, *, sr: int = SR, path, normalize: bool = False, page=None) -> str:
+    """Write the clip as an OGG file for a page; return its ``src`` relative to the page.
+
+    The file half of :func:`player_file` (same ``path``, ``normalize`` and
+    ``page``), for players whose markup is built elsewhere
+    (:func:`mer.widgets.listening_slider`).
+
+    Returns
+    -------
+    str
+        ``"../../_static/audio/..."``, a POSIX path relative to ``page``.
+
+    Notebook: notebooks/04_sonification.ipynb.
+    """
     path = Path(path).with_suffix(".ogg")
     if not path.is_absolute():
         path = audio_dir() / path
     write_ogg(path, _normalized(y) if normalize else y, sr=sr)
     page = Path(page) if page is not None else page_dir()
-    src = Path(os.path.relpath(path.resolve(), page.resolve())).as_posix()
-    return HTML(_audio_html(src, label))
+    return Path(os.path.relpath(path.resolve(), page.resolve())).as_posix()
 
 
 def _normalized(y):
