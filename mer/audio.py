@@ -583,6 +583,10 @@ def page_dir() -> Path:
     return store.root() / "book" / "chapters"
 
 
+#: Suffixes :func:`page_file` replaces by ``.ogg``; any other dot stays in the name.
+AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3")
+
+
 def player_file(y: np.ndarray, *, sr: int = SR, path, label: str | None = None,
                 normalize: bool = False, page=None):
     """Write the clip as an OGG file and return a player that links to it.
@@ -604,8 +608,9 @@ def player_file(y: np.ndarray, *, sr: int = SR, path, label: str | None = None,
         Sampling rate in Hz.
     path : str or Path
         Where to write the OGG. A relative path is taken under
-        :func:`audio_dir` (``"04_sonification/clip-7.ogg"``); the suffix is
-        set to ``.ogg``.
+        :func:`audio_dir` (``"04_sonification/clip-7.ogg"``); an audio
+        suffix is replaced by ``.ogg``, otherwise ``.ogg`` is appended
+        (``"grid-t0.5"`` -> ``grid-t0.5.ogg``).
     label : str, optional
         Caption shown above the player.
     normalize : bool
@@ -640,7 +645,10 @@ def page_file(y: np.ndarray, *, sr: int = SR, path, normalize: bool = False, pag
 
     Notebook: notebooks/04_sonification.ipynb.
     """
-    path = Path(path).with_suffix(".ogg")
+    path = Path(path)
+    # Only an audio suffix is replaced: with_suffix on "grid-t0.5-sonified" would
+    # cut at the decimal point and give every threshold the same file.
+    path = path.with_suffix(".ogg") if path.suffix.lower() in AUDIO_SUFFIXES else path.with_name(path.name + ".ogg")
     if not path.is_absolute():
         path = audio_dir() / path
     write_ogg(path, _normalized(y) if normalize else y, sr=sr)
