@@ -636,8 +636,8 @@ def build_inputs() -> list[Path]:
     files = [root / "_config.yml", root / "_toc.yml"]
     book = root / "book"
     if book.is_dir():
-        files += [p for p in book.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(book).parts)]
+        files += [p for p in book.rglob("*") if p.is_file()  # not .cache, nor the build's own bytecode
+                  and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(book).parts)]
     return [p for p in files if p.is_file()]
 
 
