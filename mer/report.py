@@ -181,7 +181,7 @@ def show_parameters(params: dict[str, Any], *, chapter: str | None = None) -> No
                    for name, value, what in zip(table.index, table["value"], table["what it does"]))
     markup = (f"<details class='mer-parameters' open><summary>Parameters of this run ({len(table)}); "
               f"change one with <code>python -m mer run {number} -p NAME VALUE</code></summary>"
-              "<table style='font-size:0.85em'><thead><tr><th>parameter</th><th>value</th><th>what it does</th>"
+              "<table style='font-size:0.85em;line-height:1.25'><thead><tr><th>parameter</th><th>value</th><th>what it does</th>"
               f"</tr></thead><tbody>{body}</tbody></table></details>")
     try:
         from IPython.display import HTML, display
