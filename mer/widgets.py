@@ -1,7 +1,12 @@
-"""Interactive panels of the chapters (ipywidgets), one function per panel.
+"""Interactive panels of the chapters (ipywidgets), one function per panel,
+and the listening sliders that work without a kernel.
 
 Each panel has a static counterpart in :mod:`mer.plots` that the rendered
 book shows, since a static HTML page has no kernel to answer the widgets.
+The book stores no widget state (:func:`mer.runner.present`), so its pages
+load no widget library; what a reader tweaks there is plain HTML:
+:func:`listening_slider` switches players between a few precomputed
+sonifications.
 
 Notebook: notebooks/01_features.ipynb (feature/model panel); later chapters add theirs.
 """
