@@ -1095,6 +1095,10 @@ def page_dir() -> Path:
     return store.root() / "book" / "chapters"
 
 
+#: Suffixes :func:`page_file` replaces by ``.ogg``; any other dot stays in the name.
+AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3")
+
+
 def player_file(y: np.ndarray, *, sr: int = SR, path, label: str | None = None,
                 normalize: bool = False, page=None):
     """Write the clip as an OGG file and return a player that links to it.
@@ -1116,8 +1120,9 @@ def player_file(y: np.ndarray, *, sr: int = SR, path, label: str | None = None,
         Sampling rate in Hz.
     path : str or Path
         Where to write the OGG. A relative path is taken under
-        :func:`audio_dir` (``"04_sonification/clip-7.ogg"``); the suffix is
-        set to ``.ogg``.
+        :func:`audio_dir` (``"04_sonification/clip-7.ogg"``); an audio
+        suffix is replaced by ``.ogg``, otherwise ``.ogg`` is appended
+        (``"grid-t0.5"`` -> ``grid-t0.5.ogg``).
     label : str, optional
         Caption shown above the player.
     normalize : bool
@@ -1135,13 +1140,32 @@ def player_file(y: np.ndarray, *, sr: int = SR, path, label: str | None = None,
     """
     from IPython.display import HTML
 
-    path = Path(path).with_suffix(".ogg")
+    return HTML(_audio_html(page_file(y, sr=sr, path=path, normalize=normalize, page=page), label))
+
+
+def page_file(y: np.ndarray, *, sr: int = SR, path, normalize: bool = False, page=None) -> str:
+    """Write the clip as an OGG file for a page; return its ``src`` relative to the page.
+
+    The file half of :func:`player_file` (same ``path``, ``normalize`` and
+    ``page``), for players whose markup is built elsewhere
+    (:func:`mer.widgets.listening_slider`).
+
+    Returns
+    -------
+    str
+        ``"../../_static/audio/..."``, a POSIX path relative to ``page``.
+
+    Notebook: notebooks/04_sonification.ipynb.
+    """
+    path = Path(path)
+    # Only an audio suffix is replaced: with_suffix on "grid-t0.5-sonified" would
+    # cut at the decimal point and give every threshold the same file.
+    path = path.with_suffix(".ogg") if path.suffix.lower() in AUDIO_SUFFIXES else path.with_name(path.name + ".ogg")
     if not path.is_absolute():
         path = audio_dir() / path
     write_ogg(path, _normalized(y) if normalize else y, sr=sr)
     page = Path(page) if page is not None else page_dir()
-    src = Path(os.path.relpath(path.resolve(), page.resolve())).as_posix()
-    return HTML(_audio_html(src, label))
+    return Path(os.path.relpath(path.resolve(), page.resolve())).as_posix()
 
 
 def _normalized(y):

@@ -297,7 +297,8 @@ def player_row(sounds: list[tuple[np.ndarray, str, str]], *, sr: int, stem: str)
 
 
 def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio_clips: np.ndarray, *,
-                   sr: int, signed: bool = False, stem: str = "04_sonification", **mask_options: Any) -> None:
+                   sr: int, signed: bool = False, stem: str = "04_sonification", listening: list | None = None,
+                   **mask_options: Any) -> None:
     """Display, quadrant by quadrant, each example's relevance and its players.
 
     Parameters
@@ -314,13 +315,21 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
         Folder of the players under ``_static/audio``; each file is named after
         the quadrant and :func:`mer.store.safe_name` of the clip id (a
         manifest's id is never a path).
+    listening : list of list of mer.sonify.SonifiedClip, optional
+        Per example, the settings of a listening slider
+        (:func:`mer.sonify.sonify_shares`): the sonified and complement
+        players then follow the slider (:func:`mer.widgets.listening_slider`),
+        in the static page too. Without it the players show ``sonified``.
 
     Notebook: notebooks/04_sonification.ipynb
     """
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
-    from . import plots
+    from . import plots, widgets
+
+    if listening is not None and len(listening) != len(examples):
+        raise ParameterError(f"show_quadrants: {len(listening)} listening settings for {len(examples)} examples")
 
     examples = examples.reset_index(drop=True)
     for quadrant, title in QUADRANT_TITLES.items():
@@ -338,7 +347,16 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
             plt.close(figure)
             sounds = sonification_sounds(audio_clips[i], found["relevance"][i], sonified[i],
                                          predicted=row.predicted, signed=signed, **mask_options)
-            display(player_row(sounds, sr=sr, stem=f"{stem}/{quadrant}-{store.safe_name(row.clip_id)}"))
+            if listening is None:
+                display(player_row(sounds, sr=sr, stem=f"{stem}/{quadrant}-{store.safe_name(row.clip_id)}"))
+                continue
+            chapter_share = next((k for k, clip in enumerate(listening[i])
+                                  if clip.options.get("top_k_percent") == mask_options.get("top_k_percent")), None)
+            display(widgets.listening_slider(audio_clips[i], listening[i], sr=sr, initial=chapter_share,
+                                             stem=f"{stem}/{quadrant}-{store.safe_name(row.clip_id)}", explained=row.predicted))
+            against = [sound for sound in sounds if sound[1] == "against"]
+            if against:
+                display(player_row(against, sr=sr, stem=f"{stem}/{quadrant}-{store.safe_name(row.clip_id)}"))
 
 
 def faithfulness_by_explainer(model, meta: dict[str, Any], audio_clips: np.ndarray, *,

@@ -132,6 +132,56 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+#: What each parameter does, in a line a reader can act on: the third column of
+#: the parameter table every chapter shows (:func:`mer.report.show_parameters`).
+#: It covers every profile entry and every parameter a chapter declares in its
+#: ``parameters`` cell (``tests/test_book.py`` checks both).
+DESCRIPTIONS: dict[str, str] = {
+    "profile": "the profile the run started from (quick, default or thesis), recorded in the stamp",
+    "dataset": "dataset adapter: synth (the generated set), manifest, deam, pmemo, fourq, ...",
+    "data_dir": "where a real dataset lives (empty: its default location)",
+    "n_clips": "number of synthetic clips (0: all clips of a corpus)",
+    "soundfont": "General MIDI SoundFont that plays the synthetic clips",
+    "seed": "seed of every random choice: data, splits, training, explanations",
+    "families": "feature families the models use (chapter 2: its comparison row)",
+    "model": "model of the interactive panel's first view (logreg or mlp)",
+    "cv_folds": "cross-validation folds of every score",
+    "n_boot": "bootstrap resamples of the coefficient intervals",
+    "n_jobs": "worker processes of the feature extraction",
+    "scheduler": "empty: local processes; tcp://HOST:PORT: a Dask cluster",
+    "model_size": "size of the ViT (quick, default, thesis)",
+    "epochs": "training epochs of the ViT (model selection may keep an earlier one)",
+    "batch_size": "training batch size",
+    "learning_rate": "AdamW peak learning rate (warm-up, then cosine decay)",
+    "time_budget_s": "stop training after this many seconds (0: no limit; a cut run is not reproducible)",
+    "pretrained": "local ViT weights to fine-tune from (empty: from scratch)",
+    "pretrain_epochs": "epochs of self-supervised masked-spectrogram pretraining (0: off)",
+    "valence_weight": "weight of the valence regression beside the label (0: labels only)",
+    "n_seeds": "training seeds whose scores show the spread (the first is the chapter's model)",
+    "checkpoint": "a trained ViT to explain (empty: chapter 2's model for these parameters)",
+    "explainers": "explanation methods compared (lrp, attnlrp, gradxinput, ig, rollout, chefer, occlusion, random)",
+    "n_examples": "examples per confusion quadrant",
+    "n_perturbation_clips": "held-out clips of the region-perturbation test",
+    "perturbation_step": "share of patches removed per perturbation step",
+    "n_search_clips": "clips of the greedy-search reference for the perturbation test",
+    "n_probe_clips": "ground-truth probe clips",
+    "n_randomisation_clips": "clips of the cascading-randomisation check",
+    "n_randomisation_draws": "independent random cascades",
+    "lrp_epsilons": "candidate epsilons of the LRP epsilon rule, chosen on the validation split",
+    "n_per_quadrant": "clips per confusion quadrant with players",
+    "threshold": "mask: drop time-frequency cells below this share of the peak relevance (0: off)",
+    "top_k_percent": "mask: share of the time-frequency plane kept, in % (the most relevant cells)",
+    "mask_exponent": "mask: exponent on the kept cells' relevance (0: kept cells whole)",
+    "signed": "also play the evidence against the predicted class (negative relevance)",
+    "n_faithfulness_clips": "held-out clips whose sonifications are scored",
+}
+
+
+def describe(name: str) -> str:
+    """What parameter ``name`` does (:data:`DESCRIPTIONS`); ``""`` if undocumented."""
+    return DESCRIPTIONS.get(name, "")
+
+
 def get(name: str) -> dict[str, Any]:
     """Return a copy of profile ``name``.
 

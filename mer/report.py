@@ -127,6 +127,70 @@ def stamp(chapter: str, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def parameter_table(params: dict[str, Any]):
+    """The parameters of a run as a table: name, value, what it does.
+
+    Parameters
+    ----------
+    params : dict
+        ``name -> value`` as the chapter runs with them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``parameter``; columns ``value`` and ``what it does``
+        (:data:`mer.profiles.DESCRIPTIONS`), in the order of ``params``.
+
+    Notebook: every chapter's first code cell (through :func:`show_parameters`).
+    """
+    import pandas as pd
+
+    from . import profiles
+
+    return pd.DataFrame({"value": [_shown(v) for v in params.values()],
+                         "what it does": [profiles.describe(k) for k in params]},
+                        index=pd.Index(list(params), name="parameter"))
+
+
+def _shown(value: Any) -> str:
+    return '""' if value == "" else str(_plain(value))
+
+
+def show_parameters(params: dict[str, Any], *, chapter: str | None = None) -> None:
+    """Display the parameters of this run as one small table.
+
+    The chapter's ``parameters`` cell and Papermill's injected copy are hidden
+    on the page (:func:`mer.runner.present`); this table is what the reader
+    sees instead, with the command that changes a value.
+
+    Parameters
+    ----------
+    params : dict
+        ``name -> value`` as the chapter runs with them.
+    chapter : str, optional
+        The chapter's number and name (``"01_features"``), for the command line.
+
+    Notebook: every chapter's first code cell.
+    """
+    import html
+
+    table = parameter_table(params)
+    number = chapter[:2] if chapter else "NN"
+    body = "".join(f"<tr><td><code>{html.escape(name)}</code></td><td><code>{html.escape(value)}</code></td>"
+                   f"<td>{html.escape(what)}</td></tr>"
+                   for name, value, what in zip(table.index, table["value"], table["what it does"]))
+    markup = (f"<details class='mer-parameters' open><summary>Parameters of this run ({len(table)}); "
+              f"change one with <code>python -m mer run {number} -p NAME VALUE</code></summary>"
+              "<table style='font-size:0.85em;line-height:1.25'><thead><tr><th>parameter</th><th>value</th><th>what it does</th>"
+              f"</tr></thead><tbody>{body}</tbody></table></details>")
+    try:
+        from IPython.display import HTML, display
+
+        display(HTML(markup))
+    except ImportError:  # pragma: no cover
+        print(table.to_string())
+
+
 def finish(chapter: str, params: dict[str, Any], *, show: bool = True) -> dict[str, Any]:
     """Write the chapter's results and show its reproducibility stamp.
 

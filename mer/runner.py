@@ -10,8 +10,10 @@ A chapter is a parameterised notebook ``notebooks/NN_name.ipynb``. The runner
    ``book/chapters/`` (the key is kept in ``book/chapters/.cache/<chapter>.json``);
 3. otherwise executes it with Papermill into a temporary file, with the kernel's
    working directory in ``book/chapters/`` (so audio and images a chapter
-   writes land beside it), and renames it onto ``book/chapters/NN_name.ipynb``
-   only on success: a failing chapter leaves the previous good output;
+   writes land beside it), prepares it for the page (:func:`present`: the
+   parameter cells hidden, no widget state), and renames it onto
+   ``book/chapters/NN_name.ipynb`` only on success: a failing chapter leaves
+   the previous good output;
 4. builds the book with Jupyter Book (execution off), unless nothing the build
    reads has changed since the last build.
 
@@ -445,6 +447,7 @@ def execute_chapter(chapter: str, parameters: dict[str, Any], *, progress: bool 
             f"  previous output kept: {output if output.exists() else '(none)'}\n"
             f"  executed notebook: {failed}",
             chapter=chapter, failed_notebook=failed)
+    present(scratch)
     os.chmod(scratch, 0o644)  # mkstemp creates 0600; the book is read by others
     os.replace(scratch, output)
     failed.unlink(missing_ok=True)
@@ -454,6 +457,62 @@ def execute_chapter(chapter: str, parameters: dict[str, Any], *, progress: bool 
         "output_sha256": _sha256(output), "seconds": round(seconds, 1), "python": sys.executable,
     })
     return seconds
+
+
+#: Tags of the cells that only carry parameters: the chapter's own ``parameters``
+#: cell and Papermill's ``injected-parameters`` copy. The reader sees the values
+#: as one table instead (:func:`mer.report.show_parameters`).
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+#: MIME type of an ipywidgets view in a notebook output.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def present(notebook: str | Path) -> dict[str, int]:
+    """Prepare an executed chapter for the page, in place.
+
+    * The ``parameters`` and ``injected-parameters`` cells are tagged
+      ``remove-cell``: the page shows the parameter table the chapter's setup
+      cell displays (:func:`mer.report.show_parameters`), not two code cells.
+      The source notebook keeps its ``parameters`` tag; Papermill needs it.
+    * Outputs that are ipywidgets views (under the runner these are only the
+      kernel's tqdm progress bars; the panels of :mod:`mer.widgets` show a note
+      instead) and the notebook's saved widget state are dropped. A page with
+      widget state makes myst-nb load RequireJS and the widgets' HTML manager
+      from public CDNs, which an offline reader does not have; the book's own
+      listening controls are plain HTML (:func:`mer.widgets.listening_slider`).
+
+    Parameters
+    ----------
+    notebook : path
+        An executed notebook (``.ipynb``), rewritten in place.
+
+    Returns
+    -------
+    dict
+        ``{"parameter_cells": n, "widget_outputs": n}``: what was tagged and dropped.
+
+    Notebook: every chapter (the runner calls it after execution).
+    """
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    tagged = dropped = 0
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if cell.cell_type == "code" and any(t in tags for t in PARAMETER_TAGS):
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+            tagged += 1
+        if not tags:
+            del cell.metadata["tags"]
+        outputs = cell.get("outputs")
+        if outputs:
+            kept = [o for o in outputs if WIDGET_VIEW not in o.get("data", {})]
+            dropped += len(outputs) - len(kept)
+            cell.outputs = kept
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, str(notebook))
+    return {"parameter_cells": tagged, "widget_outputs": dropped}
 
 
 #: A myst-nb glue reference in markdown: ``{glue}`key```, ``{glue:text}`key:.2f```,
@@ -577,8 +636,8 @@ def build_inputs() -> list[Path]:
     files = [root / "_config.yml", root / "_toc.yml"]
     book = root / "book"
     if book.is_dir():
-        files += [p for p in book.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(book).parts)]
+        files += [p for p in book.rglob("*") if p.is_file()  # not .cache, nor the build's own bytecode
+                  and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(book).parts)]
     return [p for p in files if p.is_file()]
 
 

@@ -570,6 +570,53 @@ def sonify(y: np.ndarray, relevance: np.ndarray, *, sr: int = spec.SR, n_fft: in
                         area=mask_area(mask), options=options)
 
 
+#: Shares of the time-frequency plane (in %) a listening slider offers
+#: (:func:`sonify_shares`, :func:`mer.widgets.listening_slider`): from a sliver
+#: of the most relevant cells to well over the chapters' default of 15 %.
+LISTENING_SHARES = (5.0, 10.0, 15.0, 25.0, 40.0)
+
+
+def sonify_shares(y: np.ndarray, relevance: np.ndarray, *, shares: Sequence[float] = LISTENING_SHARES,
+                  top_k_percent: float | None = None, **options) -> list[SonifiedClip]:
+    """The same explanation sonified at a few shares of the plane kept, for a slider.
+
+    A static page cannot sonify on demand, so a listening control offers a
+    few settings computed in advance; each is an ordinary :func:`sonify`
+    (loudness-matched, kept and complement).
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+    relevance : np.ndarray, shape (n_mels, n_frames)
+    shares : sequence of float
+        Shares of the time-frequency plane kept, in % (``top_k_percent`` of
+        :func:`mel_relevance_to_stft_mask`); default :data:`LISTENING_SHARES`.
+    top_k_percent : float, optional
+        The chapter's own share; added to ``shares`` so the slider can start
+        on the setting the chapter's other players use.
+    **options
+        Other options of :func:`sonify` (``threshold``, ``exponent``, ``sr``...).
+
+    Returns
+    -------
+    list of SonifiedClip
+        One per share, in increasing order; ``clip.options["top_k_percent"]``
+        says which.
+
+    Raises
+    ------
+    ParameterError
+        If a share is not in (0, 100].
+
+    Notebook: notebooks/04_sonification.ipynb (each quadrant example) and
+    notebooks/03_lrp.ipynb (the probe clip).
+    """
+    chosen = {float(s) for s in shares} | ({float(top_k_percent)} if top_k_percent else set())
+    if not chosen or any(not 0 < s <= 100 for s in chosen):
+        raise ParameterError(f"shares must be percentages in (0, 100], got {sorted(chosen)}")
+    return [sonify(y, relevance, top_k_percent=share, **options) for share in sorted(chosen)]
+
+
 def sonify_signed(y: np.ndarray, relevance: np.ndarray, *, target: int,
                   labels: Sequence[str] = ("sad", "happy"), **options) -> dict[str, SonifiedClip]:
     """Two sonifications of a signed relevance map: the evidence for each class.

@@ -1,7 +1,12 @@
-"""Interactive panels of the chapters (ipywidgets), one function per panel.
+"""Interactive panels of the chapters (ipywidgets), one function per panel,
+and the listening sliders that work without a kernel.
 
 Each panel has a static counterpart in :mod:`mer.plots` that the rendered
 book shows, since a static HTML page has no kernel to answer the widgets.
+The book stores no widget state (:func:`mer.runner.present`), so its pages
+load no widget library; what a reader tweaks there is plain HTML:
+:func:`listening_slider` switches players between a few precomputed
+sonifications.
 
 Notebook: notebooks/01_features.ipynb (feature/model panel); later chapters add theirs.
 """
@@ -114,6 +119,145 @@ def feature_model_panel(dataset, features: pd.DataFrame, *, families: Sequence[s
     model.observe(update, names="value")
     update()
     return w.VBox([w.HBox(list(boxes.values())), model, output])
+
+
+# ---------------------------------------------------------------------------
+# Listening sliders: static HTML, no kernel (chapters 3 and 4)
+# ---------------------------------------------------------------------------
+
+#: The script behind every listening slider, included with each one (the first
+#: copy on a page installs one listener; later copies return at once). Moving a
+#: slider swaps the ``src`` of its sonified and complement players for the
+#: precomputed files of that setting; a player that was playing goes on
+#: playing the new file from the same moment. Plain DOM, no library, no CDN.
+LISTEN_SCRIPT = """(function () {
+  if (window.merListen) { return; }
+  window.merListen = true;
+  function apply(box, index) {
+    var settings = JSON.parse(box.querySelector("script.mer-listen-settings").textContent);
+    var setting = settings[index];
+    box.querySelector("output").textContent = setting.label;
+    box.setAttribute("data-mer-setting", String(index));
+    ["sonified", "complement"].forEach(function (role) {
+      var player = box.querySelector('audio[data-mer-role="' + role + '"]');
+      var caption = box.querySelector('[data-mer-caption="' + role + '"]');
+      if (caption) { caption.textContent = setting[role + "_caption"]; }
+      if (!player) { return; }
+      var at = player.currentTime, playing = !player.paused;
+      player.src = setting[role];
+      player.load();
+      if (at > 0) {
+        player.addEventListener("loadedmetadata", function () {
+          player.currentTime = Math.min(at, player.duration || at);
+        }, {once: true});
+      }
+      if (playing) { player.play().catch(function () {}); }
+    });
+  }
+  document.addEventListener("input", function (event) {
+    var slider = event.target;
+    if (!slider || slider.type !== "range" || !slider.closest) { return; }
+    var box = slider.closest("[data-mer-listen]");
+    if (box) { apply(box, Number(slider.value)); }
+  });
+})();"""
+
+
+def listening_slider(y, settings: Sequence, *, sr: int, stem: str, initial: int | None = None,
+                     explained: str | None = None, title: str | None = None):
+    """A slider over a few precomputed sonifications, with its players: works in a static page.
+
+    The rendered book has no kernel to sonify on demand, so the settings are
+    computed in advance (:func:`mer.sonify.sonify_shares`, each one
+    loudness-matched) and written as OGG files under ``_static/audio``
+    (:func:`mer.audio.player_file`); the slider only switches the players'
+    sources (:data:`LISTEN_SCRIPT`, inline, no CDN). In a live kernel the same
+    HTML works, and the ipywidgets panels (:func:`sonification_panel`) add
+    the choices no static page can hold.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        The original clip (its player does not change).
+    settings : sequence of mer.sonify.SonifiedClip
+        One per slider position, in order (``options["top_k_percent"]`` names
+        the share kept).
+    sr : int
+        Sampling rate in Hz.
+    stem : str
+        File stem under :func:`mer.audio.audio_dir` (``"04_sonification/TP-c0012"``);
+        ``-original``, ``-keep15-sonified``... are appended.
+    initial : int, optional
+        Position the slider starts at (default: the setting whose share is
+        15 %, else the middle one).
+    explained : str, optional
+        The class the relevance speaks for, in the captions (``"happy"``).
+    title : str, optional
+        A caption above the control.
+
+    Returns
+    -------
+    IPython.display.HTML
+
+    Notebook: notebooks/04_sonification.ipynb (each quadrant example) and
+    notebooks/03_lrp.ipynb (the probe clip).
+    """
+    import html
+    import json
+
+    from IPython.display import HTML
+
+    from . import audio
+
+    if len(settings) == 0:
+        raise ParameterError("listening_slider needs at least one setting")
+    shares = [s.options.get("top_k_percent") for s in settings]
+    if initial is None:
+        initial = shares.index(15.0) if 15.0 in shares else len(settings) // 2
+    if not 0 <= initial < len(settings):
+        raise ParameterError(f"initial must index one of the {len(settings)} settings, got {initial}")
+    speaks_for = f"for {explained}" if explained else "kept"
+
+    def source(signal, name):
+        return audio.page_file(signal, sr=sr, path=f"{stem}-{name}")
+
+    entries = []
+    for clip, share in zip(settings, shares):
+        name = f"keep{share:g}" if share is not None else f"area{100 * clip.area:.0f}"
+        entries.append({
+            "label": f"{share:g} %" if share is not None else f"{100 * clip.area:.0f} %",
+            "sonified": source(clip.kept, f"{name}-sonified"),
+            "complement": source(clip.complement, f"{name}-complement"),
+            "sonified_caption": f"{speaks_for}, sonified ({clip.gain_db:+.0f} dB)",
+            "complement_caption": f"complement ({clip.complement_gain_db:+.0f} dB)",
+        })
+    original = source(y, "original")
+    start = entries[initial]
+
+    def player(src, role, caption):
+        marker = f' data-mer-role="{role}"' if role else ""
+        caption_marker = f' data-mer-caption="{role}"' if role else ""
+        return (f'<figure class="mer-player" style="margin:0.5em 0"><figcaption{caption_marker}>'
+                f'{html.escape(caption)}</figcaption><audio controls preload="metadata"{marker} '
+                f'src="{html.escape(src, quote=True)}"></audio></figure>')
+
+    data = json.dumps(entries).replace("</", "<\\/")
+    heading = f"<p class='mer-listen-title' style='margin:0.3em 0'>{html.escape(title)}</p>" if title else ""
+    markup = (
+        f"<div class='mer-listen' data-mer-listen data-mer-setting='{initial}' "
+        "style='border-left:3px solid #999;padding:0.2em 0 0.2em 0.8em;margin:0.8em 0'>"
+        f"{heading}<label style='display:flex;gap:0.6em;align-items:center'>share of the spectrogram kept "
+        f"<input type='range' min='0' max='{len(entries) - 1}' step='1' value='{initial}' "
+        f"aria-label='share of the spectrogram kept' style='width:12em'> <output>{html.escape(start['label'])}"
+        "</output></label>"
+        "<div style='display:flex;gap:1em;flex-wrap:wrap'>"
+        + player(original, None, "original")
+        + player(start["sonified"], "sonified", start["sonified_caption"])
+        + player(start["complement"], "complement", start["complement_caption"])
+        + "</div>"
+        f"<script type='application/json' class='mer-listen-settings'>{data}</script></div>"
+        f"<script>{LISTEN_SCRIPT}</script>")
+    return HTML(markup)
 
 
 # ---------------------------------------------------------------------------

@@ -240,3 +240,11 @@ def test_loudness_of_1khz_sine():
     assert audio.loudness(np.zeros(SR), sr=SR) == -np.inf
     with pytest.raises(ParameterError, match="400 ms"):
         audio.loudness(np.sin(2 * np.pi * 1000 * t[: SR // 4]), sr=SR)
+
+
+def test_player_files_keep_a_decimal_point_in_their_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("MER_ROOT", str(tmp_path))
+    first = audio.page_file(tone(1.0), sr=SR, path="04_sonification/grid-t0.5-sonified")
+    second = audio.page_file(tone(1.0), sr=SR, path="04_sonification/grid-t0.5-complement")
+    assert first.endswith("grid-t0.5-sonified.ogg") and second.endswith("grid-t0.5-complement.ogg")
+    assert audio.page_file(tone(1.0), sr=SR, path="x/clip.wav").endswith("x/clip.ogg")

@@ -279,3 +279,28 @@ def test_a_chapter_citing_a_number_the_run_did_not_record_is_refused(tmp_path, m
                           env=dict(os.environ, MER_ROOT=str(tmp_path)), capture_output=True, text=True)
     assert done.returncode == 1
     assert "mode_share" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_presented_chapter_hides_its_parameter_cells_and_carries_no_widget_state(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("seed = 1", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("run()", outputs=[
+            nbformat.v4.new_output("display_data", data={
+                "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2,
+                                                             "version_minor": 0},
+                "text/plain": "features: 100%"}),
+            nbformat.v4.new_output("stream", name="stdout", text="48 clips\n")]),
+    ])
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {}}}}
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(notebook, str(path))
+    assert runner.present(path) == {"parameter_cells": 2, "widget_outputs": 1}
+    shown = nbformat.read(str(path), as_version=4)
+    assert "widgets" not in shown.metadata
+    assert shown.cells[1].metadata.tags == ["parameters", "remove-cell"]
+    assert shown.cells[2].metadata.tags == ["injected-parameters", "remove-cell"]
+    assert [o.output_type for o in shown.cells[3].outputs] == ["stream"]
+    assert runner.present(path) == {"parameter_cells": 2, "widget_outputs": 0}  # idempotent
+    assert nbformat.read(str(path), as_version=4).cells[1].metadata.tags == ["parameters", "remove-cell"]

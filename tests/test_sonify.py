@@ -202,6 +202,41 @@ def test_quadrant_players_offer_original_sonified_complement_and_evidence_agains
     assert len(list((tmp_path / "_static" / "audio" / "04_sonification").glob("TP-x-*.ogg"))) == 4
 
 
+def test_listening_settings_are_each_loudness_matched_and_grow_with_the_share(music):
+    relevance = np.linspace(0.0, 1.0, spec.N_MELS)[:, None] * np.ones((1, N_FRAMES))
+    settings = so.sonify_shares(music, relevance, shares=(5, 25), top_k_percent=15, exponent=0.0)
+    assert [s.options["top_k_percent"] for s in settings] == [5.0, 15.0, 25.0]
+    areas = [s.area for s in settings]
+    assert areas == sorted(areas) and abs(areas[1] - 0.15) < 0.02
+    assert all(s.reached for s in settings), [s.loudness_diff_db for s in settings]
+    np.testing.assert_array_equal(settings[1].kept, so.sonify(music, relevance, top_k_percent=15, exponent=0.0).kept)
+    with pytest.raises(ParameterError, match="percentages"):
+        so.sonify_shares(music, relevance, shares=(0, 50))
+
+
+def test_listening_slider_offers_every_setting_as_files_beside_the_book(music, tmp_path, monkeypatch):
+    import json
+    import re
+
+    from mer import widgets
+
+    monkeypatch.setenv("MER_ROOT", str(tmp_path))
+    relevance = np.zeros((spec.N_MELS, N_FRAMES))
+    relevance[10:40] = 1.0
+    settings = so.sonify_shares(music, relevance, shares=(5, 15, 40), exponent=0.0)
+    markup = widgets.listening_slider(music, settings, sr=SR, stem="04_sonification/TP-x", explained="happy").data
+    assert "cdn" not in markup.lower() and "require" not in markup
+    assert "value='1'" in markup and "max='2'" in markup  # starts on 15 %
+    data = json.loads(re.search(r"class='mer-listen-settings'>(.*?)</script>", markup).group(1))
+    assert [d["label"] for d in data] == ["5 %", "15 %", "40 %"]
+    files = sorted(p.name for p in (tmp_path / "_static" / "audio" / "04_sonification").glob("TP-x-*.ogg"))
+    assert len(files) == 1 + 2 * len(settings), files
+    for entry in data:
+        for role in ("sonified", "complement"):
+            assert entry[role].startswith("../../_static/audio/04_sonification/TP-x-keep")
+            assert (tmp_path / "book" / "chapters" / entry[role]).resolve().is_file()
+
+
 # --- faithfulness metrics (L-MAC, Paissan et al. 2024), hand-computed -----------------------
 
 P_ORIG = [0.8, 0.6, 0.9, 0.7]
