@@ -779,6 +779,12 @@ def _open(path) -> Iterator[_Reader]:
                                f"audioread says {error!r}", _HINT_CONVERT) from None
     with handle:
         reader = _AudioreadReader(path, handle, libsndfile_reason)
+        if not reader.channels or not reader.samplerate:
+            # ffmpeg "reads" some garbage (it resyncs an MPEG stream that is not there)
+            # and reports no channels or rate: nothing can be decoded from it.
+            raise AudioError(path, f"undecodable: libsndfile says {libsndfile_reason!r}, and ffmpeg finds "
+                                   f"no audio stream in it ({reader.channels} channels, "
+                                   f"{reader.samplerate} Hz)", _HINT_CONVERT)
         ffmpeg = shutil.which("ffmpeg") if type(handle).__name__ == "FFmpegAudioFile" else None
         if ffmpeg is None:
             yield reader
