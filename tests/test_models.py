@@ -66,6 +66,22 @@ def test_ground_truth_recovery_ranks_the_true_weights(synth, synth_features):
     assert result["table"].loc[result["table"]["nuisance"], "proxy_spearman"].isna().all()
 
 
+def test_the_recovery_reading_is_written_from_the_run_and_admits_what_it_lacks(synth, synth_features):
+    recovery = {p: M.ground_truth_recovery(synth, synth_features, proxies=p, target="valence", n_boot=20, seed=0)
+                for p in ("score", "audio")}
+    text = M.recovery_reading(recovery, clips=synth.clips)
+    assert f"ρ = {recovery['score']['spearman_rho']:.2f}" in text
+    assert f"ρ = {recovery['audio']['spearman_rho']:.2f}" in text
+    cues = recovery["audio"]["table"].dropna(subset=["proxy_spearman"])
+    cues = cues[cues["true_weight"] != 0]
+    weakest = cues.loc[cues["proxy_spearman"].idxmin()]
+    assert f"The weakest is {weakest['cue']} (ρ = {weakest['proxy_spearman']:.2f})" in text
+    # A corpus has no generator weights and no ratings: the text says so instead of citing a number.
+    assert "not measured" in M.recovery_reading(None)
+    assert not any(ch.isdigit() for ch in M.regression_reading(None, None))
+    assert M.regression_reading(0.5, None).endswith("The dataset has no arousal ratings.")
+
+
 def test_interpretability_table_includes_vit_when_present(tmp_path, design):
     X, y = design
     scores = M.cross_validate(X, y, model="logreg", cv_folds=3)["scores"]
