@@ -537,7 +537,8 @@ def _explain_window(i, window, real_seconds, *, model, meta, explainer, top_k_pe
         row.update(sonified=None, complement=None, note="silent window: nothing to sonify.")
         return row
     clip = sonify.sonify(window, relevance, sr=sr, n_fft=int(params["n_fft"]), hop_length=hop, pool=pool,
-                         top_k_percent=top_k_percent, threshold=threshold, exponent=exponent)
+                         top_k_percent=top_k_percent, threshold=threshold, exponent=exponent,
+                         **sonify.front_end_options(meta))
     row.update(sonified=f"{stem}-sonified.ogg", complement=f"{stem}-complement.ogg",
                gain_db=clip.gain_db, loudness_diff_db=clip.loudness_diff_db, mask_area=clip.area,
                note=" ".join(filter(None, [row["note"], "" if clip.reached else
