@@ -105,17 +105,24 @@ def band_weights(filterbank: np.ndarray) -> np.ndarray:
     return _normalised_band_weights(bank, what=f"the filterbank of shape {bank.shape}")
 
 
-def front_end_options(meta: dict) -> dict[str, Any]:
+def front_end_options(meta: dict, semitones: int = 0) -> dict[str, Any]:
     """Mask options that make the STFT mask follow a checkpoint's front end.
 
     ``{}`` for the mel front end (the default maps); ``{"filterbank": ...}``
     for the log-frequency one, to pass to :func:`sonify`,
-    :func:`mel_relevance_to_stft_mask` or :func:`random_mask_like`.
+    :func:`mel_relevance_to_stft_mask` or :func:`random_mask_like`. For a
+    checkpoint that moves each clip to a canonical key, ``semitones`` is that
+    clip's move (``explain_clips(...)["semitones"]``): the rows the model saw
+    are then other bands of the taller filterbank (:func:`mer.vit.input_filterbank`).
 
     Notebook: notebooks/04_sonification.ipynb
     """
+    from . import vit
+
     params = spec.LogMelParams(**meta["logmel"])
-    return {} if params.front_end == "mel" else {"filterbank": spec.filterbank(params.visible())}
+    if params.front_end == "mel" and not semitones:
+        return {}
+    return {"filterbank": vit.input_filterbank(meta, semitones)}
 
 
 def _band_weights(sr, n_fft, n_mels, fmin, fmax) -> np.ndarray:

@@ -481,6 +481,34 @@ def _dataset_fingerprint(clips: pd.DataFrame) -> str:
     return store.hash_params(clips[["clip_id", "label", "split"]].astype(str).values.tolist())
 
 
+def shift_set(transpose_augment) -> tuple[int, ...]:
+    """The semitone shifts :func:`train`'s ``transpose_augment`` draws from (uniformly).
+
+    An int ``K`` means ``-K .. +K``; a sequence of ints is taken as given
+    (e.g. ``(-7, -5, 0, 5, 7)``: the fifth and fourth a tonic estimate confuses).
+    0 or an empty sequence: none.
+    """
+    if isinstance(transpose_augment, (int, np.integer)) and not isinstance(transpose_augment, bool):
+        if not 0 <= transpose_augment <= 12:
+            raise ParameterError(f"transpose_augment must be 0..12 semitones, got {transpose_augment!r}")
+        return tuple(range(-int(transpose_augment), int(transpose_augment) + 1)) if transpose_augment else ()
+    try:
+        shifts = tuple(sorted({int(k) for k in transpose_augment}))
+    except (TypeError, ValueError):
+        raise ParameterError(f"transpose_augment must be an int or a sequence of ints, got {transpose_augment!r}") \
+            from None
+    if any(abs(k) > 12 for k in shifts):
+        raise ParameterError(f"transpose_augment shifts must be within -12..12 semitones, got {shifts}")
+    return shifts
+
+
+def _augment_hyper(transpose_augment):
+    """``transpose_augment`` as recorded (an int stays an int, so its checkpoint names do not move)."""
+    if isinstance(transpose_augment, (int, np.integer)):
+        return int(transpose_augment)
+    return list(shift_set(transpose_augment))
+
+
 #: Canonicalisation rules (:func:`train`'s ``canonicalise``).
 CANONICALISE = ("tonic",)
 
@@ -521,6 +549,44 @@ def canonical_semitones(tall_db: np.ndarray, tall_params) -> np.ndarray:
     return -np.where(tonic > 6, tonic - 12, tonic)
 
 
+def audio_canonical_semitones(clips: np.ndarray, meta: dict[str, Any]) -> np.ndarray | None:
+    """:func:`canonical_semitones` of audio clips for a canonicalising checkpoint; ``None`` otherwise.
+
+    Parameters
+    ----------
+    clips : np.ndarray, shape (n_clips, n_samples)
+    """
+    if not (meta.get("key_invariance") or {}).get("canonicalise"):
+        return None
+    tall_params = _tall_params(spectrogram.LogMelParams(**meta["logmel"]), 6)
+    tall = np.stack([spectrogram.logmel(y, params=tall_params) for y in np.atleast_2d(clips)])
+    return canonical_semitones(tall, tall_params)
+
+
+def input_filterbank(meta: dict[str, Any], semitones: int = 0) -> np.ndarray:
+    """The linear map from a clip's STFT power to the rows the model saw, for a clip moved by ``semitones``.
+
+    The front end's filterbank (:func:`mer.spectrogram.filterbank`); when a
+    canonicalising checkpoint moved the clip, the rows of the taller
+    log-frequency filterbank that the crop kept (:func:`mer.spectrogram.crop`
+    applied to the filterbank itself). Relevance per input row maps back to
+    STFT bins through this matrix.
+
+    Returns
+    -------
+    np.ndarray, shape (n_rows, 1 + n_fft // 2), float32
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    params = spectrogram.LogMelParams(**meta["logmel"])
+    if not semitones:
+        return spectrogram.filterbank(params)
+    if params.front_end != "logfreq":
+        raise ParameterError("only the logfreq front end moves a clip by whole semitones")
+    tall_params = _tall_params(params, abs(int(semitones)))
+    return spectrogram.crop(spectrogram.filterbank(tall_params), tall_params, int(semitones)).copy()
+
+
 def _crop_each(tall: np.ndarray, tall_params, semitones: np.ndarray, top_db: float | None) -> np.ndarray:
     rows = [spectrogram.crop(tall[i], tall_params, int(k)) for i, k in enumerate(semitones)]
     out = np.stack(rows) if rows else tall[:, :, :0]
@@ -528,7 +594,7 @@ def _crop_each(tall: np.ndarray, tall_params, semitones: np.ndarray, top_db: flo
 
 
 def prepare(dataset, *, logmel: dict | None = None, n_jobs: int = 2, progress: bool = True,
-            patch_frames: int = 2, transpose_augment: int = 0, canonicalise: str | None = None) -> dict[str, Any]:
+            patch_frames: int = 2, transpose_augment=0, canonicalise: str | None = None) -> dict[str, Any]:
     """Spectrograms of a dataset, normalised with training-split statistics.
 
     With ``transpose_augment`` (see :func:`train`) it also keeps what the
@@ -556,11 +622,11 @@ def prepare(dataset, *, logmel: dict | None = None, n_jobs: int = 2, progress: b
     if canonicalise is not None and (canonicalise not in CANONICALISE or params.front_end != "logfreq"):
         raise ParameterError(f"canonicalise must be one of {CANONICALISE} with front_end='logfreq', "
                              f"got {canonicalise!r} with {params.front_end!r}")
-    if transpose_augment < 0 or transpose_augment > 12:
-        raise ParameterError(f"transpose_augment must be 0..12 semitones, got {transpose_augment!r}")
+    shifts_drawn = shift_set(transpose_augment)
+    reach = max((abs(k) for k in shifts_drawn), default=0)
     clips = dataset.clips.reset_index(drop=True)
     extra: dict[str, Any] = {}
-    room = max(int(transpose_augment), 6 if canonicalise else 0) + (int(transpose_augment) if canonicalise else 0)
+    room = max(reach, 6 if canonicalise else 0) + (reach if canonicalise else 0)
     if params.front_end == "logfreq" and room:
         tall_params = _tall_params(params, room)
         tall, ids = spectrogram.compute(clips, params=tall_params, n_jobs=n_jobs, progress=progress)
@@ -572,11 +638,11 @@ def prepare(dataset, *, logmel: dict | None = None, n_jobs: int = 2, progress: b
     split = clips["split"].astype(str).to_numpy()
     if not (split == "train").any():
         raise ParameterError(f"dataset {dataset.name!r} has no clip in split 'train'")
-    if transpose_augment and params.front_end == "mel":
+    if shifts_drawn and params.front_end == "mel":
         extra["stft_train"], _ = spectrogram.compute(clips[split == "train"], params=params, n_jobs=n_jobs,
                                                      progress=progress, stft=True)
-    if transpose_augment:
-        stats = _transposed_stats(specs[split == "train"], params, int(transpose_augment), extra,
+    if shifts_drawn:
+        stats = _transposed_stats(specs[split == "train"], params, shifts_drawn, extra,
                                   split == "train")
     else:
         stats = spectrogram.fit_normalizer(specs[split == "train"])
@@ -592,14 +658,14 @@ def prepare(dataset, *, logmel: dict | None = None, n_jobs: int = 2, progress: b
 STATS_CLIPS = 240
 
 
-def _transposed_stats(train_specs: np.ndarray, params, semitones: int, extra: dict, train_rows: np.ndarray
+def _transposed_stats(train_specs: np.ndarray, params, shifts: tuple[int, ...], extra: dict, train_rows: np.ndarray
                       ) -> dict[str, Any]:
     """Per-band mean and spread of the training inputs over every transposition the augmentation draws.
 
     Statistics of the untransposed clips alone would normalise a band that
     the training keys leave nearly empty by a spread of a decibel or so, and a
     transposition that fills it would then reach tens of units. Fitted over
-    ``-semitones .. +semitones`` (each shift equally weighted, every n-th
+    the drawn ``shifts`` (each equally weighted, every n-th
     training clip up to :data:`STATS_CLIPS`), the statistics describe what the
     model is trained on; validation and test inputs use them unchanged.
     """
@@ -609,7 +675,7 @@ def _transposed_stats(train_specs: np.ndarray, params, semitones: int, extra: di
     pick = np.arange(0, n_train, max(1, -(-n_train // STATS_CLIPS)))
     total = total_sq = 0.0
     count = 0
-    for k in range(-semitones, semitones + 1):
+    for k in shifts:
         if params.front_end == "mel":
             bank = torch.as_tensor(spectrogram.transposed_filterbank(params, k))
             power = torch.einsum("mf,bft->bmt", bank, torch.as_tensor(extra["stft_train"][pick, 0])).numpy()
@@ -625,7 +691,7 @@ def _transposed_stats(train_specs: np.ndarray, params, semitones: int, extra: di
     mean = total / count
     std = np.maximum(np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0)), spectrogram.MIN_BAND_STD_DB)
     return {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "n_clips": int(len(pick)),
-            "transpositions": [-semitones, semitones]}
+            "transpositions": [int(k) for k in shifts]}
 
 
 class _Transposer:
@@ -639,17 +705,18 @@ class _Transposer:
     the normalisation. Shift 0 reproduces the un-augmented input.
     """
 
-    def __init__(self, data: dict, semitones: int, train_rows: np.ndarray, patch_frames: int):
+    def __init__(self, data: dict, shifts: tuple[int, ...], train_rows: np.ndarray, patch_frames: int):
         import torch
 
         params = spectrogram.LogMelParams(**data["logmel"])
-        self.params, self.semitones, self.patch_frames = params, int(semitones), patch_frames
+        self.params, self.patch_frames = params, patch_frames
+        self.choices = torch.as_tensor(list(shifts), dtype=torch.long)
         self.mean = torch.as_tensor(np.asarray(data["stats"]["mean"], np.float32))[:, None]
         self.std = torch.as_tensor(np.asarray(data["stats"]["std"], np.float32))[:, None]
         if params.front_end == "mel":
             self.source = torch.as_tensor(data["stft_train"][:, 0])  # (n_train, n_bins, n_frames)
-            self.banks = torch.as_tensor(np.stack([spectrogram.transposed_filterbank(params, k)
-                                                   for k in range(-self.semitones, self.semitones + 1)]))
+            self.banks = torch.as_tensor(np.stack([spectrogram.transposed_filterbank(params, int(k))
+                                                   for k in shifts]))
         else:
             self.source = torch.as_tensor(data["tall"][train_rows][:, 0])  # (n_train, n_rows, n_frames)
             self.tall = spectrogram.LogMelParams(**data["tall_logmel"]) if isinstance(data["tall_logmel"], dict) \
@@ -659,10 +726,11 @@ class _Transposer:
     def batch(self, index: np.ndarray, *, generator):
         import torch
 
-        shifts = torch.randint(-self.semitones, self.semitones + 1, (len(index),), generator=generator)
+        drawn = torch.randint(0, len(self.choices), (len(index),), generator=generator)
+        shifts = self.choices[drawn]
         source = self.source[torch.as_tensor(index)]
         if self.params.front_end == "mel":
-            power = torch.einsum("bmf,bft->bmt", self.banks[shifts + self.semitones], source)
+            power = torch.einsum("bmf,bft->bmt", self.banks[drawn], source)
             db = 10.0 * torch.log10(power.clamp_min(spectrogram.AMIN))
         else:
             moved = self.base[torch.as_tensor(index)] + shifts
@@ -941,7 +1009,7 @@ def masked_pretrain(specs: np.ndarray, config, *, out_dir: str | Path, epochs: i
     return {"state": state, "history": history, "seconds": seconds}
 
 
-def key_invariance_record(logmel: dict, transpose_augment: int, canonicalise: str | None) -> dict[str, Any]:
+def key_invariance_record(logmel: dict, transpose_augment, canonicalise: str | None) -> dict[str, Any]:
     """The design that makes a checkpoint (in)sensitive to the key, as stored in ``meta["key_invariance"]``."""
     params = spectrogram.LogMelParams(**logmel)
     method = None
@@ -949,7 +1017,8 @@ def key_invariance_record(logmel: dict, transpose_augment: int, canonicalise: st
         method = "stft-rescale before the mel filterbank" if params.front_end == "mel" else "log-frequency crop offset"
     return {"front_end": params.front_end,
             "bins_per_semitone": params.bins_per_semitone if params.front_end == "logfreq" else None,
-            "transpose_augment_semitones": int(transpose_augment), "augment_method": method,
+            "transpose_augment_semitones": _augment_hyper(transpose_augment),
+            "augment_shifts": list(shift_set(transpose_augment)), "augment_method": method,
             "canonicalise": canonicalise,
             "canonical_rule": ("tonic of the best-correlating mode-free Krumhansl-Kessler profile on the "
                                "log-frequency chroma, 40-1000 Hz; clip moved by -tonic (-6..+5)")
@@ -971,7 +1040,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
           num_threads: int | None = None, n_jobs: int = 2, progress: bool = True,
           dropout: float = 0.0, mixup_alpha: float = 0.0, pretrain_epochs: int = 0,
           pretrain_mask_ratio: float = 0.5, pretrain_span: int = 3, pretrain_lr: float = 1e-3,
-          valence_weight: float = 0.0, transpose_augment: int = 0, canonicalise: str | None = None) -> TrainResult:
+          valence_weight: float = 0.0, transpose_augment=0, canonicalise: str | None = None) -> TrainResult:
     """Train the ViT on a dataset's ``train`` split, selecting on ``val``.
 
     Parameters
@@ -1041,11 +1110,11 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
         without a valence are left out of that loss. The head is part of
         training only: the checkpoint's model stays a plain two-logit
         classifier, and the head is saved beside it (``valence_head.safetensors``).
-    transpose_augment : int
+    transpose_augment : int or sequence of int
         Key augmentation (0 = off): every training example of every epoch is
         transposed by a random whole number of semitones in
-        ``-transpose_augment .. +transpose_augment``, drawn from its own seeded
-        stream. On the mel front end the linear STFT power is rescaled in
+        ``-transpose_augment .. +transpose_augment`` (or drawn from the given
+        shifts, :func:`shift_set`), from its own seeded stream. On the mel front end the linear STFT power is rescaled in
         frequency before the mel filterbank (Schlueter and Grill 2015; one
         precomputed matrix per shift, :func:`mer.spectrogram.transposed_filterbank`);
         on the log-frequency front end (``logmel={"front_end": "logfreq"}``) a
@@ -1087,8 +1156,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
              "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
     if valence_weight:  # only when on, so the checkpoints of label-only runs keep their folders
         hyper["valence_weight"] = float(valence_weight)
-    if transpose_augment:  # likewise
-        hyper["transpose_augment"] = int(transpose_augment)
+    if shift_set(transpose_augment):  # likewise
+        hyper["transpose_augment"] = _augment_hyper(transpose_augment)
     if canonicalise:
         hyper["canonicalise"] = str(canonicalise)
     patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
@@ -1096,7 +1165,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
     progress = progress and accelerator.is_main_process  # one process draws the bars
     with accelerator.main_process_first():  # the log-mels are computed and cached once
         data = prepare(dataset, logmel=logmel, n_jobs=n_jobs, progress=progress,
-                       patch_frames=16 if pretrained else patch_frames, transpose_augment=int(transpose_augment),
+                       patch_frames=16 if pretrained else patch_frames, transpose_augment=transpose_augment,
                        canonicalise=canonicalise)
     out = Path(out_dir) if out_dir else checkpoint_dir(dataset, logmel=data["logmel"], **hyper)
     out.mkdir(parents=True, exist_ok=True)
@@ -1115,8 +1184,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
     has_val = (split == "val").any()
     x_val, y_val = specs[split == "val"], labels[split == "val"]
     n_mels, n_frames = specs.shape[2], specs.shape[3]
-    transposer = _Transposer(data, int(transpose_augment), split == "train",
-                             16 if pretrained else patch_frames) if transpose_augment else None
+    transposer = _Transposer(data, shift_set(transpose_augment), split == "train",
+                             16 if pretrained else patch_frames) if shift_set(transpose_augment) else None
     valence_train, valence_standard = None, None
     if valence_weight:
         valence_train, valence_standard = _valence_targets(data["clips"], split)
@@ -1183,7 +1252,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             "fingerprint": _dataset_fingerprint(dataset.clips),
             "n_train": int(len(y_train)), "n_val": int(len(y_val))}, "input_shape": [1, n_mels, n_frames],
             "pretrain_seconds": pretrain_seconds, "pretrain_history": pretrain_history,
-            "key_invariance": key_invariance_record(data["logmel"], int(transpose_augment), canonicalise)}
+            "key_invariance": key_invariance_record(data["logmel"], transpose_augment, canonicalise)}
     if valence_weight:
         base["valence_standardisation"] = valence_standard
     try:
@@ -1394,6 +1463,7 @@ def load_checkpoint(path: str | Path, *, attn_implementation: str = "eager"):
 def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default", epochs: int = 12,
                   batch_size: int = 32, lr: float = 3e-4, seed: int = 0, time_budget_s: float | None = None,
                   pretrained: str | None = None, pretrain_epochs: int = 0, valence_weight: float = 0.0,
+                  front_end: str = "mel", transpose_augment: int = 0, canonicalise: str | None = None,
                   progress: bool = True):
     """Chapter 2's model for ``dataset`` and these training parameters.
 
@@ -1402,6 +1472,9 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
     checkpoint folder as chapter 2's :func:`train` and returns that model
     without training; if chapter 2 has not run (a chapter re-run alone), it
     trains it exactly as chapter 2 would. ``checkpoint`` overrides all of it.
+    ``front_end``, ``transpose_augment`` and ``canonicalise`` are the
+    key-invariance options of :func:`train` (:func:`key_options`); their
+    defaults name the checkpoints of before these options.
 
     Returns
     -------
@@ -1418,9 +1491,32 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
         checkpoint = train(dataset, size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                            time_budget_s=time_budget_s or None, pretrained=pretrained or None,
                            pretrain_epochs=int(pretrain_epochs), valence_weight=float(valence_weight),
-                           progress=progress).checkpoint
+                           progress=progress, **key_options(front_end, transpose_augment, canonicalise)).checkpoint
     model, meta = load_checkpoint(checkpoint)
     return model, meta, Path(checkpoint)
+
+
+#: The log-frequency front end's parameters for :func:`key_options` (chapters, command line):
+#: 192 bands at 24 per octave, E1 (41 Hz) to 10.2 kHz.
+LOGFREQ_LOGMEL = {"front_end": "logfreq", "n_mels": 192, "bins_per_octave": 24}
+
+
+def key_options(front_end: str = "mel", transpose_augment: int = 0, canonicalise: str | None = None
+                ) -> dict[str, Any]:
+    """:func:`train` keywords for a key-invariance design; ``{}`` for the default (mel, none).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    if front_end not in spectrogram.FRONT_ENDS:
+        raise ParameterError(f"front_end must be one of {spectrogram.FRONT_ENDS}, got {front_end!r}")
+    options: dict[str, Any] = {}
+    if front_end == "logfreq":
+        options["logmel"] = dict(LOGFREQ_LOGMEL)
+    if shift_set(transpose_augment):
+        options["transpose_augment"] = _augment_hyper(transpose_augment)
+    if canonicalise:
+        options["canonicalise"] = str(canonicalise)
+    return options
 
 
 def latest_checkpoint(size: str = "default") -> Path | None:
@@ -1711,7 +1807,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, kind in (("dataset", str), ("data-dir", str), ("n-clips", int), ("soundfont", str), ("seed", int),
                        ("model-size", str), ("epochs", int), ("batch-size", int), ("learning-rate", float),
                        ("time-budget-s", float), ("pretrained", str), ("pretrain-epochs", int),
-                       ("valence-weight", float), ("out-dir", str)):
+                       ("valence-weight", float), ("out-dir", str), ("front-end", str),
+                       ("transpose-augment", int), ("canonicalise", str)):
         parser.add_argument(f"--{name}", type=kind, default=None)
     parser.add_argument("--no-resume", dest="resume", action="store_false")
     parser.add_argument("-q", "--quiet", action="store_true")
@@ -1737,7 +1834,9 @@ def main(argv: list[str] | None = None) -> int:
                        pretrained=params.get("pretrained") or None, out_dir=params.get("out_dir"),
                        pretrain_epochs=int(params.get("pretrain_epochs", 0)),
                        valence_weight=float(params.get("valence_weight", 0.0)),
-                       resume=args.resume, progress=not args.quiet)
+                       resume=args.resume, progress=not args.quiet,
+                       **key_options(params.get("front_end") or "mel", int(params.get("transpose_augment") or 0),
+                                     params.get("canonicalise") or None))
         if not accelerator.is_main_process:
             return 0  # the main process evaluates and writes the predictions
         evaluation = evaluate(result, dataset, seed=int(params.get("seed", 0)), progress=not args.quiet)

@@ -97,7 +97,7 @@ def test_transposed_mel_filterbank_is_the_mel_of_a_transposed_tone():
         a, b = 10 * np.log10(warped.mean(1) + 1e-10), 10 * np.log10(direct.mean(1) + 1e-10)
         assert np.argmax(a) == np.argmax(b)
         loud = b > b.max() - 40  # the bands the partials fill (not the leakage floor)
-        assert np.corrcoef(a[loud], b[loud])[0, 1] > 0.97
+        assert np.corrcoef(a[loud], b[loud])[0, 1] > 0.95
         assert abs(a.max() - b.max()) < 1.5
 
 
@@ -181,12 +181,13 @@ def test_augmentation_at_shift_zero_is_the_plain_input(chords, front_end, monkey
     logmel = {"duration": 2.0, "front_end": front_end, "n_mels": 64 if front_end == "mel" else 96}
     data = vit.prepare(chords, logmel=logmel, n_jobs=1, progress=False, transpose_augment=3)
     train = data["split"] == "train"
-    transposer = vit._Transposer(data, 3, train, 2)
+    transposer = vit._Transposer(data, vit.shift_set(3), train, 2)
     index = np.arange(6)
-    monkeypatch.setattr(torch, "randint", lambda *args, **kwargs: torch.zeros(len(index), dtype=torch.long))
+    monkeypatch.setattr(torch, "randint", lambda *args, **kwargs: torch.full((len(index),), 3, dtype=torch.long))
     batch = transposer.batch(index, generator=torch.Generator())
     np.testing.assert_allclose(batch.numpy(), data["specs"][train][index], atol=1e-4)
-    assert data["stats"]["transpositions"] == [-3, 3]
+    assert data["stats"]["transpositions"] == [-3, -2, -1, 0, 1, 2, 3]
+    assert vit.shift_set((7, 0, -5, 7)) == (-5, 0, 7)
 
 
 def test_a_tiny_model_classifies_a_key_it_never_saw(chords):
@@ -203,3 +204,18 @@ def test_a_tiny_model_classifies_a_key_it_never_saw(chords):
     accuracy = float(((p_happy >= 0.5) == (test["label"] == "happy").to_numpy()).mean())
     assert accuracy >= 0.9, (accuracy, np.round(p_happy, 2))
     assert time.perf_counter() - started < 60
+    # Chapters 3 and 4 start from audio: the same canonical input as the dataset path.
+    from mer import audio, explain
+
+    y = np.stack([audio.load(path, sr=SR, duration=2.0) for path in test["path"][:2]])
+    from_audio, _ = explain.audio_to_model_input(y, result.meta)
+    np.testing.assert_allclose(from_audio, vit.model_input(test[:2], result.meta, progress=False), atol=1e-4)
+
+
+def test_a_moved_clip_maps_back_through_the_rows_it_was_cut_from():
+    meta = {"logmel": LOGFREQ.to_dict()}
+    bank = vit.input_filterbank(meta, 0)
+    np.testing.assert_array_equal(bank, spectrogram.filterbank(LOGFREQ))
+    moved = vit.input_filterbank(meta, -3)  # the clip moved down 3 semitones: row r saw band r + 6
+    np.testing.assert_array_equal(moved[:-6], bank[6:])
+    assert sonify.front_end_options(meta, -3)["filterbank"].shape == bank.shape
