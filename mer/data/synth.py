@@ -1141,9 +1141,9 @@ def load_probe(data_dir: str | Path | None = None, *, n_clips: int = 60, soundfo
     return _open(data_dir, kind="synth_probe", options=options, jobs_fn=jobs, n_jobs=n_jobs, twin=True)
 
 
-def load_transpositions(dataset: Dataset, clip_ids, *, keys=range(-5, 7), data_dir: str | Path | None = None,
+def load_in_keys(dataset: Dataset, clip_ids, *, keys=range(-5, 7), data_dir: str | Path | None = None,
                         n_jobs: int = 2) -> Dataset:
-    """The same scores rendered in several keys: a check of key invariance.
+    """The same scores of the classic writing rendered in several keys: a check of key invariance.
 
     Each clip of ``dataset`` named in ``clip_ids`` is composed again from its
     stored parameters (``truth/<clip_id>.json``) with ``transpose`` set to
