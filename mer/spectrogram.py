@@ -14,6 +14,14 @@ the STFT bins ``mel_band_bins(m)`` (with the filterbank row's weights) and the
 STFT frames ``frame_to_stft_frames(k)``, i.e. the samples
 ``frame_to_samples(k)``. Chapter 4 builds its masks from exactly these maps.
 
+The log-frequency front end (``LogMelParams(front_end="logfreq")``) is the
+same chain with :func:`logfreq_filterbank` in place of ``F``: triangles 24 per
+octave from E1 (41 Hz), each row a weighted mean of STFT bins, so a
+transposition by ``k`` semitones is a shift by ``2 k`` rows (exactly where the
+triangles are wider than an STFT bin, above about 370 Hz at ``n_fft`` 2048).
+Relevance per row goes back to STFT bins through :func:`filterbank` (masks) or
+:func:`relevance_to_stft` (LRP's z-rule, conserving the total).
+
 Frame geometry (``center=True``, librosa's default): STFT frame ``t`` is the
 window of ``n_fft`` samples centred on sample ``t * hop_length`` (the signal is
 padded by ``n_fft // 2`` at both ends); a clip of ``n`` samples has

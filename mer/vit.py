@@ -18,6 +18,19 @@ the AdamW moments and the scheduler state (safetensors + JSON, never pickle):
 a killed run re-run with the same arguments resumes after its last finished
 epoch and ends with bit-identical weights.
 
+Key invariance (options, off by default; :func:`key_options`; the design is
+recorded in ``meta["key_invariance"]``): ``logmel={"front_end": "logfreq"}``
+swaps the mel filterbank for 24 log-frequency bands per octave, where a
+transposition is a shift of two rows per semitone; ``transpose_augment``
+transposes every training example by a random number of semitones (STFT
+rescaled before the filterbank, or a crop offset on the log-frequency front
+end); ``canonicalise="tonic"`` moves every clip, in training and after, to a
+key estimated from the clip itself (:func:`canonical_semitones`), so the
+twelve transpositions of a score reach the model as one input wherever the
+estimate moves with them. Measured on the keyed synthetic set (1,200 clips,
+keys -6..+6, chapter settings): augmentation alone made the model ignore the
+mode within 30 epochs; canonicalisation learnt it.
+
 Optionally (``pretrain_epochs``; off in the default profile) the encoder first
 learns without labels to fill in hidden spans of the training spectrograms
 (:func:`masked_pretrain`), a stand-in for the pretrained weights the thesis
