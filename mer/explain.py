@@ -78,7 +78,13 @@ def audio_to_model_input(clips: np.ndarray, meta: dict[str, Any]) -> tuple[np.nd
     """
     params = meta["logmel"]
     clips = np.atleast_2d(np.asarray(clips, dtype=np.float32))
-    db = np.stack([spectrogram.logmel(y, params=params) for y in clips])
+    semitones = vit.audio_canonical_semitones(clips, meta)
+    if semitones is None:
+        db = np.stack([spectrogram.logmel(y, params=params) for y in clips])
+    else:  # a canonicalised checkpoint: the same move to the canonical key as in training
+        tall_params = vit._tall_params(spectrogram.LogMelParams(**params), 6)
+        tall = np.stack([spectrogram.logmel(y, params=tall_params) for y in clips])
+        db = vit._crop_each(tall, tall_params, semitones, params["top_db"])
     return vit.fit_input(spectrogram.normalize(db, meta["stats"]), meta), db[:, 0]
 
 
@@ -153,7 +159,10 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
         ``proba`` (n_clips, 2); ``predicted`` (n_clips,) int;
         ``target`` (n_clips,) int; ``relevance`` (n_clips, n_mels, n_frames),
         cut to the clips' own frames; ``logmel_db`` (n_clips, n_mels, n_frames);
-        ``model_input`` (n_clips, n_mels, n_frames), the normalised log-mel.
+        ``model_input`` (n_clips, n_mels, n_frames), the normalised log-mel;
+        ``semitones`` (n_clips,) int, how far each clip was moved to the
+        canonical key (0 unless the checkpoint canonicalises; pass it to
+        :func:`mer.sonify.front_end_options` to map relevance back).
 
     Notebook: notebooks/04_sonification.ipynb
     """
@@ -171,7 +180,13 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
     n_frames = db.shape[-1]
     return {"proba": proba, "predicted": predicted, "target": np.asarray(target),
             "relevance": np.asarray(relevance)[..., :n_frames], "logmel_db": db,
-            "model_input": specs[:, 0, :, :n_frames]}
+            "model_input": specs[:, 0, :, :n_frames],
+            "semitones": _semitones(clips, meta)}
+
+
+def _semitones(clips, meta) -> np.ndarray:
+    moved = vit.audio_canonical_semitones(np.atleast_2d(np.asarray(clips, dtype=np.float32)), meta)
+    return np.zeros(len(np.atleast_2d(clips)), dtype=int) if moved is None else moved
 
 
 # ----------------------------------------------------------------------------
@@ -578,7 +593,8 @@ def _explain_window(i, window, real_seconds, *, model, meta, explainer, top_k_pe
         row.update(sonified=None, complement=None, note="silent window: nothing to sonify.")
         return row
     clip = sonify.sonify(window, relevance, sr=sr, n_fft=int(params["n_fft"]), hop_length=hop, pool=pool,
-                         top_k_percent=top_k_percent, threshold=threshold, exponent=exponent)
+                         top_k_percent=top_k_percent, threshold=threshold, exponent=exponent,
+                         **sonify.front_end_options(meta, int(found["semitones"][0])))
     row.update(sonified=f"{stem}-sonified.ogg", complement=f"{stem}-complement.ogg",
                gain_db=clip.gain_db, loudness_diff_db=clip.loudness_diff_db, mask_area=clip.area,
                note=" ".join(filter(None, [row["note"], "" if clip.reached else

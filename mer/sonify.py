@@ -86,16 +86,62 @@ def stft_band_weights(*, sr: int = spec.SR, n_fft: int = spec.N_FFT, n_mels: int
 _WEIGHTS_CACHE: dict[tuple, np.ndarray] = {}
 
 
+def band_weights(filterbank: np.ndarray) -> np.ndarray:
+    """:func:`stft_band_weights` of any front end's filterbank (rows = the model's rows).
+
+    The same construction: rows rescaled to a peak of one, columns divided
+    by their sums, uncovered bins copied from the nearest covered one. For the
+    log-frequency front end pass :func:`mer.spectrogram.filterbank` of the
+    checkpoint's ``meta["logmel"]``.
+
+    Returns
+    -------
+    np.ndarray, shape filterbank.shape, float64
+        Column ``k`` sums to one.
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    bank = np.asarray(filterbank, dtype=np.float64)
+    return _normalised_band_weights(bank, what=f"the filterbank of shape {bank.shape}")
+
+
+def front_end_options(meta: dict, semitones: int = 0) -> dict[str, Any]:
+    """Mask options that make the STFT mask follow a checkpoint's front end.
+
+    ``{}`` for the mel front end (the default maps); ``{"filterbank": ...}``
+    for the log-frequency one, to pass to :func:`sonify`,
+    :func:`mel_relevance_to_stft_mask` or :func:`random_mask_like`. For a
+    checkpoint that moves each clip to a canonical key, ``semitones`` is that
+    clip's move (``explain_clips(...)["semitones"]``): the rows the model saw
+    are then other bands of the taller filterbank (:func:`mer.vit.input_filterbank`).
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    from . import vit
+
+    params = spec.LogMelParams(**meta["logmel"])
+    if params.front_end == "mel" and not semitones:
+        return {}
+    return {"filterbank": vit.input_filterbank(meta, semitones)}
+
+
 def _band_weights(sr, n_fft, n_mels, fmin, fmax) -> np.ndarray:
     key = (sr, n_fft, n_mels, fmin, fmax)
     if key not in _WEIGHTS_CACHE:
         bank = spec.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float64)
+        _WEIGHTS_CACHE[key] = _normalised_band_weights(
+            bank, what=f"the mel filterbank (sr={sr}, n_fft={n_fft}, n_mels={n_mels})")
+    return _WEIGHTS_CACHE[key]
+
+
+def _normalised_band_weights(bank: np.ndarray, *, what: str) -> np.ndarray:
+    if True:
         peak = bank.max(axis=1, keepdims=True)
         triangles = np.divide(bank, peak, out=np.zeros_like(bank), where=peak > 0)
         total = triangles.sum(axis=0)
         covered = np.flatnonzero(total > 0)
         if covered.size == 0:
-            raise ParameterError(f"the mel filterbank (sr={sr}, n_fft={n_fft}, n_mels={n_mels}) covers no STFT bin")
+            raise ParameterError(f"{what} covers no STFT bin")
         weights = np.zeros_like(triangles)
         weights[:, covered] = triangles[:, covered] / total[covered]
         # Bins outside every band: copy the nearest covered bin's column.
@@ -103,8 +149,7 @@ def _band_weights(sr, n_fft, n_mels, fmin, fmax) -> np.ndarray:
         if uncovered.size:
             nearest = covered[np.abs(covered[None, :] - uncovered[:, None]).argmin(axis=1)]
             weights[:, uncovered] = weights[:, nearest]
-        _WEIGHTS_CACHE[key] = weights
-    return _WEIGHTS_CACHE[key]
+    return weights
 
 
 def patch_relevance_to_mel(relevance: np.ndarray, *, n_mels: int = spec.N_MELS,
@@ -178,7 +223,8 @@ def mel_relevance_to_stft_mask(relevance: np.ndarray, *, sr: int = spec.SR, n_ff
                                fmin: float = 0.0, fmax: float | None = None, sign: str = "positive",
                                threshold: float = 0.0, top_k_percent: float | None = None,
                                exponent: float = 1.0,
-                               temporal_smoothing: float = TEMPORAL_SMOOTHING) -> np.ndarray:
+                               temporal_smoothing: float = TEMPORAL_SMOOTHING,
+                               filterbank: np.ndarray | None = None) -> np.ndarray:
     """A time-frequency mask on the clip's linear STFT from a log-mel relevance map.
 
     Parameters
@@ -207,6 +253,12 @@ def mel_relevance_to_stft_mask(relevance: np.ndarray, *, sr: int = spec.SR, n_ff
         Length in seconds of the Hann window smoothing the mask along time,
         across frame borders (0: none; each STFT frame then takes its pooled
         frame's value as is).
+    filterbank : np.ndarray, shape (n_rows, 1 + n_fft // 2), optional
+        The front end's filterbank when it is not the mel one
+        (:func:`mer.spectrogram.filterbank`, or :func:`front_end_options` of a
+        checkpoint); ``relevance`` then has ``n_rows`` rows and is mapped back
+        through :func:`band_weights` of it. Default: the mel filterbank of
+        ``sr, n_fft, fmin, fmax`` with ``relevance.shape[0]`` bands.
 
     Returns
     -------
@@ -236,7 +288,13 @@ def mel_relevance_to_stft_mask(relevance: np.ndarray, *, sr: int = spec.SR, n_ff
         raise ParameterError(f"temporal_smoothing must be >= 0 seconds, got {temporal_smoothing!r}")
 
     selected = np.maximum(relevance if sign == "positive" else -relevance, 0.0)
-    weights = _band_weights(int(sr), int(n_fft), relevance.shape[0], float(fmin), fmax)
+    if filterbank is None:
+        weights = _band_weights(int(sr), int(n_fft), relevance.shape[0], float(fmin), fmax)
+    else:
+        if np.shape(filterbank) != (relevance.shape[0], 1 + int(n_fft) // 2):
+            raise ParameterError(f"filterbank has shape {np.shape(filterbank)}; expected "
+                                 f"({relevance.shape[0]}, {1 + int(n_fft) // 2}) for this relevance and n_fft")
+        weights = band_weights(filterbank)
     per_bin = weights.T @ selected  # (n_bins, n_frames): frequency, linear between band centres
     per_stft = per_bin[:, np.arange(n_stft) // pool]  # each STFT frame <- its pooled frame
     window = _smoothing_window(temporal_smoothing, sr=sr, hop_length=hop_length)
@@ -275,7 +333,8 @@ def mask_area(mask: np.ndarray) -> float:
 def random_mask_like(mask: np.ndarray, *, seed: int = 0, n_mels: int = spec.N_MELS,
                      sr: int = spec.SR, hop_length: int = spec.HOP_LENGTH, n_fft: int = spec.N_FFT,
                      n_samples: int, pool: int = spec.POOL,
-                     temporal_smoothing: float = TEMPORAL_SMOOTHING) -> np.ndarray:
+                     temporal_smoothing: float = TEMPORAL_SMOOTHING,
+                     filterbank: np.ndarray | None = None) -> np.ndarray:
     """A random mask of the same area and the same value distribution as ``mask``.
 
     Uniform noise on the (mel band x frame) grid is mapped with
@@ -300,9 +359,10 @@ def random_mask_like(mask: np.ndarray, *, seed: int = 0, n_mels: int = spec.N_ME
     mask = np.asarray(mask, dtype=np.float64)
     rng = np.random.default_rng(seed)
     n_frames = spec.n_frames(n_samples, hop_length=hop_length, pool=pool)
-    field_ = mel_relevance_to_stft_mask(rng.random((n_mels, n_frames)), sr=sr, n_fft=n_fft,
+    rows = n_mels if filterbank is None else int(np.shape(filterbank)[0])
+    field_ = mel_relevance_to_stft_mask(rng.random((rows, n_frames)), sr=sr, n_fft=n_fft,
                                         hop_length=hop_length, n_samples=n_samples, pool=pool,
-                                        temporal_smoothing=temporal_smoothing)
+                                        temporal_smoothing=temporal_smoothing, filterbank=filterbank)
     if field_.shape != mask.shape:
         raise ParameterError(f"mask has shape {mask.shape}; expected {field_.shape} for {n_samples} samples")
     # Tiny noise breaks the ties of constant stretches of the smoothed field.
@@ -522,7 +582,7 @@ def sonify(y: np.ndarray, relevance: np.ndarray, *, sr: int = spec.SR, n_fft: in
            hop_length: int = spec.HOP_LENGTH, pool: int = spec.POOL, sign: str = "positive",
            threshold: float = 0.0, top_k_percent: float | None = None, exponent: float = 1.0,
            temporal_smoothing: float = TEMPORAL_SMOOTHING, match: bool = True,
-           ceiling_db: float = CEILING_DB) -> SonifiedClip:
+           ceiling_db: float = CEILING_DB, filterbank: np.ndarray | None = None) -> SonifiedClip:
     """Turn a relevance map into the sound it stands for, and its complement.
 
     Parameters
@@ -531,8 +591,9 @@ def sonify(y: np.ndarray, relevance: np.ndarray, *, sr: int = spec.SR, n_fft: in
         The clip the model saw (22 050 Hz by default).
     relevance : np.ndarray, shape (n_mels, n_frames)
         Its relevance map (:func:`mer.explainers.explain` for one clip).
-    sign, threshold, top_k_percent, exponent, temporal_smoothing
-        Mask options, see :func:`mel_relevance_to_stft_mask`.
+    sign, threshold, top_k_percent, exponent, temporal_smoothing, filterbank
+        Mask options, see :func:`mel_relevance_to_stft_mask` (``filterbank``
+        for a front end other than mel: :func:`front_end_options`).
     match : bool
         Loudness-match ``kept`` and ``complement`` to ``y`` (default).
     ceiling_db : float
@@ -550,7 +611,7 @@ def sonify(y: np.ndarray, relevance: np.ndarray, *, sr: int = spec.SR, n_fft: in
     options = dict(sign=sign, threshold=threshold, top_k_percent=top_k_percent, exponent=exponent,
                    temporal_smoothing=temporal_smoothing)
     mask = mel_relevance_to_stft_mask(relevance, sr=sr, n_fft=n_fft, hop_length=hop_length,
-                                      n_samples=y.size, pool=pool, **options)
+                                      n_samples=y.size, pool=pool, filterbank=filterbank, **options)
     kept_raw = apply_mask(y, mask, n_fft=n_fft, hop_length=hop_length)
     complement_raw = (y - kept_raw).astype(np.float32)  # = apply_mask(y, 1 - mask), by linearity
     original = audio.loudness(y, sr=sr)
@@ -964,7 +1025,7 @@ def benchmark(n: int = 5) -> dict[str, float]:
 
 
 __all__: Sequence[str] = (
-    "stft_band_weights", "patch_relevance_to_mel", "contrastive_relevance", "mel_relevance_to_stft_mask",
+    "stft_band_weights", "band_weights", "front_end_options", "patch_relevance_to_mel", "contrastive_relevance", "mel_relevance_to_stft_mask",
     "mask_area", "random_mask_like", "apply_mask", "match_loudness", "LoudnessMatch", "SonifiedClip",
     "sonify", "sonify_signed", "average_increase", "average_drop", "average_gain",
     "faithfulness_on_spectra", "input_fidelity", "complement_beats_random_share", "faithfulness_summary",

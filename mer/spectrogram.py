@@ -14,6 +14,14 @@ the STFT bins ``mel_band_bins(m)`` (with the filterbank row's weights) and the
 STFT frames ``frame_to_stft_frames(k)``, i.e. the samples
 ``frame_to_samples(k)``. Chapter 4 builds its masks from exactly these maps.
 
+The log-frequency front end (``LogMelParams(front_end="logfreq")``) is the
+same chain with :func:`logfreq_filterbank` in place of ``F``: triangles 24 per
+octave from E1 (41 Hz), each row a weighted mean of STFT bins, so a
+transposition by ``k`` semitones is a shift by ``2 k`` rows (exactly where the
+triangles are wider than an STFT bin, above about 370 Hz at ``n_fft`` 2048).
+Relevance per row goes back to STFT bins through :func:`filterbank` (masks) or
+:func:`relevance_to_stft` (LRP's z-rule, conserving the total).
+
 Frame geometry (``center=True``, librosa's default): STFT frame ``t`` is the
 window of ``n_fft`` samples centred on sample ``t * hop_length`` (the signal is
 padded by ``n_fft // 2`` at both ends); a clip of ``n`` samples has
@@ -47,6 +55,14 @@ N_MELS = 128
 POOL = 4
 AMIN = 1e-10
 TOP_DB = 80.0
+#: Front ends: ``"mel"`` (librosa's Slaney mel filterbank, the default) and
+#: ``"logfreq"`` (triangular filters equally spaced in log frequency, where a
+#: transposition by k semitones is a shift by ``k * bins_per_octave / 12`` rows).
+FRONT_ENDS = ("mel", "logfreq")
+#: Lowest band centre of the log-frequency front end when ``fmin`` is 0: E1 (41.2 Hz),
+#: a semitone of twelve-tone equal temperament at A4 = 440 Hz, so with 12 or 24
+#: bands per octave every second (or every) row sits on a pitch.
+LOGFREQ_FMIN = 440.0 * 2.0 ** (-41 / 12)
 
 
 @dataclass(frozen=True)
@@ -65,9 +81,40 @@ class LogMelParams:
     fmax: float | None = None
     top_db: float | None = TOP_DB
     duration: float = 10.0
+    #: ``"mel"`` or ``"logfreq"`` (:data:`FRONT_ENDS`). With ``"logfreq"``,
+    #: ``n_mels`` is the number of log-frequency bands, ``fmin`` the lowest band
+    #: centre (0: :data:`LOGFREQ_FMIN`) and ``fmax`` is unused.
+    front_end: str = "mel"
+    #: Log-frequency bands per octave (``"logfreq"`` only): 24 = two per semitone.
+    bins_per_octave: int = 24
+    #: Extra log-frequency bands computed below and above the visible ones
+    #: (``"logfreq"`` only): the room a crop window needs to move for a
+    #: transposition (12 bands = 6 semitones at 24 per octave). :func:`logmel`
+    #: then returns ``n_mels + 2 * margin`` rows; :func:`crop` cuts the visible ones.
+    margin: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if self.front_end == "mel":  # the mel front end's keys as before (cache names unchanged)
+            for name in ("front_end", "bins_per_octave", "margin"):
+                values.pop(name)
+        return values
+
+    @property
+    def n_rows(self) -> int:
+        """Rows :func:`logmel` returns: ``n_mels``, plus both margins on the log-frequency front end."""
+        return self.n_mels + (2 * self.margin if self.front_end == "logfreq" else 0)
+
+    @property
+    def bins_per_semitone(self) -> float:
+        """Log-frequency rows per semitone (``bins_per_octave / 12``)."""
+        return self.bins_per_octave / 12.0
+
+    def visible(self) -> "LogMelParams":
+        """The same front end without margins: what the model sees."""
+        from dataclasses import replace
+
+        return replace(self, margin=0)
 
 
 def _params(params: LogMelParams | dict | None) -> LogMelParams:
@@ -84,6 +131,12 @@ def _params(params: LogMelParams | dict | None) -> LogMelParams:
 def _check(p: LogMelParams) -> None:
     if p.pool < 1 or p.hop_length < 1 or p.n_fft < 2 or p.n_mels < 1:
         raise ParameterError(f"log-mel parameters must be positive, got {p}")
+    if p.front_end not in FRONT_ENDS:
+        raise ParameterError(f"front_end must be one of {FRONT_ENDS}, got {p.front_end!r}")
+    if p.front_end == "logfreq" and (p.bins_per_octave < 1 or p.margin < 0 or p.fmin < 0):
+        raise ParameterError(f"logfreq needs bins_per_octave >= 1, margin >= 0, fmin >= 0; got {p}")
+    if p.front_end == "mel" and p.margin:
+        raise ParameterError("margin is for the logfreq front end (the mel front end transposes by warping)")
 
 
 def mel_filterbank(*, sr: int = SR, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = 0.0,
@@ -108,6 +161,195 @@ def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float |
     import librosa
 
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+
+
+def logfreq_filterbank(*, sr: int = SR, n_fft: int = N_FFT, n_bands: int = 192, bins_per_octave: int = 24,
+                       fmin: float = 0.0, margin: int = 0) -> np.ndarray:
+    """A log-frequency filterbank ``F`` with ``band_power = F @ stft_power``.
+
+    Band ``i`` (of ``n_bands + 2 * margin``) is centred on
+    ``fmin * 2 ** ((i - margin) / bins_per_octave)`` Hz and is a triangle in
+    log frequency reaching zero at its neighbours' centres, evaluated at the
+    STFT bin frequencies, like madmom's ``LogarithmicFilterbank`` and the
+    24-per-octave front ends of key and chord recognition (Korzeniowski and
+    Widmer 2017; Schreiber and Mueller 2019). Where the neighbours are closer
+    than the STFT's bin spacing ``sr / n_fft`` (below about 370 Hz for 24 per
+    octave and ``n_fft`` 2048) the triangle is widened to one bin spacing on
+    either side, so every band covers STFT bins; there neighbouring bands
+    overlap more and a transposition is a row shift only up to the STFT's
+    resolution. Each row sums to one (a weighted mean of the bins' power), so
+    a partial has the same level in every band it is centred on. Bands above
+    the Nyquist frequency are all zero (empty rows, e.g. in the upper margin).
+
+    Parameters
+    ----------
+    n_bands : int
+        Visible bands (the model's input height).
+    bins_per_octave : int
+        24: two bands per semitone; a transposition by ``k`` semitones moves
+        a partial by ``2 k`` rows.
+    fmin : float
+        Centre of visible band 0 in Hz; 0 means :data:`LOGFREQ_FMIN` (E1, 41.2 Hz).
+    margin : int
+        Extra bands below and above (for crop augmentation / canonicalisation).
+
+    Returns
+    -------
+    np.ndarray, shape (n_bands + 2 * margin, 1 + n_fft // 2), float32
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    return _logfreq_filterbank(int(sr), int(n_fft), int(n_bands), int(bins_per_octave), float(fmin),
+                               int(margin)).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _logfreq_filterbank(sr: int, n_fft: int, n_bands: int, bins_per_octave: int, fmin: float,
+                        margin: int) -> np.ndarray:
+    base = fmin if fmin > 0 else LOGFREQ_FMIN
+    index = np.arange(-margin - 1, n_bands + margin + 1)
+    centres = base * 2.0 ** (index / bins_per_octave)  # with one neighbour beyond each end
+    freqs = np.arange(1 + n_fft // 2) * sr / n_fft
+    spacing = sr / n_fft
+    bank = np.zeros((len(centres) - 2, len(freqs)), dtype=np.float64)
+    for row in range(len(bank)):
+        lower, centre, upper = centres[row], centres[row + 1], centres[row + 2]
+        if centre >= sr / 2:
+            continue
+        lower, upper = min(lower, centre - spacing), max(upper, centre + spacing)
+        rising = (freqs - lower) / (centre - lower)
+        falling = (upper - freqs) / (upper - centre)
+        weights = np.maximum(0.0, np.minimum(rising, falling))
+        if weights.sum() > 0:
+            bank[row] = weights / weights.sum()
+    return bank.astype(np.float32)
+
+
+def filterbank(params: "LogMelParams | dict | None" = None) -> np.ndarray:
+    """The front end's filterbank: the linear map from STFT power to the model's rows.
+
+    ``mel_filterbank`` for ``front_end="mel"``, :func:`logfreq_filterbank`
+    (with the margins, if any) for ``"logfreq"``. Chapters 3 and 4 map a
+    relevance per row back to STFT bins through this matrix.
+
+    Returns
+    -------
+    np.ndarray, shape (params.n_rows, 1 + n_fft // 2), float32
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    p = _params(params)
+    _check(p)
+    return _filterbank(p).copy()
+
+
+def _filterbank(p: "LogMelParams") -> np.ndarray:
+    if p.front_end == "logfreq":
+        return _logfreq_filterbank(p.sr, p.n_fft, p.n_mels, p.bins_per_octave, float(p.fmin), p.margin)
+    return _mel_filterbank(p.sr, p.n_fft, p.n_mels, p.fmin, p.fmax)
+
+
+def transposed_filterbank(params: "LogMelParams | dict | None", semitones: float) -> np.ndarray:
+    """The front end's filterbank applied to an STFT transposed by ``semitones``.
+
+    Transposing the linear STFT power by a factor ``s = 2 ** (semitones / 12)``
+    (Schlueter and Grill 2015: the bin at ``f`` takes the power found at
+    ``f / s``, linearly interpolated; bins whose source lies above the Nyquist
+    frequency are empty) and then applying the filterbank ``F`` is one linear
+    map, ``F @ W_s``, so the augmentation costs one matrix product per
+    example: the same work as the front end itself. For a partial well
+    resolved by the STFT this moves its energy to ``s`` times its frequency;
+    formants and drums move with it, as in a resampling pitch shift.
+
+    Returns
+    -------
+    np.ndarray, shape (params.n_rows, 1 + n_fft // 2), float32
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    p = _params(params)
+    _check(p)
+    n_bins = 1 + p.n_fft // 2
+    source = np.arange(n_bins) / 2.0 ** (semitones / 12.0)  # fractional source bin of every target bin
+    low = np.floor(source).astype(int)
+    frac = source - low
+    warp = np.zeros((n_bins, n_bins), dtype=np.float64)
+    inside = low < n_bins - 1
+    rows = np.flatnonzero(inside)
+    warp[rows, low[inside]] = 1.0 - frac[inside]
+    warp[rows, low[inside] + 1] = frac[inside]
+    exact = np.flatnonzero(~inside & (source <= n_bins - 1))
+    warp[exact, n_bins - 1] = 1.0
+    return (_filterbank(p).astype(np.float64) @ warp).astype(np.float32)
+
+
+def relevance_to_stft(relevance: np.ndarray, power: np.ndarray, params: "LogMelParams | dict | None" = None
+                      ) -> np.ndarray:
+    """Relevance per front-end row and frame, redistributed onto the STFT bins it was computed from.
+
+    The front end is one linear map, ``rows = F @ power``, so LRP's rule for a
+    linear layer (the z-rule; Bach et al. 2015) shares each row's relevance
+    among its bins in proportion to their contribution ``F[r, b] * power[b]``:
+    ``R[b, t] = sum_r R[r, t] * F[r, b] power[b, t] / (F @ power)[r, t]``.
+    The total is conserved wherever a row has power (rows without any pass
+    nothing). Works for any front end (:func:`filterbank` of ``params``).
+
+    Parameters
+    ----------
+    relevance : np.ndarray, shape (n_rows, n_frames)
+    power : np.ndarray, shape (1 + n_fft // 2, n_frames)
+        The clip's linear STFT power pooled like the rows
+        (:func:`stft_power` then :func:`pool_frames`).
+
+    Returns
+    -------
+    np.ndarray, shape (1 + n_fft // 2, n_frames), float64
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    bank = _filterbank(_params(params)).astype(np.float64)
+    relevance = np.asarray(relevance, dtype=np.float64)
+    power = np.asarray(power, dtype=np.float64)
+    if relevance.shape[0] != bank.shape[0] or power.shape[0] != bank.shape[1] \
+            or relevance.shape[1] != power.shape[1]:
+        raise ParameterError(f"relevance {relevance.shape} and power {power.shape} do not fit the front "
+                             f"end's filterbank {bank.shape}")
+    rows = bank @ power
+    share = np.divide(relevance, rows, out=np.zeros_like(relevance), where=rows > 0)
+    return power * (bank.T @ share)
+
+
+def crop(spec: np.ndarray, params: "LogMelParams | dict", semitones: int = 0) -> np.ndarray:
+    """The visible rows of a log-frequency spectrogram computed with margins, moved by ``semitones``.
+
+    Row ``r`` of the result is row ``margin + r - semitones * bins_per_semitone``
+    of ``spec``: with ``semitones = +k`` the content sits ``k`` semitones
+    higher, as if the clip had been transposed up (Schreiber and Mueller 2019's
+    crop augmentation); ``semitones = 0`` is the centre crop, equal to the
+    spectrogram computed without margins.
+
+    Parameters
+    ----------
+    spec : np.ndarray, shape (..., n_mels + 2 * margin, n_frames)
+    params : LogMelParams or dict
+        ``front_end="logfreq"`` with the margin ``spec`` was computed with.
+    semitones : int
+        ``|semitones| * bins_per_semitone <= margin``.
+
+    Returns
+    -------
+    np.ndarray, shape (..., n_mels, n_frames)
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    p = _params(params)
+    if p.front_end != "logfreq":
+        raise ParameterError("crop is for the logfreq front end")
+    offset = p.margin - int(round(semitones * p.bins_per_semitone))
+    if offset < 0 or offset > 2 * p.margin or spec.shape[-2] != p.n_rows:
+        raise ParameterError(f"cannot move {semitones} semitones with a margin of {p.margin} rows "
+                             f"(spectrogram of {spec.shape[-2]} rows, expected {p.n_rows})")
+    return spec[..., offset:offset + p.n_mels, :]
 
 
 def mel_band_bins(band: int, *, sr: int = SR, n_fft: int = N_FFT, n_mels: int = N_MELS,
@@ -202,18 +444,12 @@ def frame_to_samples(frame: int, *, n_samples: int, hop_length: int = HOP_LENGTH
     return int(start), int(min(stop, n_samples))
 
 
-def mel_power(y: np.ndarray, *, params: LogMelParams | dict | None = None) -> np.ndarray:
-    """Pooled mel power of one clip, before the logarithm.
-
-    Parameters
-    ----------
-    y : np.ndarray, shape (n_samples,)
-        Mono audio at ``params.sr``; fixed to ``params.duration`` seconds
-        (zero-padded or cut) so every clip gives the same shape.
+def stft_power(y: np.ndarray, *, params: LogMelParams | dict | None = None) -> np.ndarray:
+    """Linear STFT power of one clip (fixed to ``params.duration``), before any filterbank.
 
     Returns
     -------
-    np.ndarray, shape (n_mels, n_frames), float32
+    np.ndarray, shape (1 + n_fft // 2, n_stft_frames), float32
 
     Notebook: notebooks/02_vit.ipynb
     """
@@ -225,10 +461,32 @@ def mel_power(y: np.ndarray, *, params: LogMelParams | dict | None = None) -> np
     if y.ndim != 1:
         raise ParameterError(f"expected mono audio of shape (n_samples,), got shape {y.shape}")
     y = librosa.util.fix_length(y, size=int(round(p.duration * p.sr)))
-    power = np.abs(librosa.stft(y, n_fft=p.n_fft, hop_length=p.hop_length, center=True)) ** 2
+    return (np.abs(librosa.stft(y, n_fft=p.n_fft, hop_length=p.hop_length, center=True)) ** 2).astype(np.float32)
+
+
+def mel_power(y: np.ndarray, *, params: LogMelParams | dict | None = None) -> np.ndarray:
+    """Pooled mel power of one clip, before the logarithm.
+
+    (With ``front_end="logfreq"``: the pooled log-frequency band power, the
+    same chain with :func:`filterbank` in place of the mel filterbank.)
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono audio at ``params.sr``; fixed to ``params.duration`` seconds
+        (zero-padded or cut) so every clip gives the same shape.
+
+    Returns
+    -------
+    np.ndarray, shape (n_rows, n_frames), float32
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    p = _params(params)
+    power = stft_power(y, params=p)
     # The mel projection written out (rather than librosa.feature.melspectrogram)
     # so that it is visibly the matrix mel_filterbank returns.
-    mel = _mel_filterbank(p.sr, p.n_fft, p.n_mels, p.fmin, p.fmax) @ power
+    mel = _filterbank(p) @ power
     return pool_frames(mel, pool=p.pool)
 
 
@@ -382,16 +640,18 @@ def normalize(spec: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
     return (spec - mean) / std
 
 
-def _logmel_file(path: str, params: LogMelParams) -> np.ndarray:
+def _logmel_file(path: str, params: LogMelParams, stft: bool = False) -> np.ndarray:
     from . import audio
 
     numba_cache.prepare()
     y = audio.load(path, sr=params.sr, duration=params.duration)
+    if stft:
+        return pool_frames(stft_power(y, params=params), pool=params.pool)[np.newaxis]
     return logmel(y, params=params)
 
 
 def compute(clips, *, params: LogMelParams | dict | None = None, n_jobs: int = 2,
-            cache: bool = True, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+            cache: bool = True, progress: bool = True, stft: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Log-mel spectrograms of every clip of a dataset table, cached.
 
     Parameters
@@ -404,6 +664,11 @@ def compute(clips, *, params: LogMelParams | dict | None = None, n_jobs: int = 2
     cache : bool
         Read from / write to ``data/derived/logmel/logmel-<hash>.npz``; the
         hash covers ``params``, the clip ids, paths and file sizes.
+    stft : bool
+        Return the linear STFT power pooled in time (:func:`stft_power`, then
+        :func:`pool_frames`) instead: shape (n_clips, 1, 1 + n_fft // 2,
+        n_frames), the input of :func:`transposed_filterbank` (the mel
+        front end's transposition augmentation).
 
     Returns
     -------
@@ -420,7 +685,7 @@ def compute(clips, *, params: LogMelParams | dict | None = None, n_jobs: int = 2
     _check(p)
     paths = [str(x) for x in clips["path"]]
     ids = np.asarray([str(x) for x in clips["clip_id"]])
-    key = {"logmel": p.to_dict(), "clips": store.hash_params(
+    key = {"logmel": p.to_dict(), **({"stft": True} if stft else {}), "clips": store.hash_params(
         [[i, path, Path(path).stat().st_size if Path(path).exists() else -1] for i, path in zip(ids, paths)])}
     target = store.artefact_path("logmel", key, ".npz", code=__name__)
     if cache and target.exists():
@@ -428,14 +693,105 @@ def compute(clips, *, params: LogMelParams | dict | None = None, n_jobs: int = 2
             if list(stored["clip_ids"]) == list(ids):
                 return stored["specs"], ids
     numba_cache.prepare()  # compile once here before workers load the kernels
-    jobs = (delayed(_logmel_file)(path, p) for path in paths)
+    jobs = (delayed(_logmel_file)(path, p, stft) for path in paths)
     bar = tqdm(jobs, total=len(paths), desc="log-mel", disable=not progress)
-    specs = np.stack(Parallel(n_jobs=n_jobs)(bar)) if paths else np.zeros((0, 1, p.n_mels, 0), np.float32)
+    specs = np.stack(Parallel(n_jobs=n_jobs)(bar)) if paths else np.zeros((0, 1, p.n_rows, 0), np.float32)
     if cache:
         with store.atomic_path(target) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, specs=specs, clip_ids=ids)
     return specs, ids
+
+
+def floor_db(db: np.ndarray, top_db: float | None) -> np.ndarray:
+    """``max(db, max - top_db)`` per spectrogram (the last two axes), as :func:`logmel` floors.
+
+    For spectrograms computed with ``top_db=None`` and cut afterwards (:func:`crop`):
+    the floor then refers to the visible rows, exactly as :func:`logmel` of the visible front end.
+    """
+    if top_db is None:
+        return db
+    peak = db.max(axis=(-2, -1), keepdims=True)
+    return np.maximum(db, peak - float(top_db)).astype(np.float32)
+
+
+#: Krumhansl-Kessler key profiles (C major, C minor), Krumhansl 1990.
+KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+
+
+def logfreq_chroma(db: np.ndarray, params: LogMelParams | dict, *, fmin: float = 40.0,
+                   fmax: float = 1000.0, floor_db_below_peak: float = 30.0) -> np.ndarray:
+    """Pitch-class profile of log-frequency spectrograms, folded from their rows.
+
+    Rows whose centre lies in ``[fmin, fmax]`` Hz are folded onto the twelve
+    pitch classes (C = 0): a row on a semitone counts for its pitch class, a
+    row between two (24 per octave: the quarter tones) half for each. The
+    level of each row is its dB above ``peak - floor_db_below_peak``, averaged
+    over time. A transposition of the clip by ``k`` semitones rolls the
+    profile by ``k`` (up to the partials entering or leaving the band and the
+    STFT's resolution at its low end).
+
+    Parameters
+    ----------
+    db : np.ndarray, shape (..., n_rows, n_frames)
+        In dB, rows of ``params`` (``front_end="logfreq"``, margins included).
+
+    Returns
+    -------
+    np.ndarray, shape (..., 12), float64
+    """
+    p = _params(params)
+    if p.front_end != "logfreq":
+        raise ParameterError("logfreq_chroma needs a logfreq front end")
+    base = p.fmin if p.fmin > 0 else LOGFREQ_FMIN
+    semis = (np.arange(p.n_rows) - p.margin) * 12.0 / p.bins_per_octave  # semitones above base
+    centres = base * 2.0 ** (semis / 12.0)
+    midi = 69 + 12 * np.log2(base / 440.0) + semis
+    fold = np.zeros((p.n_rows, 12))
+    for row in np.flatnonzero((centres >= fmin) & (centres <= fmax)):
+        low = int(np.floor(midi[row] + 1e-6))
+        frac = midi[row] - low
+        if frac < 1e-3:
+            fold[row, low % 12] = 1.0
+        else:
+            fold[row, low % 12] += 1.0 - frac
+            fold[row, (low + 1) % 12] += frac
+    db = np.asarray(db, dtype=np.float64)
+    peak = db.max(axis=(-2, -1), keepdims=True)
+    level = np.maximum(db - (peak - floor_db_below_peak), 0.0).mean(axis=-1)
+    return level @ fold
+
+
+def estimate_tonic(chroma: np.ndarray, *, profiles: str = "mean") -> np.ndarray:
+    """The tonic (pitch class 0-11) whose key profile correlates best with each chroma.
+
+    ``profiles="mean"``: one mode-free profile, the mean of the
+    Krumhansl-Kessler major and minor profiles, so the estimate ignores the
+    thirds, sixths and sevenths that tell the modes apart and a transposition
+    estimated from it cannot carry the label. ``"kk"``: the best of the 24 major
+    and minor keys (its tonic). The estimate moves with the input: rolling
+    ``chroma`` by ``k`` moves it by ``k`` (mod 12), exactly.
+
+    Returns
+    -------
+    np.ndarray of int, shape chroma.shape[:-1]
+    """
+    chroma = np.asarray(chroma, dtype=np.float64)
+    templates = {"mean": [(np.asarray(KK_MAJOR) + np.asarray(KK_MINOR)) / 2],
+                 "kk": [np.asarray(KK_MAJOR), np.asarray(KK_MINOR)]}[profiles]
+    centred = chroma - chroma.mean(axis=-1, keepdims=True)
+    best = np.full(chroma.shape[:-1], -np.inf)
+    tonic = np.zeros(chroma.shape[:-1], dtype=int)
+    for template in templates:
+        for k in range(12):
+            t = np.roll(template, k)
+            t = (t - t.mean()) / np.linalg.norm(t - t.mean())
+            score = (centred @ t) / np.maximum(np.linalg.norm(centred, axis=-1), 1e-12)
+            better = score > best
+            best = np.where(better, score, best)
+            tonic = np.where(better, k, tonic)
+    return tonic
 
 
 def benchmark_logmel_ms(n: int = 5) -> float:
@@ -452,7 +808,8 @@ def benchmark_logmel_ms(n: int = 5) -> float:
 
 
 __all__: Sequence[str] = (
-    "LogMelParams", "mel_filterbank", "mel_band_bins", "n_stft_frames", "n_frames",
+    "LogMelParams", "mel_filterbank", "logfreq_filterbank", "filterbank", "transposed_filterbank", "crop",
+    "relevance_to_stft", "floor_db", "logfreq_chroma", "estimate_tonic", "stft_power", "mel_band_bins", "n_stft_frames", "n_frames",
     "frame_to_stft_frames", "frame_to_samples", "mel_power", "pool_frames", "logmel",
     "fit_normalizer", "normalize", "compute",
 )

@@ -18,6 +18,19 @@ the AdamW moments and the scheduler state (safetensors + JSON, never pickle):
 a killed run re-run with the same arguments resumes after its last finished
 epoch and ends with bit-identical weights.
 
+Key invariance (options, off by default; :func:`key_options`; the design is
+recorded in ``meta["key_invariance"]``): ``logmel={"front_end": "logfreq"}``
+swaps the mel filterbank for 24 log-frequency bands per octave, where a
+transposition is a shift of two rows per semitone; ``transpose_augment``
+transposes every training example by a random number of semitones (STFT
+rescaled before the filterbank, or a crop offset on the log-frequency front
+end); ``canonicalise="tonic"`` moves every clip, in training and after, to a
+key estimated from the clip itself (:func:`canonical_semitones`), so the
+twelve transpositions of a score reach the model as one input wherever the
+estimate moves with them. Measured on the keyed synthetic set (1,200 clips,
+keys -6..+6, chapter settings): augmentation alone made the model ignore the
+mode within 30 epochs; canonicalisation learnt it.
+
 Optionally (``pretrain_epochs``; off in the default profile) the encoder first
 learns without labels to fill in hidden spans of the training spectrograms
 (:func:`masked_pretrain`), a stand-in for the pretrained weights the thesis
@@ -483,9 +496,129 @@ def _dataset_fingerprint(clips: pd.DataFrame) -> str:
     return store.hash_params(clips[["clip_id", "label", "split"]].astype(str).values.tolist())
 
 
+def shift_set(transpose_augment) -> tuple[int, ...]:
+    """The semitone shifts :func:`train`'s ``transpose_augment`` draws from (uniformly).
+
+    An int ``K`` means ``-K .. +K``; a sequence of ints is taken as given
+    (e.g. ``(-7, -5, 0, 5, 7)``: the fifth and fourth a tonic estimate confuses).
+    0 or an empty sequence: none.
+    """
+    if isinstance(transpose_augment, (int, np.integer)) and not isinstance(transpose_augment, bool):
+        if not 0 <= transpose_augment <= 12:
+            raise ParameterError(f"transpose_augment must be 0..12 semitones, got {transpose_augment!r}")
+        return tuple(range(-int(transpose_augment), int(transpose_augment) + 1)) if transpose_augment else ()
+    try:
+        shifts = tuple(sorted({int(k) for k in transpose_augment}))
+    except (TypeError, ValueError):
+        raise ParameterError(f"transpose_augment must be an int or a sequence of ints, got {transpose_augment!r}") \
+            from None
+    if any(abs(k) > 12 for k in shifts):
+        raise ParameterError(f"transpose_augment shifts must be within -12..12 semitones, got {shifts}")
+    return shifts
+
+
+def _augment_hyper(transpose_augment):
+    """``transpose_augment`` as recorded (an int stays an int, so its checkpoint names do not move)."""
+    if isinstance(transpose_augment, (int, np.integer)):
+        return int(transpose_augment)
+    return list(shift_set(transpose_augment))
+
+
+#: Canonicalisation rules (:func:`train`'s ``canonicalise``).
+CANONICALISE = ("tonic",)
+
+
+def _tall_params(params: "spectrogram.LogMelParams", semitones: int) -> "spectrogram.LogMelParams":
+    """The log-frequency front end with room for ``semitones`` either way, un-floored (top_db None)."""
+    from dataclasses import replace
+
+    return replace(params, margin=int(math.ceil(semitones * params.bins_per_semitone)), top_db=None)
+
+
+def canonical_semitones(tall_db: np.ndarray, tall_params) -> np.ndarray:
+    """The transposition that brings each clip to the canonical key, estimated from the clip itself.
+
+    The tonic ``t`` (0-11) is :func:`mer.spectrogram.estimate_tonic` of the
+    clip's :func:`mer.spectrogram.logfreq_chroma` (mode-free profile: the
+    mean of the Krumhansl-Kessler major and minor profiles); the clip is then
+    moved by ``-t`` semitones, wrapped into -6..+5 (``t`` in -5..6). The rule
+    moves with the input (Kaba et al. 2023): a clip transposed by ``k``
+    gets ``t + k``, so every transposition of a score reaches the same
+    canonical input up to the front end's edges. Errors (a tonic estimated on
+    the dominant, mostly) become shifted inputs, not wrong labels.
+
+    Parameters
+    ----------
+    tall_db : np.ndarray, shape (n_clips, 1, n_rows, n_frames)
+        Log-frequency spectrograms in dB with margins of at least 6 semitones.
+    tall_params : LogMelParams or dict
+
+    Returns
+    -------
+    np.ndarray of int, shape (n_clips,)
+        Semitones to move each clip by (:func:`mer.spectrogram.crop`).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    tonic = spectrogram.estimate_tonic(spectrogram.logfreq_chroma(np.asarray(tall_db)[:, 0], tall_params))
+    return -np.where(tonic > 6, tonic - 12, tonic)
+
+
+def audio_canonical_semitones(clips: np.ndarray, meta: dict[str, Any]) -> np.ndarray | None:
+    """:func:`canonical_semitones` of audio clips for a canonicalising checkpoint; ``None`` otherwise.
+
+    Parameters
+    ----------
+    clips : np.ndarray, shape (n_clips, n_samples)
+    """
+    if not (meta.get("key_invariance") or {}).get("canonicalise"):
+        return None
+    tall_params = _tall_params(spectrogram.LogMelParams(**meta["logmel"]), 6)
+    tall = np.stack([spectrogram.logmel(y, params=tall_params) for y in np.atleast_2d(clips)])
+    return canonical_semitones(tall, tall_params)
+
+
+def input_filterbank(meta: dict[str, Any], semitones: int = 0) -> np.ndarray:
+    """The linear map from a clip's STFT power to the rows the model saw, for a clip moved by ``semitones``.
+
+    The front end's filterbank (:func:`mer.spectrogram.filterbank`); when a
+    canonicalising checkpoint moved the clip, the rows of the taller
+    log-frequency filterbank that the crop kept (:func:`mer.spectrogram.crop`
+    applied to the filterbank itself). Relevance per input row maps back to
+    STFT bins through this matrix.
+
+    Returns
+    -------
+    np.ndarray, shape (n_rows, 1 + n_fft // 2), float32
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
+    params = spectrogram.LogMelParams(**meta["logmel"])
+    if not semitones:
+        return spectrogram.filterbank(params)
+    if params.front_end != "logfreq":
+        raise ParameterError("only the logfreq front end moves a clip by whole semitones")
+    tall_params = _tall_params(params, abs(int(semitones)))
+    return spectrogram.crop(spectrogram.filterbank(tall_params), tall_params, int(semitones)).copy()
+
+
+def _crop_each(tall: np.ndarray, tall_params, semitones: np.ndarray, top_db: float | None) -> np.ndarray:
+    rows = [spectrogram.crop(tall[i], tall_params, int(k)) for i, k in enumerate(semitones)]
+    out = np.stack(rows) if rows else tall[:, :, :0]
+    return spectrogram.floor_db(out, top_db)
+
+
 def prepare(dataset, *, logmel: dict | None = None, n_jobs: int = 2, progress: bool = True,
-            patch_frames: int = 2) -> dict[str, Any]:
+            patch_frames: int = 2, transpose_augment=0, canonicalise: str | None = None) -> dict[str, Any]:
     """Spectrograms of a dataset, normalised with training-split statistics.
+
+    With ``transpose_augment`` (see :func:`train`) it also keeps what the
+    augmentation needs: for the mel front end the training clips' linear STFT
+    power pooled in time (``stft_train``, shape (n_train, 1, 1 + n_fft // 2,
+    n_frames)); for the log-frequency front end every clip's spectrogram
+    computed with margins and no dB floor (``tall``, with ``tall_logmel``).
+    With ``canonicalise`` the log-frequency spectrograms are first moved to
+    the canonical key (:func:`canonical_semitones`, ``canonical_semitones``).
 
     Returns
     -------
@@ -499,18 +632,133 @@ def prepare(dataset, *, logmel: dict | None = None, n_jobs: int = 2, progress: b
     from .data import label_codes
 
     params = spectrogram.LogMelParams(**(logmel or {}))
+    if params.margin:
+        raise ParameterError("logmel's margin is set by train (transpose_augment, canonicalise), not by hand")
+    if canonicalise is not None and (canonicalise not in CANONICALISE or params.front_end != "logfreq"):
+        raise ParameterError(f"canonicalise must be one of {CANONICALISE} with front_end='logfreq', "
+                             f"got {canonicalise!r} with {params.front_end!r}")
+    shifts_drawn = shift_set(transpose_augment)
+    reach = max((abs(k) for k in shifts_drawn), default=0)
     clips = dataset.clips.reset_index(drop=True)
-    specs, ids = spectrogram.compute(clips, params=params, n_jobs=n_jobs, progress=progress)
+    extra: dict[str, Any] = {}
+    room = max(reach, 6 if canonicalise else 0) + (reach if canonicalise else 0)
+    if params.front_end == "logfreq" and room:
+        tall_params = _tall_params(params, room)
+        tall, ids = spectrogram.compute(clips, params=tall_params, n_jobs=n_jobs, progress=progress)
+        shifts = canonical_semitones(tall, tall_params) if canonicalise else np.zeros(len(clips), dtype=int)
+        specs = _crop_each(tall, tall_params, shifts, params.top_db)
+        extra.update(tall=tall, tall_logmel=tall_params, canonical_semitones=shifts)
+    else:
+        specs, ids = spectrogram.compute(clips, params=params, n_jobs=n_jobs, progress=progress)
     split = clips["split"].astype(str).to_numpy()
     if not (split == "train").any():
         raise ParameterError(f"dataset {dataset.name!r} has no clip in split 'train'")
-    stats = spectrogram.fit_normalizer(specs[split == "train"])
+    if shifts_drawn and params.front_end == "mel":
+        extra["stft_train"], _ = spectrogram.compute(clips[split == "train"], params=params, n_jobs=n_jobs,
+                                                     progress=progress, stft=True)
+    if shifts_drawn:
+        stats = _transposed_stats(specs[split == "train"], params, shifts_drawn, extra,
+                                  split == "train")
+    else:
+        stats = spectrogram.fit_normalizer(specs[split == "train"])
     specs = spectrogram.normalize(specs, stats)
     remainder = specs.shape[-1] % patch_frames
     if remainder:  # pad with the training mean (0 after normalising) to whole patches
         specs = np.pad(specs, [(0, 0)] * 3 + [(0, patch_frames - remainder)])
     return {"specs": specs, "labels": label_codes(clips["label"]).to_numpy(), "split": split,
-            "clip_ids": ids, "stats": stats, "logmel": params.to_dict(), "clips": clips}
+            "clip_ids": ids, "stats": stats, "logmel": params.to_dict(), "clips": clips, **extra}
+
+
+#: At most this many training clips (every n-th) estimate the band statistics of the transposed inputs.
+STATS_CLIPS = 240
+
+
+def _transposed_stats(train_specs: np.ndarray, params, shifts: tuple[int, ...], extra: dict, train_rows: np.ndarray
+                      ) -> dict[str, Any]:
+    """Per-band mean and spread of the training inputs over every transposition the augmentation draws.
+
+    Statistics of the untransposed clips alone would normalise a band that
+    the training keys leave nearly empty by a spread of a decibel or so, and a
+    transposition that fills it would then reach tens of units. Fitted over
+    the drawn ``shifts`` (each equally weighted, every n-th
+    training clip up to :data:`STATS_CLIPS`), the statistics describe what the
+    model is trained on; validation and test inputs use them unchanged.
+    """
+    import torch
+
+    n_train = len(train_specs)
+    pick = np.arange(0, n_train, max(1, -(-n_train // STATS_CLIPS)))
+    total = total_sq = 0.0
+    count = 0
+    for k in shifts:
+        if params.front_end == "mel":
+            bank = torch.as_tensor(spectrogram.transposed_filterbank(params, k))
+            power = torch.einsum("mf,bft->bmt", bank, torch.as_tensor(extra["stft_train"][pick, 0])).numpy()
+            db = spectrogram.floor_db(10.0 * np.log10(np.maximum(power, spectrogram.AMIN)), params.top_db)
+        else:
+            tall = extra["tall"][train_rows][pick]
+            db = _crop_each(tall, extra["tall_logmel"], extra["canonical_semitones"][train_rows][pick] + k,
+                            params.top_db)[:, 0]
+        db = db.astype(np.float64)
+        total = total + db.sum(axis=(0, 2))
+        total_sq = total_sq + (db ** 2).sum(axis=(0, 2))
+        count += db.shape[0] * db.shape[2]
+    mean = total / count
+    std = np.maximum(np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0)), spectrogram.MIN_BAND_STD_DB)
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "n_clips": int(len(pick)),
+            "transpositions": [int(k) for k in shifts]}
+
+
+class _Transposer:
+    """Training batches transposed by a random number of semitones per example.
+
+    Mel front end: the stored linear STFT power times
+    :func:`mer.spectrogram.transposed_filterbank` of the drawn shift (one
+    precomputed matrix per shift), then dB, the floor and the normalisation of
+    the model's input. Log-frequency front end: a crop of the spectrogram
+    computed with margins (:func:`mer.spectrogram.crop`), then the floor and
+    the normalisation. Shift 0 reproduces the un-augmented input.
+    """
+
+    def __init__(self, data: dict, shifts: tuple[int, ...], train_rows: np.ndarray, patch_frames: int):
+        import torch
+
+        params = spectrogram.LogMelParams(**data["logmel"])
+        self.params, self.patch_frames = params, patch_frames
+        self.choices = torch.as_tensor(list(shifts), dtype=torch.long)
+        self.mean = torch.as_tensor(np.asarray(data["stats"]["mean"], np.float32))[:, None]
+        self.std = torch.as_tensor(np.asarray(data["stats"]["std"], np.float32))[:, None]
+        if params.front_end == "mel":
+            self.source = torch.as_tensor(data["stft_train"][:, 0])  # (n_train, n_bins, n_frames)
+            self.banks = torch.as_tensor(np.stack([spectrogram.transposed_filterbank(params, int(k))
+                                                   for k in shifts]))
+        else:
+            self.source = torch.as_tensor(data["tall"][train_rows][:, 0])  # (n_train, n_rows, n_frames)
+            self.tall = spectrogram.LogMelParams(**data["tall_logmel"]) if isinstance(data["tall_logmel"], dict) \
+                else data["tall_logmel"]
+            self.base = torch.as_tensor(np.asarray(data["canonical_semitones"])[train_rows])
+
+    def batch(self, index: np.ndarray, *, generator):
+        import torch
+
+        drawn = torch.randint(0, len(self.choices), (len(index),), generator=generator)
+        shifts = self.choices[drawn]
+        source = self.source[torch.as_tensor(index)]
+        if self.params.front_end == "mel":
+            power = torch.einsum("bmf,bft->bmt", self.banks[drawn], source)
+            db = 10.0 * torch.log10(power.clamp_min(spectrogram.AMIN))
+        else:
+            moved = self.base[torch.as_tensor(index)] + shifts
+            offset = self.tall.margin - torch.round(moved * self.params.bins_per_semitone).long()
+            rows = offset[:, None] + torch.arange(self.params.n_mels)[None]
+            db = torch.gather(source, 1, rows[:, :, None].expand(-1, -1, source.shape[-1]))
+        if self.params.top_db is not None:
+            db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - float(self.params.top_db))
+        x = ((db - self.mean) / self.std)[:, None]
+        remainder = x.shape[-1] % self.patch_frames
+        if remainder:
+            x = torch.nn.functional.pad(x, (0, self.patch_frames - remainder))
+        return x.float()
 
 
 def _evaluate_split(model, specs, labels, *, batch_size: int, label_smoothing: float) -> dict[str, float]:
@@ -776,6 +1024,22 @@ def masked_pretrain(specs: np.ndarray, config, *, out_dir: str | Path, epochs: i
     return {"state": state, "history": history, "seconds": seconds}
 
 
+def key_invariance_record(logmel: dict, transpose_augment, canonicalise: str | None) -> dict[str, Any]:
+    """The design that makes a checkpoint (in)sensitive to the key, as stored in ``meta["key_invariance"]``."""
+    params = spectrogram.LogMelParams(**logmel)
+    method = None
+    if transpose_augment:
+        method = "stft-rescale before the mel filterbank" if params.front_end == "mel" else "log-frequency crop offset"
+    return {"front_end": params.front_end,
+            "bins_per_semitone": params.bins_per_semitone if params.front_end == "logfreq" else None,
+            "transpose_augment_semitones": _augment_hyper(transpose_augment),
+            "augment_shifts": list(shift_set(transpose_augment)), "augment_method": method,
+            "canonicalise": canonicalise,
+            "canonical_rule": ("tonic of the best-correlating mode-free Krumhansl-Kessler profile on the "
+                               "log-frequency chroma, 40-1000 Hz; clip moved by -tonic (-6..+5)")
+            if canonicalise else None}
+
+
 def checkpoint_dir(dataset, **params: Any) -> Path:
     """Default checkpoint folder: ``data/derived/vit/vit-<hash>`` of the dataset and parameters."""
     return store.artefact_path("vit", {"dataset": dataset.name, "clips": _dataset_fingerprint(dataset.clips),
@@ -791,7 +1055,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
           num_threads: int | None = None, n_jobs: int = 2, progress: bool = True,
           dropout: float = 0.0, mixup_alpha: float = 0.0, pretrain_epochs: int = 0,
           pretrain_mask_ratio: float = 0.5, pretrain_span: int = 3, pretrain_lr: float = 1e-3,
-          valence_weight: float = 0.0) -> TrainResult:
+          valence_weight: float = 0.0, transpose_augment=0, canonicalise: str | None = None) -> TrainResult:
     """Train the ViT on a dataset's ``train`` split, selecting on ``val``.
 
     Parameters
@@ -861,6 +1125,22 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
         without a valence are left out of that loss. The head is part of
         training only: the checkpoint's model stays a plain two-logit
         classifier, and the head is saved beside it (``valence_head.safetensors``).
+    transpose_augment : int or sequence of int
+        Key augmentation (0 = off): every training example of every epoch is
+        transposed by a random whole number of semitones in
+        ``-transpose_augment .. +transpose_augment`` (or drawn from the given
+        shifts, :func:`shift_set`), from its own seeded stream. On the mel front end the linear STFT power is rescaled in
+        frequency before the mel filterbank (Schlueter and Grill 2015; one
+        precomputed matrix per shift, :func:`mer.spectrogram.transposed_filterbank`);
+        on the log-frequency front end (``logmel={"front_end": "logfreq"}``) a
+        crop window moves over a taller spectrogram (Schreiber and Mueller
+        2019; :func:`mer.spectrogram.crop`). Validation and test clips are not
+        transposed. The model, its input and the map back to STFT bins stay
+        those of the front end.
+    canonicalise : {"tonic"}, optional
+        Log-frequency front end only: move every clip (training, validation,
+        test, and :func:`model_input`) to a canonical key estimated from the
+        clip itself (:func:`canonical_semitones`) before the model.
 
     Returns
     -------
@@ -891,12 +1171,17 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
              "pretrained": pretrained or None, "patch_size": list(patch_size) if patch_size else None}
     if valence_weight:  # only when on, so the checkpoints of label-only runs keep their folders
         hyper["valence_weight"] = float(valence_weight)
+    if shift_set(transpose_augment):  # likewise
+        hyper["transpose_augment"] = _augment_hyper(transpose_augment)
+    if canonicalise:
+        hyper["canonicalise"] = str(canonicalise)
     patch_frames = (patch_size or SIZES.get(size, SIZES["default"])["patch"])[1]
     accelerator = _accelerator()
     progress = progress and accelerator.is_main_process  # one process draws the bars
     with accelerator.main_process_first():  # the log-mels are computed and cached once
         data = prepare(dataset, logmel=logmel, n_jobs=n_jobs, progress=progress,
-                       patch_frames=16 if pretrained else patch_frames)
+                       patch_frames=16 if pretrained else patch_frames, transpose_augment=transpose_augment,
+                       canonicalise=canonicalise)
     out = Path(out_dir) if out_dir else checkpoint_dir(dataset, logmel=data["logmel"], **hyper)
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / META_FILE
@@ -914,6 +1199,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
     has_val = (split == "val").any()
     x_val, y_val = specs[split == "val"], labels[split == "val"]
     n_mels, n_frames = specs.shape[2], specs.shape[3]
+    transposer = _Transposer(data, shift_set(transpose_augment), split == "train",
+                             16 if pretrained else patch_frames) if shift_set(transpose_augment) else None
     valence_train, valence_standard = None, None
     if valence_weight:
         valence_train, valence_standard = _valence_targets(data["clips"], split)
@@ -979,7 +1266,8 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             "model_config": model.config.to_dict(), "dataset": {"name": dataset.name,
             "fingerprint": _dataset_fingerprint(dataset.clips),
             "n_train": int(len(y_train)), "n_val": int(len(y_val))}, "input_shape": [1, n_mels, n_frames],
-            "pretrain_seconds": pretrain_seconds, "pretrain_history": pretrain_history}
+            "pretrain_seconds": pretrain_seconds, "pretrain_history": pretrain_history,
+            "key_invariance": key_invariance_record(data["logmel"], transpose_augment, canonicalise)}
     if valence_weight:
         base["valence_standardisation"] = valence_standard
     try:
@@ -988,6 +1276,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
             torch.manual_seed(int(seed) * 1_000_003 + epoch)  # dropout, if any
             order = balanced_order(y_train, generator=_epoch_generator(seed, epoch, 1))
             masks = _epoch_generator(seed, epoch, 2)
+            keys = _epoch_generator(seed, epoch, 4)
             net.train()
             total_loss = correct = seen = valence_loss = valence_seen = 0.0
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False,
@@ -996,7 +1285,7 @@ def train(dataset, *, size: str = "default", epochs: int = 20, batch_size: int =
                 index = torch.as_tensor(order[step * batch_size:(step + 1) * batch_size])
                 if len(index) < accelerator.num_processes:
                     continue  # a last batch too small to share: skipped alike in every process
-                batch = x_train[index]
+                batch = x_train[index] if transposer is None else transposer.batch(index.numpy(), generator=keys)
                 # The masks are drawn for the whole batch in every process, so
                 # the random stream does not depend on the number of processes.
                 if time_shift:
@@ -1237,6 +1526,7 @@ def _one_line(error: BaseException, width: int = 120) -> str:
 def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default", epochs: int = 12,
                   batch_size: int = 32, lr: float = 3e-4, seed: int = 0, time_budget_s: float | None = None,
                   pretrained: str | None = None, pretrain_epochs: int = 0, valence_weight: float = 0.0,
+                  front_end: str = "mel", transpose_augment: int = 0, canonicalise: str | None = None,
                   progress: bool = True):
     """Chapter 2's model for ``dataset`` and these training parameters.
 
@@ -1245,6 +1535,9 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
     checkpoint folder as chapter 2's :func:`train` and returns that model
     without training; if chapter 2 has not run (a chapter re-run alone), it
     trains it exactly as chapter 2 would. ``checkpoint`` overrides all of it.
+    ``front_end``, ``transpose_augment`` and ``canonicalise`` are the
+    key-invariance options of :func:`train` (:func:`key_options`); their
+    defaults name the checkpoints of before these options.
 
     Returns
     -------
@@ -1261,9 +1554,32 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
         checkpoint = train(dataset, size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                            time_budget_s=time_budget_s or None, pretrained=pretrained or None,
                            pretrain_epochs=int(pretrain_epochs), valence_weight=float(valence_weight),
-                           progress=progress).checkpoint
+                           progress=progress, **key_options(front_end, transpose_augment, canonicalise)).checkpoint
     model, meta = load_checkpoint(checkpoint)
     return model, meta, Path(checkpoint)
+
+
+#: The log-frequency front end's parameters for :func:`key_options` (chapters, command line):
+#: 192 bands at 24 per octave, E1 (41 Hz) to 10.2 kHz.
+LOGFREQ_LOGMEL = {"front_end": "logfreq", "n_mels": 192, "bins_per_octave": 24}
+
+
+def key_options(front_end: str = "mel", transpose_augment: int = 0, canonicalise: str | None = None
+                ) -> dict[str, Any]:
+    """:func:`train` keywords for a key-invariance design; ``{}`` for the default (mel, none).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    if front_end not in spectrogram.FRONT_ENDS:
+        raise ParameterError(f"front_end must be one of {spectrogram.FRONT_ENDS}, got {front_end!r}")
+    options: dict[str, Any] = {}
+    if front_end == "logfreq":
+        options["logmel"] = dict(LOGFREQ_LOGMEL)
+    if shift_set(transpose_augment):
+        options["transpose_augment"] = _augment_hyper(transpose_augment)
+    if canonicalise:
+        options["canonicalise"] = str(canonicalise)
+    return options
 
 
 def latest_checkpoint(size: str = "default") -> Path | None:
@@ -1681,7 +1997,13 @@ def model_input(clips: pd.DataFrame, meta: dict[str, Any], *, n_jobs: int = 2, p
 
     Notebook: notebooks/02_vit.ipynb
     """
-    specs, _ = spectrogram.compute(clips, params=meta["logmel"], n_jobs=n_jobs, progress=progress)
+    if (meta.get("key_invariance") or {}).get("canonicalise"):
+        params = spectrogram.LogMelParams(**meta["logmel"])
+        tall_params = _tall_params(params, 6)
+        tall, _ = spectrogram.compute(clips, params=tall_params, n_jobs=n_jobs, progress=progress)
+        specs = _crop_each(tall, tall_params, canonical_semitones(tall, tall_params), params.top_db)
+    else:
+        specs, _ = spectrogram.compute(clips, params=meta["logmel"], n_jobs=n_jobs, progress=progress)
     return fit_input(spectrogram.normalize(specs, meta["stats"]), meta)
 
 
@@ -1714,9 +2036,11 @@ def main(argv: list[str] | None = None) -> int:
                        ("batch-size", cli.positive_int), ("learning-rate", cli.positive_float),
                        ("time-budget-s", cli.non_negative_float), ("pretrained", str),
                        ("pretrain-epochs", cli.non_negative_int), ("valence-weight", cli.non_negative_float),
-                       ("out-dir", str)):
+                       ("out-dir", str), ("transpose-augment", cli.non_negative_int)):
         parser.add_argument(f"--{name}", type=kind, default=None)
     parser.add_argument("--model-size", choices=sorted(SIZES), default=None)
+    parser.add_argument("--front-end", choices=spectrogram.FRONT_ENDS, default=None)
+    parser.add_argument("--canonicalise", choices=CANONICALISE, default=None)
     parser.add_argument("--no-resume", dest="resume", action="store_false")
     parser.add_argument("-q", "--quiet", action="store_true")
     cli.add_debug(parser)
@@ -1743,7 +2067,9 @@ def main(argv: list[str] | None = None) -> int:
                        pretrained=params.get("pretrained") or None, out_dir=params.get("out_dir"),
                        pretrain_epochs=int(params.get("pretrain_epochs", 0)),
                        valence_weight=float(params.get("valence_weight", 0.0)),
-                       resume=args.resume, progress=not args.quiet)
+                       resume=args.resume, progress=not args.quiet,
+                       **key_options(params.get("front_end") or "mel", int(params.get("transpose_augment") or 0),
+                                     params.get("canonicalise") or None))
         if not accelerator.is_main_process:
             return 0  # the main process evaluates and writes the predictions
         evaluation = evaluate(result, dataset, seed=int(params.get("seed", 0)), progress=not args.quiet)

@@ -303,7 +303,7 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
     other = vit.ID2LABEL[1 - int(found["predicted"][0])]
     relevance = found["relevance"][0]
     clip = sonify.sonify(y, relevance, sr=sr, threshold=threshold, top_k_percent=top_k_percent,
-                        exponent=exponent)
+                        exponent=exponent, **sonify.front_end_options(meta))
     figure = plots.sonification_panels(y, clip.mask, clip.kept, clip.complement, sr=sr,
                                        title=f"{explainer}: predicted {predicted} "
                                              f"(p = {float(found['proba'][0].max()):.2f}); mask keeps "
@@ -314,7 +314,7 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
                (clip.complement, "complement", "complement (ignored)")]
     if signed:
         against = sonify.sonify(y, relevance, sr=sr, sign="negative", threshold=threshold,
-                                top_k_percent=top_k_percent, exponent=exponent)
+                                top_k_percent=top_k_percent, exponent=exponent, **sonify.front_end_options(meta))
         players.append((against.kept, "against", f"for {other} (negative relevance)"))
     display(HTML("<div style='display:flex;gap:1em;flex-wrap:wrap'>" + "".join(
         audio.player_file(s, sr=sr, path=f"{path}-{kind}", label=label).data for s, kind, label in players)

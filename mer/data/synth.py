@@ -1545,3 +1545,64 @@ def load_transpositions(data_dir: str | Path | None = None, *, n_scores: int = 8
         return out
 
     return _open(data_dir, kind="synth_transpositions", options=options, jobs_fn=jobs, n_jobs=n_jobs, twin=False)
+
+
+def load_in_keys(dataset: Dataset, clip_ids, *, keys=range(-5, 7), data_dir: str | Path | None = None,
+                        n_jobs: int = 2) -> Dataset:
+    """The same scores of the classic writing rendered in several keys: a check of key invariance.
+
+    Each clip of ``dataset`` named in ``clip_ids`` is composed again from its
+    stored parameters (``truth/<clip_id>.json``) with ``transpose`` set to
+    each of ``keys`` and rendered with the dataset's SoundFont; nothing else
+    changes (same notes relative to the tonic, instruments, tempo, label). So
+    a model whose p(happy) moves across one score's rows is reading the key.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A synthetic dataset (:func:`load`).
+    clip_ids : iterable of str
+    keys : iterable of int
+        Transpositions in semitones from C (default -5..+6: the twelve keys).
+    data_dir : path, optional
+        Default ``data/synth/transposed-<hash>`` of the source folder, the ids and the keys.
+    n_jobs : int
+
+    Returns
+    -------
+    Dataset
+        ``clips`` with ``source_clip_id`` (the score) and ``transpose``; one
+        row per score and key; the split is ``test`` for every row.
+
+    Notebook: notebooks/02_vit.ipynb (key invariance)
+    """
+    from joblib import Parallel, delayed
+
+    ids, keys = [str(i) for i in clip_ids], [int(k) for k in keys]
+    soundfont = dataset.info["options"]["soundfont"]
+    key = store.hash_params({"source": str(dataset.root), "ids": ids, "keys": keys,
+                             "version": GENERATOR_VERSION}, length=8)
+    root = Path(data_dir) if data_dir else store.data_dir() / "synth" / f"transposed-{key}"
+    if not (root / "COMPLETE").exists():
+        clips = dataset.clips.set_index("clip_id")
+        jobs = []
+        for clip_id in ids:
+            params = json.loads(Path(clips.loc[clip_id, "truth_path"]).read_text())["params"]
+            for k in keys:
+                jobs.append({"clip_id": f"{clip_id}-t{k:+d}", "params": {**params, "transpose": k}})
+        root.mkdir(parents=True, exist_ok=True)
+        for folder in ("audio", "midi", "truth"):
+            (root / folder).mkdir(exist_ok=True)
+        rows = Parallel(n_jobs=n_jobs)(delayed(_make_clip)(clip_id=job["clip_id"], params=job["params"],
+                                                           root=str(root), soundfont=soundfont, twin=False)
+                                       for job in jobs)
+        table = pd.DataFrame(rows)
+        table.insert(5, "split", "test")
+        table.insert(6, "source", "synth_transposed")
+        table["source_clip_id"] = [row["clip_id"].rsplit("-t", 1)[0] for row in rows]
+        store.write_csv(root / "clips.csv", table)
+        store.write_json(root / "generator.json", {"kind": "synth_transposed", "generator_version": GENERATOR_VERSION,
+                                                   "source": str(dataset.root), "ids": ids, "keys": keys,
+                                                   "options": {"soundfont": soundfont}})
+        (root / "COMPLETE").write_text("")
+    return _read(root, name="synth_transposed")

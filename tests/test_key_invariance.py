@@ -1,0 +1,221 @@
+"""Key invariance: the log-frequency front end, transposition augmentation, canonicalisation.
+
+A transposition must be a row shift of the log-frequency front end, the
+augmentation at shift 0 must reproduce the model's plain input, relevance must
+map back to STFT bins through the front end's own filterbank, and a tiny model
+trained on a few keys must classify a key it never saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from mer import ParameterError, sonify, spectrogram, vit
+from mer.data import Dataset
+
+SR = 22050
+LOGFREQ = spectrogram.LogMelParams(front_end="logfreq", n_mels=192, duration=2.0)
+
+
+def _tone(f0: float, seconds: float = 2.0, partials: int = 4) -> np.ndarray:
+    t = np.arange(int(SR * seconds)) / SR
+    return (0.1 * sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, partials + 1))).astype(np.float32)
+
+
+def _row_hz(params) -> np.ndarray:
+    base = params.fmin if params.fmin > 0 else spectrogram.LOGFREQ_FMIN
+    return base * 2.0 ** ((np.arange(params.n_rows) - params.margin) / params.bins_per_octave)
+
+
+def test_default_parameters_keep_their_cache_keys():
+    # The mel front end's dict is what it was before the front_end option (cache and checkpoint names).
+    assert spectrogram.LogMelParams().to_dict() == {
+        "sr": 22050, "n_fft": 2048, "hop_length": 512, "n_mels": 128, "pool": 4, "fmin": 0.0, "fmax": None,
+        "top_db": 80.0, "duration": 10.0}
+    assert spectrogram.LogMelParams(**spectrogram.LogMelParams().to_dict()) == spectrogram.LogMelParams()
+    assert np.array_equal(spectrogram.filterbank(), spectrogram.mel_filterbank())
+
+
+def test_logfreq_filterbank_rows_are_weighted_means_on_their_centres():
+    bank = spectrogram.filterbank(LOGFREQ)
+    assert bank.shape == (192, 1025)
+    np.testing.assert_allclose(bank.sum(axis=1), 1.0, rtol=1e-5)  # every visible row is below Nyquist
+    freqs = np.arange(1025) * SR / 2048
+    centre_of_mass = bank @ freqs
+    hz = _row_hz(LOGFREQ)
+    well_resolved = hz > 400  # where the triangles are wider than an STFT bin
+    np.testing.assert_allclose(centre_of_mass[well_resolved], hz[well_resolved], rtol=0.01)
+    # Margins: extra rows on both sides, the visible ones unchanged in the middle; rows above Nyquist empty.
+    tall = spectrogram.filterbank(spectrogram.LogMelParams(front_end="logfreq", n_mels=192, margin=12))
+    np.testing.assert_array_equal(tall[12:-12], bank)
+    assert tall[-1].sum() == 0
+    with pytest.raises(ParameterError):
+        spectrogram.LogMelParams(margin=4).n_rows and spectrogram.filterbank(spectrogram.LogMelParams(margin=4))
+
+
+@pytest.mark.parametrize("semitones", [-5, -1, 2, 6])
+def test_a_transposition_is_a_shift_of_bins_per_semitone_rows(semitones):
+    shift = int(semitones * LOGFREQ.bins_per_semitone)
+    hz = _row_hz(LOGFREQ)
+    for f0 in (440.0, 587.33):
+        a = spectrogram.logmel(_tone(f0), params=LOGFREQ)[0].mean(axis=1)
+        b = spectrogram.logmel(_tone(f0 * 2 ** (semitones / 12)), params=LOGFREQ)[0].mean(axis=1)
+        # Every partial's peak row moves by exactly 2k rows.
+        peaks_a = [int(np.argmin(np.abs(hz - f0 * h))) for h in range(1, 5)]
+        for row in peaks_a:
+            window = slice(row + shift - 1, row + shift + 2)
+            assert row + shift - 1 + int(np.argmax(b[window])) == row + shift
+        # And each partial keeps its level there, within the STFT's resolution (a partial between two
+        # bins leaks differently into a band than one on a bin).
+        levels = np.array([b[row + shift] - a[row] for row in peaks_a])
+        assert np.max(np.abs(levels)) < 2.0, levels
+
+
+def test_crop_at_zero_is_the_visible_front_end_and_moves_by_whole_semitones():
+    y = _tone(440.0)
+    tall_params = spectrogram.LogMelParams(front_end="logfreq", n_mels=192, duration=2.0, margin=12, top_db=None)
+    tall = spectrogram.logmel(y, params=tall_params)
+    centred = spectrogram.floor_db(spectrogram.crop(tall, tall_params, 0), 80.0)
+    np.testing.assert_array_equal(centred, spectrogram.logmel(y, params=LOGFREQ))
+    up = spectrogram.crop(tall, tall_params, 3)
+    np.testing.assert_array_equal(up[..., 6:, :], spectrogram.crop(tall, tall_params, 0)[..., :-6, :])
+    with pytest.raises(ParameterError):
+        spectrogram.crop(tall, tall_params, 7)
+
+
+def test_transposed_mel_filterbank_is_the_mel_of_a_transposed_tone():
+    params = spectrogram.LogMelParams(duration=2.0)
+    np.testing.assert_allclose(spectrogram.transposed_filterbank(params, 0), spectrogram.mel_filterbank(), atol=1e-7)
+    for semitones in (-4, 3):
+        source = spectrogram.stft_power(_tone(660.0), params=params)
+        warped = spectrogram.transposed_filterbank(params, semitones) @ source
+        direct = spectrogram.mel_filterbank() @ spectrogram.stft_power(_tone(660.0 * 2 ** (semitones / 12)),
+                                                                          params=params)
+        a, b = 10 * np.log10(warped.mean(1) + 1e-10), 10 * np.log10(direct.mean(1) + 1e-10)
+        assert np.argmax(a) == np.argmax(b)
+        loud = b > b.max() - 40  # the bands the partials fill (not the leakage floor)
+        assert np.corrcoef(a[loud], b[loud])[0, 1] > 0.95
+        assert abs(a.max() - b.max()) < 1.5
+
+
+def test_relevance_maps_back_to_stft_bins_through_the_front_end():
+    params = LOGFREQ
+    bank = spectrogram.filterbank(params)
+    power = spectrogram.pool_frames(spectrogram.stft_power(_tone(330.0) + 0.01, params=params))
+    n_frames = power.shape[1]
+    rng = np.random.default_rng(0)
+    relevance = rng.normal(size=(192, n_frames))
+    per_bin = spectrogram.relevance_to_stft(relevance, power, params)
+    # Conservation (LRP's z-rule through the linear filterbank): the totals agree per frame.
+    np.testing.assert_allclose(per_bin.sum(axis=0), relevance.sum(axis=0), rtol=1e-6, atol=1e-9)
+    # The sonification's mask follows the same filterbank: a constant relevance gives a constant mask,
+    # and a relevance on one row reaches exactly that row's STFT bins.
+    n_samples = 2 * SR
+    flat = sonify.mel_relevance_to_stft_mask(np.ones((192, n_frames)), n_samples=n_samples, filterbank=bank,
+                                             temporal_smoothing=0)
+    np.testing.assert_allclose(flat, 1.0)
+    one = np.zeros((192, n_frames))
+    one[120] = 1.0
+    mask = sonify.mel_relevance_to_stft_mask(one, n_samples=n_samples, filterbank=bank, temporal_smoothing=0)
+    np.testing.assert_array_equal(np.flatnonzero(mask[:, 0] > 0), np.flatnonzero(bank[120] > 0))
+    assert sonify.front_end_options({"logmel": params.to_dict()})["filterbank"].shape == bank.shape
+    assert sonify.front_end_options({"logmel": spectrogram.LogMelParams().to_dict()}) == {}
+    with pytest.raises(ParameterError):
+        sonify.mel_relevance_to_stft_mask(np.ones((128, n_frames)), n_samples=n_samples, filterbank=bank)
+
+
+def test_tonic_estimate_moves_with_the_input():
+    tall_params = spectrogram.LogMelParams(front_end="logfreq", n_mels=192, duration=2.0, margin=12, top_db=None)
+    triad = [0, 4, 7]
+    estimates = []
+    for k in range(-3, 4):
+        y = sum(_tone(261.63 * 2 ** ((k + s) / 12)) for s in triad)
+        estimates.append(int(vit.canonical_semitones(spectrogram.logmel(y, params=tall_params)[None], tall_params)[0]))
+    # One estimate per key, each moved by the transposition (whether or not it is the true tonic).
+    assert len({(e + k) % 12 for e, k in zip(estimates, range(-3, 4))}) == 1
+
+
+# ---------------------------------------------------------------------------
+# Training: augmentation at shift 0, metadata, and a key never seen in training
+# ---------------------------------------------------------------------------
+
+def _chord(root_hz: float, minor: bool, rng, seconds: float = 2.0) -> np.ndarray:
+    t = np.arange(int(SR * seconds)) / SR
+    y = sum(np.sin(2 * np.pi * root_hz * 2 ** (s / 12) * h * t + rng.uniform(0, 6)) / h
+            for s in (0, 3 if minor else 4, 7) for h in (1, 2, 3))
+    return (0.1 * y * np.exp(-(t % 0.5))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def chords(tmp_path_factory):
+    """Major (happy) and minor (sad) chords: training and validation in C, D and E, test in A."""
+    import os
+
+    folder = tmp_path_factory.mktemp("keys")
+    old = os.environ.get("MER_DATA")
+    os.environ["MER_DATA"] = str(folder / "data")
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, keys, n in (("train", (0, 2, 4), 24), ("val", (0, 2, 4), 3), ("test", (9,), 6)):
+        for label, minor in (("happy", False), ("sad", True)):
+            for i in range(n):
+                clip_id = f"{split}-{label}-{i:02d}"
+                path = folder / f"{clip_id}.flac"
+                sf.write(path, _chord(261.63 * 2 ** (keys[i % len(keys)] / 12), minor, rng), SR)
+                rows.append({"clip_id": clip_id, "path": str(path), "label": label, "valence": np.nan,
+                             "arousal": np.nan, "split": split, "source": "test"})
+    yield Dataset(name="keys", clips=pd.DataFrame(rows), root=folder)
+    if old is None:
+        os.environ.pop("MER_DATA", None)
+    else:
+        os.environ["MER_DATA"] = old
+
+
+@pytest.mark.parametrize("front_end", ["mel", "logfreq"])
+def test_augmentation_at_shift_zero_is_the_plain_input(chords, front_end, monkeypatch):
+    import torch
+
+    logmel = {"duration": 2.0, "front_end": front_end, "n_mels": 64 if front_end == "mel" else 96}
+    data = vit.prepare(chords, logmel=logmel, n_jobs=1, progress=False, transpose_augment=3)
+    train = data["split"] == "train"
+    transposer = vit._Transposer(data, vit.shift_set(3), train, 2)
+    index = np.arange(6)
+    monkeypatch.setattr(torch, "randint", lambda *args, **kwargs: torch.full((len(index),), 3, dtype=torch.long))
+    batch = transposer.batch(index, generator=torch.Generator())
+    np.testing.assert_allclose(batch.numpy(), data["specs"][train][index], atol=1e-4)
+    assert data["stats"]["transpositions"] == [-3, -2, -1, 0, 1, 2, 3]
+    assert vit.shift_set((7, 0, -5, 7)) == (-5, 0, 7)
+
+
+def test_a_tiny_model_classifies_a_key_it_never_saw(chords):
+    import time
+
+    started = time.perf_counter()
+    logmel = {"duration": 2.0, "front_end": "logfreq", "n_mels": 96, "fmin": 130.81}
+    result = vit.train(chords, size="quick", epochs=12, batch_size=8, lr=1e-3, seed=0, progress=False, n_jobs=1,
+                       logmel=logmel, canonicalise="tonic", time_mask=0, freq_mask=0, patience=100)
+    assert result.meta["key_invariance"]["canonicalise"] == "tonic"
+    assert result.meta["key_invariance"]["front_end"] == "logfreq"
+    test = chords.clips[chords.clips["split"] == "test"]
+    p_happy = vit.predict_proba(result.model, vit.model_input(test, result.meta, progress=False))[:, 1]
+    accuracy = float(((p_happy >= 0.5) == (test["label"] == "happy").to_numpy()).mean())
+    assert accuracy >= 0.9, (accuracy, np.round(p_happy, 2))
+    assert time.perf_counter() - started < 60
+    # Chapters 3 and 4 start from audio: the same canonical input as the dataset path.
+    from mer import audio, explain
+
+    y = np.stack([audio.load(path, sr=SR, duration=2.0) for path in test["path"][:2]])
+    from_audio, _ = explain.audio_to_model_input(y, result.meta)
+    np.testing.assert_allclose(from_audio, vit.model_input(test[:2], result.meta, progress=False), atol=1e-4)
+
+
+def test_a_moved_clip_maps_back_through_the_rows_it_was_cut_from():
+    meta = {"logmel": LOGFREQ.to_dict()}
+    bank = vit.input_filterbank(meta, 0)
+    np.testing.assert_array_equal(bank, spectrogram.filterbank(LOGFREQ))
+    moved = vit.input_filterbank(meta, -3)  # the clip moved down 3 semitones: row r saw band r + 6
+    np.testing.assert_array_equal(moved[:-6], bank[6:])
+    assert sonify.front_end_options(meta, -3)["filterbank"].shape == bank.shape
