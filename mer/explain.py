@@ -669,15 +669,9 @@ def _player(src: str | None, label: str) -> str:
 
 
 def _model_html(card: dict[str, Any]) -> str:
-    """The page's sentence naming the model (:func:`mer.predict.describe_model`'s facts)."""
-    esc = html.escape
-    data = esc(str(card.get("dataset") or "unrecorded data"))
-    if card.get("n_train") is not None:
-        data += f" ({card['n_train']} training / {card.get('n_val')} validation clips)"
-    score = card.get("test_balanced_accuracy")
-    return (f"Model: <code>{esc(card['folder'])}</code> ({esc(card['chosen_by'])}), weights SHA-256 "
-            f"<code>{esc(card['weights_sha256'])}</code>, trained on {data}, "
-            + (f"test balanced accuracy {score:.3f}." if score is not None else "no test score recorded."))
+    """The page's sentence naming the model: the terminal's line (:func:`mer.predict.describe_model`), escaped."""
+    line = predict.describe_model(card).removeprefix("model: ")
+    return f"Model: {html.escape(line)}."
 
 
 def _page(summary: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mer import MerError, audio, explain, predict, spectrogram, store, vit
+from mer import MerError, audio, explain, predict, spectrogram, vit
 from mer.data import manifest
 
 SR = audio.SR
@@ -96,20 +96,9 @@ BAD = {  # name -> (maker, words the one-line message must hold)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A tiny untrained ViT checkpoint, built as tests/test_explain_cli.py builds its own."""
-    from safetensors.torch import save_file
-
-    folder = tmp_path_factory.mktemp("vit-quick")
-    params = spectrogram.LogMelParams()
-    model = vit.build_model("quick", n_mels=params.n_mels, n_frames=108, seed=0)
-    save_file(model.state_dict(), str(folder / vit.WEIGHTS_FILE))
-    meta = {"status": "done", "train": {"size": "quick"}, "logmel": params.to_dict(),
-            "stats": {"mean": -45.0, "std": 20.0, "n_clips": 1}, "label2id": vit.LABEL2ID,
-            "id2label": {str(k): v for k, v in vit.ID2LABEL.items()}, "model_config": model.config.to_dict(),
-            "input_shape": [1, params.n_mels, 108]}
-    store.write_json(folder / vit.META_FILE, meta)
-    return folder
+def checkpoint(untrained_checkpoint) -> Path:
+    """The untrained checkpoint of conftest: the CLI's code paths, not a model's quality."""
+    return untrained_checkpoint
 
 
 def run_predict(capsys, checkpoint, *args) -> tuple[int, str, str]:
