@@ -295,3 +295,12 @@ def test_audio_sounds_the_mode_in_its_key_and_the_midi_the_cues(dataset):
         assert np.mean(ratios) == pytest.approx(row.articulation, abs=0.01)
     assert scores["major"] and scores["minor"]
     assert np.mean(scores["major"]) > np.mean(scores["minor"]) + 0.1
+
+
+def test_a_solo_window_in_a_low_register_keeps_its_octave():
+    """A solo line below G3 found no chord tone to move to in its window (a 2,400-clip render stopped there)."""
+    segs = [{"in_window": True, "start": 0.0, "beats": 4.0, "root": 0, "quality": "min"}]
+    notes = [(0.0, 1.0, 40, 80.0), (1.0, 1.0, 43, 80.0)]
+    moved = tonal._solo_window(notes, segs, segs, tonic=0, evidence=True)
+    assert moved[0][2] % 12 in (0, 7) and moved[1][2] % 12 == 3  # root or fifth, then the third of C minor
+    assert all(abs(a[2] - b[2]) <= 7 for a, b in zip(notes, moved))

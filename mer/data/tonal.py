@@ -481,7 +481,10 @@ def _solo_window(notes, segs, twin_segs, *, tonic: int, evidence: bool):
         for j, i in enumerate(inside):
             t, d, p, v = out[i]
             wanted = [chord[1]] if (j == min(1, len(inside) - 1) and len(chord) > 2) else chord[:1] + chord[2:3]
-            near = [q for q in range(max(p - 7, 55), p + 8) if q % 12 in wanted]
+            # Within a fifth either way, from G3 up where there is room; a line below G3 (a low
+            # register) keeps its octave: 15 semitones always hold every pitch class.
+            near = ([q for q in range(p - 7, p + 8) if q % 12 in wanted and q >= 55]
+                    or [q for q in range(p - 7, p + 8) if q % 12 in wanted])
             out[i] = (t, d, min(near, key=lambda q: (abs(q - p), q)), v)
     return out
 
