@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from . import ParameterError, numba_cache, store
+from .tonality import key_profiles  # the Krumhansl-Kessler profiles live with the key vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,6 @@ AUDIO_FAMILIES = FAMILIES[:-1]
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 #: Scale-degree names of the key-relative chroma (semitones above the tonic).
 DEGREES = ("1", "b2", "2", "b3", "3", "4", "#4", "5", "b6", "6", "b7", "7")
-
-#: Krumhansl & Kessler (1982) probe-tone ratings, C major and C minor.
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 #: Chord vocabulary: 12 major, 12 minor triads, then no-chord ``"N"``.
 CHORD_LABELS = tuple(f"{r}:maj" for r in PITCH_CLASSES) + tuple(f"{r}:min" for r in PITCH_CLASSES) + ("N",)
@@ -300,18 +297,6 @@ def _entropy(p: np.ndarray) -> float:
 # ----------------------------------------------------------------------------
 # Chroma and key
 # ----------------------------------------------------------------------------
-
-
-def key_profiles() -> np.ndarray:
-    """The 24 Krumhansl-Kessler key profiles, rows C..B major then C..B minor.
-
-    Returns
-    -------
-    profiles : np.ndarray, shape (24, 12)
-
-    Notebook: notebooks/01_features.ipynb
-    """
-    return np.stack([np.roll(KK_MAJOR, k) for k in range(12)] + [np.roll(KK_MINOR, k) for k in range(12)])
 
 
 def key_correlations(chroma_mean: np.ndarray) -> np.ndarray:

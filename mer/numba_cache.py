@@ -279,6 +279,7 @@ def compile_kernels() -> None:
     # when spectrogram.py does just because both are compiled here.
     features = importlib.import_module("mer.features")
     spectrogram = importlib.import_module("mer.spectrogram")
+    tonality = importlib.import_module("mer.tonality")
 
     sr = features.SR
     t = np.arange(int(4 * sr)) / sr
@@ -289,6 +290,7 @@ def compile_kernels() -> None:
         signal = y.astype(dtype)
         features.clip_features(signal, sr=sr, families=features.AUDIO_FAMILIES)
         spectrogram.logmel(signal)
+        tonality.tonic_chroma(signal, sr=sr)
 
 
 __all__ = ["LAYOUT", "MANIFEST", "root", "folder", "configure", "check", "prepare", "compile_kernels"]

@@ -715,85 +715,6 @@ def floor_db(db: np.ndarray, top_db: float | None) -> np.ndarray:
     return np.maximum(db, peak - float(top_db)).astype(np.float32)
 
 
-#: Krumhansl-Kessler key profiles (C major, C minor), Krumhansl 1990.
-KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
-KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
-
-
-def logfreq_chroma(db: np.ndarray, params: LogMelParams | dict, *, fmin: float = 40.0,
-                   fmax: float = 1000.0, floor_db_below_peak: float = 30.0) -> np.ndarray:
-    """Pitch-class profile of log-frequency spectrograms, folded from their rows.
-
-    Rows whose centre lies in ``[fmin, fmax]`` Hz are folded onto the twelve
-    pitch classes (C = 0): a row on a semitone counts for its pitch class, a
-    row between two (24 per octave: the quarter tones) half for each. The
-    level of each row is its dB above ``peak - floor_db_below_peak``, averaged
-    over time. A transposition of the clip by ``k`` semitones rolls the
-    profile by ``k`` (up to the partials entering or leaving the band and the
-    STFT's resolution at its low end).
-
-    Parameters
-    ----------
-    db : np.ndarray, shape (..., n_rows, n_frames)
-        In dB, rows of ``params`` (``front_end="logfreq"``, margins included).
-
-    Returns
-    -------
-    np.ndarray, shape (..., 12), float64
-    """
-    p = _params(params)
-    if p.front_end != "logfreq":
-        raise ParameterError("logfreq_chroma needs a logfreq front end")
-    base = p.fmin if p.fmin > 0 else LOGFREQ_FMIN
-    semis = (np.arange(p.n_rows) - p.margin) * 12.0 / p.bins_per_octave  # semitones above base
-    centres = base * 2.0 ** (semis / 12.0)
-    midi = 69 + 12 * np.log2(base / 440.0) + semis
-    fold = np.zeros((p.n_rows, 12))
-    for row in np.flatnonzero((centres >= fmin) & (centres <= fmax)):
-        low = int(np.floor(midi[row] + 1e-6))
-        frac = midi[row] - low
-        if frac < 1e-3:
-            fold[row, low % 12] = 1.0
-        else:
-            fold[row, low % 12] += 1.0 - frac
-            fold[row, (low + 1) % 12] += frac
-    db = np.asarray(db, dtype=np.float64)
-    peak = db.max(axis=(-2, -1), keepdims=True)
-    level = np.maximum(db - (peak - floor_db_below_peak), 0.0).mean(axis=-1)
-    return level @ fold
-
-
-def estimate_tonic(chroma: np.ndarray, *, profiles: str = "mean") -> np.ndarray:
-    """The tonic (pitch class 0-11) whose key profile correlates best with each chroma.
-
-    ``profiles="mean"``: one mode-free profile, the mean of the
-    Krumhansl-Kessler major and minor profiles, so the estimate ignores the
-    thirds, sixths and sevenths that tell the modes apart and a transposition
-    estimated from it cannot carry the label. ``"kk"``: the best of the 24 major
-    and minor keys (its tonic). The estimate moves with the input: rolling
-    ``chroma`` by ``k`` moves it by ``k`` (mod 12), exactly.
-
-    Returns
-    -------
-    np.ndarray of int, shape chroma.shape[:-1]
-    """
-    chroma = np.asarray(chroma, dtype=np.float64)
-    templates = {"mean": [(np.asarray(KK_MAJOR) + np.asarray(KK_MINOR)) / 2],
-                 "kk": [np.asarray(KK_MAJOR), np.asarray(KK_MINOR)]}[profiles]
-    centred = chroma - chroma.mean(axis=-1, keepdims=True)
-    best = np.full(chroma.shape[:-1], -np.inf)
-    tonic = np.zeros(chroma.shape[:-1], dtype=int)
-    for template in templates:
-        for k in range(12):
-            t = np.roll(template, k)
-            t = (t - t.mean()) / np.linalg.norm(t - t.mean())
-            score = (centred @ t) / np.maximum(np.linalg.norm(centred, axis=-1), 1e-12)
-            better = score > best
-            best = np.where(better, score, best)
-            tonic = np.where(better, k, tonic)
-    return tonic
-
-
 def benchmark_logmel_ms(n: int = 5) -> float:
     """Milliseconds for the log-mel of one 10 s clip (mean of ``n``)."""
     import time
@@ -809,7 +730,7 @@ def benchmark_logmel_ms(n: int = 5) -> float:
 
 __all__: Sequence[str] = (
     "LogMelParams", "mel_filterbank", "logfreq_filterbank", "filterbank", "transposed_filterbank", "crop",
-    "relevance_to_stft", "floor_db", "logfreq_chroma", "estimate_tonic", "stft_power", "mel_band_bins", "n_stft_frames", "n_frames",
+    "relevance_to_stft", "floor_db", "stft_power", "mel_band_bins", "n_stft_frames", "n_frames",
     "frame_to_stft_frames", "frame_to_samples", "mel_power", "pool_frames", "logmel",
     "fit_normalizer", "normalize", "compute",
 )

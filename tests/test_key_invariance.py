@@ -128,14 +128,28 @@ def test_relevance_maps_back_to_stft_bins_through_the_front_end():
 
 
 def test_tonic_estimate_moves_with_the_input():
-    tall_params = spectrogram.LogMelParams(front_end="logfreq", n_mels=192, duration=2.0, margin=12, top_db=None)
-    triad = [0, 4, 7]
-    estimates = []
-    for k in range(-3, 4):
-        y = sum(_tone(261.63 * 2 ** ((k + s) / 12)) for s in triad)
-        estimates.append(int(vit.canonical_semitones(spectrogram.logmel(y, params=tall_params)[None], tall_params)[0]))
-    # One estimate per key, each moved by the transposition (whether or not it is the true tonic).
-    assert len({(e + k) % 12 for e, k in zip(estimates, range(-3, 4))}) == 1
+    """The canonical shift follows a transposition: every key of one cadence reaches one canonical key."""
+    from mer import tonality
+
+    cadence = [(0, 4, 7), (5, 9, 12), (7, 11, 14), (0, 4, 7)]  # I IV V I
+    moved = []
+    for k in range(-5, 7):
+        y = np.concatenate([sum(_tone(130.81 * 2 ** ((k + s) / 12), seconds=0.6) for s in chord)
+                            for chord in cadence]).astype(np.float32)
+        moved.append(int(tonality.canonical_semitones(tonality.tonic_chroma(y)[None])[0]))
+    # The estimate names C as the tonic of the untransposed cadence, and each transposition lands on C again.
+    assert moved[5] == 0
+    assert [(m + k) % 12 for m, k in zip(moved, range(-5, 7))] == [0] * 12
+    assert all(-6 <= m <= 5 for m in moved)
+
+
+def test_a_flat_or_silent_chroma_has_no_tonic_preference():
+    from mer import tonality
+
+    assert not np.any(tonality.tonic_chroma(np.zeros(22050, np.float32)))
+    assert np.all(tonality.tonic_scores(np.zeros((1, 12))) == 0)
+    with pytest.raises(ParameterError):
+        tonality.tonic_scores(np.ones(11))
 
 
 # ---------------------------------------------------------------------------
@@ -190,32 +204,76 @@ def test_augmentation_at_shift_zero_is_the_plain_input(chords, front_end, monkey
     assert vit.shift_set((7, 0, -5, 7)) == (-5, 0, 7)
 
 
-def test_a_tiny_model_classifies_a_key_it_never_saw(chords):
+@pytest.fixture(scope="module")
+def tiny_model(chords):
+    """A tiny canonicalising log-frequency ViT, trained on major and minor chords in C, D and E."""
     import time
 
     started = time.perf_counter()
     logmel = {"duration": 2.0, "front_end": "logfreq", "n_mels": 96, "fmin": 130.81}
     result = vit.train(chords, size="quick", epochs=12, batch_size=8, lr=1e-3, seed=0, progress=False, n_jobs=1,
                        logmel=logmel, canonicalise="tonic", time_mask=0, freq_mask=0, patience=100)
+    result.meta["train_wall_s"] = time.perf_counter() - started
+    return result
+
+
+def test_a_tiny_model_classifies_a_key_it_never_saw(chords, tiny_model):
+    result = tiny_model
     assert result.meta["key_invariance"]["canonicalise"] == "tonic"
     assert result.meta["key_invariance"]["front_end"] == "logfreq"
+    assert result.meta["key_invariance"]["tonic_profile"] == "albrecht-shanahan"
     test = chords.clips[chords.clips["split"] == "test"]
     p_happy = vit.predict_proba(result.model, vit.model_input(test, result.meta, progress=False))[:, 1]
     accuracy = float(((p_happy >= 0.5) == (test["label"] == "happy").to_numpy()).mean())
     assert accuracy >= 0.9, (accuracy, np.round(p_happy, 2))
-    assert time.perf_counter() - started < 60
-    # Chapters 3 and 4 start from audio: the same canonical input as the dataset path.
-    from mer import audio, explain
-
-    y = np.stack([audio.load(path, sr=SR, duration=2.0) for path in test["path"][:2]])
-    from_audio, _ = explain.audio_to_model_input(y, result.meta)
-    np.testing.assert_allclose(from_audio, vit.model_input(test[:2], result.meta, progress=False), atol=1e-4)
+    assert result.meta["train_wall_s"] < 60
 
 
-def test_a_moved_clip_maps_back_through_the_rows_it_was_cut_from():
-    meta = {"logmel": LOGFREQ.to_dict()}
-    bank = vit.input_filterbank(meta, 0)
-    np.testing.assert_array_equal(bank, spectrogram.filterbank(LOGFREQ))
-    moved = vit.input_filterbank(meta, -3)  # the clip moved down 3 semitones: row r saw band r + 6
-    np.testing.assert_array_equal(moved[:-6], bank[6:])
-    assert sonify.front_end_options(meta, -3)["filterbank"].shape == bank.shape
+def test_the_key_invariance_tables_come_from_the_models_own_predictions(chords, tiny_model, tmp_path):
+    """One major and one minor chord in all twelve keys, scored by the tiny model: per key, spread, ranking."""
+    from mer import carryover
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for score, minor in ((0, False), (1, True)):
+        for shift in range(-5, 7):
+            path = tmp_path / f"s{score}-{shift:+d}.flac"
+            sf.write(path, _chord(261.63 * 2 ** (shift / 12), minor, rng), SR)
+            rows.append({"clip_id": path.stem, "path": str(path), "label": "sad" if minor else "happy",
+                         "split": "test", "score": score, "shift": shift, "tonic": shift % 12,
+                         "mode": "minor" if minor else "major"})
+    clips = pd.DataFrame(rows)
+    p_happy = vit.predict_proba(tiny_model.model, vit.model_input(clips, tiny_model.meta, progress=False))[:, 1]
+    spread = carryover.transposition_spread(p_happy, clips)
+    assert list(spread["score"]) == [0, 1]
+    for score, group in clips.assign(p=p_happy).groupby("score"):
+        assert spread.set_index("score").loc[score, "spread"] == pytest.approx(group["p"].max() - group["p"].min())
+    assert spread.attrs["curves"].shape == (2, 12)
+    # Canonicalised, the model hears each chord alike in every key, and ranks major above minor in all of them.
+    assert spread["spread"].median() < 0.3, spread
+    ranking = carryover.mode_ranking(p_happy, clips["mode"], n_bootstrap=200)
+    assert ranking["value"] > 0.95 and ranking["n"] == 24
+    keys = carryover.by_key(clips.assign(p_happy=p_happy), clips, n_bootstrap=200)
+    assert list(keys["key"]) == list(carryover.PITCH_CLASSES) and set(keys["n"]) == {2}
+    assert keys["balanced_accuracy"].min() >= 0.5
+
+
+def test_carry_over_measures_are_the_textbook_ones():
+    from mer import carryover
+
+    labels = np.array(["happy"] * 4 + ["sad"] * 4)
+    p = np.array([.9, .8, .7, .2, .1, .3, .6, .4])
+    assert carryover.scored(labels, p, n_bootstrap=0)["value"] == pytest.approx((3 / 4 + 3 / 4) / 2)
+    assert np.isnan(carryover.scored(labels[:4], p[:4], n_bootstrap=0)["value"])  # one class: undefined, not 0.75
+    with pytest.raises(ParameterError, match="labels must be"):
+        carryover.scored(["happy", "glad"], [0.6, 0.7])
+    assert carryover.mode_ranking(p, np.where(labels == "happy", "major", "minor"), n_bootstrap=0)["value"] \
+        == pytest.approx(13 / 16)  # pairs ranked right: 4 + 4 + 4 + 1
+    table = carryover.against_targets({"balanced_accuracy_by_key_min": 0.86, "transposition_spread_median": 0.2,
+                                       "heldout_soundfont_balanced_accuracy": 0.8,
+                                       "heldout_texture_balanced_accuracy": 0.9, "mode_ranking_auc": 0.95}, 0.88)
+    row = table.set_index("key")
+    assert not row.loc["balanced_accuracy", "met"] and row.loc["balanced_accuracy", "missed_by"] == pytest.approx(0.02)
+    assert not row.loc["transposition_spread_median", "met"]
+    assert row.loc["transposition_spread_median", "missed_by"] == pytest.approx(0.1)
+    assert row.loc["mode_ranking_auc", "met"] and row.loc["balanced_accuracy_by_key_min", "met"]

@@ -77,7 +77,7 @@ def test_two_workers_on_an_empty_cache_leave_one_a_third_process_can_load(raced_
     assert "compiling" not in err  # it loaded, it did not compile again
 
 
-def test_the_compile_covers_what_the_feature_and_spectrogram_code_calls(raced_cache, tmp_path):
+def test_the_compile_covers_what_the_feature_spectrogram_and_tonality_code_calls(raced_cache, tmp_path):
     """After prepare(), the chapters' librosa work writes nothing to the cache.
 
     A kernel compiled outside the locked compile would be written by whichever
@@ -89,12 +89,13 @@ def test_the_compile_covers_what_the_feature_and_spectrogram_code_calls(raced_ca
     audio.write_wav(clip, features.render_test_clip(seed=3), sr=features.SR)
     code = f"""
 import numpy as np
-from mer import audio, features, numba_cache, spectrogram
+from mer import audio, features, numba_cache, spectrogram, tonality
 numba_cache.prepare()
 y = audio.load({str(clip)!r})
 for signal in (y.astype(np.float32), y.astype(np.float64)):
     features.clip_features(signal, families=features.AUDIO_FAMILIES)
     spectrogram.logmel(signal)
+    tonality.tonic_chroma(signal)
 print("ok")
 """
     status, out, err = _finish(_start(code, raced_cache))
