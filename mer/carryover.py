@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import ParameterError, vit
+from . import ParameterError, features, vit
 from .data import LABELS, synth
 
 #: Targets of issue 17 for the every-key model (the chapter reports met or missed against them).
@@ -326,6 +326,27 @@ def vit_predictor(model, meta: dict[str, Any], *, n_jobs: int = 2):
     return predict
 
 
+def features_predictor(baseline: dict[str, Any], *, n_jobs: int = 2):
+    """``predict(clips) -> p_happy`` of chapter 1's model as chapter 2 refits it (:func:`mer.models.features_baseline`).
+
+    The clips' features are extracted (cached) as for the refit; a clip whose file cannot be read gets NaN features,
+    which the pipeline imputes, so every clip keeps its row.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    columns = list(baseline["features"].columns)
+
+    def predict(clips: pd.DataFrame) -> np.ndarray:
+        # The families chapter 2's refit extracted (features_baseline), so chapter 1's cache is shared.
+        table = features.extract(clips, families=features.extractable_families(clips), n_jobs=n_jobs,
+                                 progress=False)
+        X = table.set_index("clip_id").reindex(clips["clip_id"])[columns]
+        pipe = baseline["model"]
+        return pipe.predict_proba(X)[:, list(pipe.classes_).index(1)]
+
+    return predict
+
+
 def against_targets(summary: dict[str, Any], balanced_accuracy: float | None = None) -> pd.DataFrame:
     """Each target of :data:`TARGETS` beside what the run reached: ``measure, key, target, reached, met, missed_by``.
 
@@ -349,6 +370,34 @@ def against_targets(summary: dict[str, Any], balanced_accuracy: float | None = N
                      "reached": value, "met": bool(met),
                      "missed_by": 0.0 if met else abs(value - target)})
     return pd.DataFrame(rows)
+
+
+def compare(carries: dict[str, CarryOver]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Several models' carry-over side by side: the targets table and the held-out sets table.
+
+    Parameters
+    ----------
+    carries : dict name -> CarryOver
+        :func:`check` of each model on the same sets.
+
+    Returns
+    -------
+    targets : pandas.DataFrame
+        ``measure, target`` and one column per model (the value reached).
+    sets : pandas.DataFrame
+        ``model`` and the columns of :attr:`CarryOver.sets`, models in the given order.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    if not carries:
+        raise ParameterError("compare needs at least one model's carry-over")
+    tables = {name: against_targets(carry.summary) for name, carry in carries.items()}
+    first = next(iter(tables.values()))
+    targets = first[["measure", "target"]].copy()
+    for name, table in tables.items():
+        targets[name] = table["reached"].to_numpy()
+    sets = pd.concat([carry.sets.assign(model=name) for name, carry in carries.items()], ignore_index=True)
+    return targets, sets[["model", *carries[next(iter(carries))].sets.columns]]
 
 
 def _interval(summary: dict[str, Any], name: str) -> str:
@@ -394,4 +443,4 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
 
 __all__ = ["TARGETS", "MEASURES", "EDGE_SHARE", "EDGE_CUES", "HELDOUT_SETS", "scored", "by_group",
            "by_key", "transposition_spread", "mode_ranking", "edges", "CarryOver", "load_sets", "check",
-           "vit_predictor", "against_targets", "reading"]
+           "vit_predictor", "features_predictor", "against_targets", "compare", "reading"]

@@ -510,7 +510,9 @@ def split_scores(X: pd.DataFrame, y: pd.Series, split: pd.Series, *, model: str 
     dict
         ``metrics`` (pandas.DataFrame ``metric, value, low, high, n``, as
         :func:`mer.vit.bootstrap_metrics`), ``predictions`` (``clip_id, label,
-        p_happy`` on ``test``), ``features`` (``X``, every clip).
+        p_happy`` on ``test``), ``features`` (``X``, every clip), ``model``
+        (the fitted pipeline, for scoring other clips:
+        :func:`mer.carryover.features_predictor`).
 
     Notebook: notebooks/02_vit.ipynb
     """
@@ -529,7 +531,7 @@ def split_scores(X: pd.DataFrame, y: pd.Series, split: pd.Series, *, model: str 
     predictions = pd.DataFrame({"clip_id": X.index[test], "label": [LABELS[int(v)] for v in labels],
                                 "p_happy": p_happy})
     return {"metrics": vit.bootstrap_metrics(labels, p_happy, n_bootstrap=n_bootstrap, seed=seed),
-            "predictions": predictions, "features": X}
+            "predictions": predictions, "features": X, "model": pipe}
 
 
 def cue_probes(representations: dict[str, pd.DataFrame], clips: pd.DataFrame, *, n_bootstrap: int = 1000,

@@ -380,6 +380,57 @@ def vit_confusion(confusion, *, title: str = "test split"):
     return fig
 
 
+def carry_over(by_key, spread, *, target: float | None = 0.85, title: str = "Does it carry over to other keys?"):
+    """Balanced accuracy per key (left) and p(happy) of each score in its twelve keys (right).
+
+    Parameters
+    ----------
+    by_key : pandas.DataFrame
+        :func:`mer.carryover.by_key` of the every-key set: ``key, balanced_accuracy, low, high, n``.
+    spread : pandas.DataFrame
+        :func:`mer.carryover.transposition_spread` (its ``attrs["curves"]``,
+        score x shift, and each score's ``mode``).
+    target : float, optional
+        A dashed line at the per-key target.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1.2, 1]})
+    x = np.arange(len(by_key))
+    values = by_key["balanced_accuracy"].to_numpy(dtype=float)
+    errors = np.vstack([values - by_key["low"].to_numpy(dtype=float), by_key["high"].to_numpy(dtype=float) - values])
+    left.bar(x, values, color="#8172B3", alpha=0.8)
+    left.errorbar(x, values, yerr=np.nan_to_num(np.abs(errors)), fmt="none", ecolor="black", capsize=2, lw=0.8)
+    if target is not None:
+        left.axhline(target, ls="--", color="grey", lw=1)
+    left.axhline(0.5, ls=":", color="grey", lw=1)
+    left.set_xticks(x, [f"{k}\n{n}" for k, n in zip(by_key["key"], by_key["n"])], fontsize=8)
+    for i in np.flatnonzero(~np.isfinite(values)):  # one class only in that key: no balanced accuracy
+        left.text(i, 0.02, "n/a", ha="center", va="bottom", fontsize=7, color="grey")
+    left.set(ylim=(0, 1.02), ylabel="balanced accuracy", xlabel="tonic (and number of clips)",
+             title="fresh clips in every key (95 % intervals)")
+    curves = spread.attrs.get("curves")
+    if curves is not None and len(curves):
+        modes = spread.set_index("score")["mode"]
+        colours = {"major": _CLASS_PALETTE["happy"], "minor": _CLASS_PALETTE["sad"]}
+        for score, row in curves.iterrows():
+            right.plot(row.index, row.to_numpy(dtype=float), marker="o", ms=3, lw=1,
+                       color=colours.get(modes.get(score), "grey"), alpha=0.8)
+        for mode, colour in colours.items():
+            right.plot([], [], color=colour, label=f"score in {mode}")
+        right.legend(fontsize=8, loc="best")
+    right.axhline(0.5, ls=":", color="grey", lw=1)
+    right.set(ylim=(-0.02, 1.02), xlabel="semitones moved from C", ylabel="p(happy)",
+              title="one score in twelve keys: a flat line is key-invariant")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def cue_weights(tables: dict, *, title: str = "Which cues the decisions follow"):
     """Implied cue weights of one or more models beside the generator's weights.
 

@@ -258,6 +258,43 @@ def test_the_key_invariance_tables_come_from_the_models_own_predictions(chords, 
     assert keys["balanced_accuracy"].min() >= 0.5
 
 
+def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_model, tmp_path):
+    """check() of two real models on the same held-out clips, and compare() side by side, target by target."""
+    from mer import carryover, features, models
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for score, minor in ((0, False), (1, True)):
+        for shift in range(-5, 7):
+            path = tmp_path / f"c{score}-{shift:+d}.flac"
+            sf.write(path, _chord(261.63 * 2 ** (shift / 12), minor, rng), SR)
+            rows.append({"clip_id": path.stem, "path": str(path), "label": "sad" if minor else "happy",
+                         "valence": np.nan, "arousal": np.nan, "split": "test", "source": "test", "score": score,
+                         "shift": shift, "tonic": shift % 12, "mode": "minor" if minor else "major"})
+    held = Dataset(name="held", clips=pd.DataFrame(rows), root=tmp_path)
+    sets = {name: held for name in ("transpositions", *carryover.HELDOUT_SETS)}
+    test = chords.clips[chords.clips["split"] == "test"].assign(tempo_bpm=np.linspace(60, 180, 12),
+                                                                 register=np.linspace(48, 72, 12))
+    table = features.extract(chords, families=("chroma", "key"), n_jobs=1, progress=False)
+    X, y = models.design(chords, table, columns=features.feature_columns(table, ("chroma", "key")))
+    baseline = models.split_scores(X, y, chords.clips.set_index("clip_id")["split"], model="logreg",
+                                   n_bootstrap=0)
+    vit_test = test[["clip_id", "label"]].assign(
+        p_happy=vit.predict_proba(tiny_model.model, vit.model_input(test, tiny_model.meta, progress=False))[:, 1])
+    carries = {"ViT": carryover.check(carryover.vit_predictor(tiny_model.model, tiny_model.meta, n_jobs=1),
+                                      vit_test, test, sets, n_bootstrap=50),
+               "features": carryover.check(carryover.features_predictor(baseline, n_jobs=1), baseline["predictions"],
+                                           test, sets, n_bootstrap=50)}
+    for carry in carries.values():
+        assert len(carry.predictions["keys"]) == 24 and carry.summary["mode_ranking_auc"] > 0.6
+        assert set(carry.summary["balanced_accuracy_by_key"]) == set(carryover.PITCH_CLASSES)
+        assert list(carry.edges["cue"]) == ["tempo_bpm", "tempo_bpm", "register", "register"]
+    targets, by_set = carryover.compare(carries)
+    assert list(targets.columns) == ["measure", "target", "ViT", "features"]
+    assert targets["features"].tolist() == carryover.against_targets(carries["features"].summary)["reached"].tolist()
+    assert by_set.groupby("model").size().to_dict() == {"ViT": 4, "features": 4}
+
+
 def test_carry_over_measures_are_the_textbook_ones():
     from mer import carryover
 

@@ -450,7 +450,7 @@ def sample_params(*, rng: np.random.Generator, windowed: bool = False, max_trans
 
 def probe_params(*, rng: np.random.Generator, mode: str, max_transpose: int = 0, writing: str = "classic",
                  textures: tuple[str, ...] = TRAIN_TEXTURES,
-                 soundfonts: tuple[str, ...] = TRAIN_SOUNDFONTS) -> dict[str, Any]:
+                 soundfonts: tuple[str, ...] = TRAIN_SOUNDFONTS, windowed: bool = True) -> dict[str, Any]:
     """Draw the parameters of one probe clip: neutral cues, thirds only in a window.
 
     Parameters
@@ -461,6 +461,9 @@ def probe_params(*, rng: np.random.Generator, mode: str, max_transpose: int = 0,
         The mode of the window (the probe clip's only class evidence).
     max_transpose, writing, textures, soundfonts
         As in :func:`sample_params`.
+    windowed : bool
+        ``False``: the mode sounds throughout (:func:`load_heldout`'s
+        ``"neutral"`` set, where only the mode tells the classes apart).
 
     Returns
     -------
@@ -473,10 +476,10 @@ def probe_params(*, rng: np.random.Generator, mode: str, max_transpose: int = 0,
         raise ParameterError(f"mode must be 'major' or 'minor', got {mode!r}")
     params: dict[str, Any] = {"mode": mode, **NEUTRAL}
     if writing == "tonal":
-        params.update(tonal.draw_nuisances(rng=rng, brightness=NEUTRAL["brightness"], mode=mode, windowed=True,
-                                           textures=textures, soundfonts=soundfonts))
+        params.update(tonal.draw_nuisances(rng=rng, brightness=NEUTRAL["brightness"], mode=mode,
+                                           windowed=windowed, textures=textures, soundfonts=soundfonts))
     else:
-        params.update(_nuisances(rng=rng, brightness=NEUTRAL["brightness"], mode=mode, windowed=True,
+        params.update(_nuisances(rng=rng, brightness=NEUTRAL["brightness"], mode=mode, windowed=windowed,
                                  max_transpose=max_transpose))
     params["noise_valence"] = 0.0
     params["noise_arousal"] = 0.0
@@ -1398,7 +1401,7 @@ def load_probe(data_dir: str | Path | None = None, *, n_clips: int = 60, soundfo
 
 #: Streams of the clips' generators per set, so no two sets share a clip's draws.
 _STREAMS = {"synth": 10, "synth_probe": 12, "heldout-soundfont": 13, "heldout-texture": 14,
-            "synth_transpositions": 15}
+            "synth_transpositions": 15, "heldout-neutral": 16, "heldout-keys": 17}
 #: Semitones by which :func:`load_transpositions` moves a score written in C.
 SHIFTS = tuple(range(-5, 7))
 
@@ -1444,9 +1447,9 @@ def _load_tonal(data_dir, *, kind: str, n_clips: int, seed: int, n_jobs: int, wi
         out = []
         for i in range(n_clips):
             rng = np.random.default_rng([seed, stream, 0, i])
-            if probe:
+            if probe or heldout == "neutral":
                 params = probe_params(rng=rng, mode="major" if i % 2 == 0 else "minor", writing="tonal",
-                                      textures=textures, soundfonts=soundfonts)
+                                      textures=textures, soundfonts=soundfonts, windowed=probe)
             else:
                 params = sample_params(rng=rng, windowed=bool(windowed[i]), writing="tonal", textures=textures,
                                        soundfonts=soundfonts)
@@ -1464,11 +1467,17 @@ def load_heldout(data_dir: str | Path | None = None, *, kind: str = "soundfont",
     ----------
     data_dir : str or Path, optional
         ``None``: ``data/synth/tonal-heldout-<kind>-n<N>-s<seed>-<hash>``.
-    kind : {"soundfont", "texture"}
+    kind : {"soundfont", "texture", "neutral", "keys"}
         ``"soundfont"``: every clip played with :data:`HELDOUT_SOUNDFONT`,
         textures drawn from :data:`TRAIN_TEXTURES`. ``"texture"``: every
         clip in :data:`HELDOUT_TEXTURE`, SoundFonts drawn from
-        :data:`TRAIN_SOUNDFONTS`.
+        :data:`TRAIN_SOUNDFONTS`. ``"neutral"``: training SoundFonts and
+        textures, every cue but the mode held at :data:`NEUTRAL` and no label
+        noise, half major, half minor (the mode-ranking check: only the mode
+        tells them apart). ``"keys"``: training SoundFonts and textures, cues
+        drawn as in :func:`load`: fresh clips of the training distribution
+        in all twelve keys, for a model trained on another set (the classic
+        writing in C) to be scored key by key.
     n_clips, seed, n_jobs, window_share
         As in :func:`load`; the clips' generators are a stream of their own,
         so no held-out clip repeats a training clip's draws.
@@ -1485,8 +1494,10 @@ def load_heldout(data_dir: str | Path | None = None, *, kind: str = "soundfont",
         soundfonts, textures = (HELDOUT_SOUNDFONT,), TRAIN_TEXTURES
     elif kind == "texture":
         soundfonts, textures = TRAIN_SOUNDFONTS, (HELDOUT_TEXTURE,)
+    elif kind in ("neutral", "keys"):
+        soundfonts, textures = TRAIN_SOUNDFONTS, TRAIN_TEXTURES
     else:
-        raise ParameterError(f"kind must be 'soundfont' or 'texture', got {kind!r}")
+        raise ParameterError(f"kind must be one of 'soundfont', 'texture', 'neutral', 'keys', got {kind!r}")
     return _load_tonal(data_dir, kind="synth_heldout", n_clips=n_clips, seed=seed, n_jobs=n_jobs,
                        window_share=window_share, soundfonts=soundfonts, textures=textures, heldout=kind)
 
