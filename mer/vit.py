@@ -2108,6 +2108,9 @@ def benchmark(*, batch_size: int = 32, repeats: int = 3) -> dict[str, Any]:
         batches of 32 default-size inputs (128 x 108). ``vit_infer_ms_per_clip``:
         one 10 s clip from audio to probability (log-mel included), batch 1.
         ``vit_logmel_ms_per_clip``: the log-mel part alone.
+        ``vit_every_key_train_spectrograms_per_s``: the same step for the
+        every-key design's input (192 log-frequency rows x 108);
+        ``vit_every_key_tonic_ms_per_clip``: its tonic estimate (CQT chroma).
 
     Notebook: book/reproducing.md
     """
@@ -2145,4 +2148,36 @@ def benchmark(*, batch_size: int = 32, repeats: int = 3) -> dict[str, Any]:
     infer_ms = (time.perf_counter() - start) / 5 * 1000
     return {"vit_train_spectrograms_per_s": round(train_rate, 1), "vit_infer_ms_per_clip": round(infer_ms, 1),
             "vit_logmel_ms_per_clip": round(spectrogram.benchmark_logmel_ms(), 1),
-            "vit_parameters": int(sum(p.numel() for p in model.parameters()))}
+            "vit_parameters": int(sum(p.numel() for p in model.parameters())),
+            **_every_key_benchmark(y, batch_size=batch_size, repeats=repeats)}
+
+
+def _every_key_benchmark(y: np.ndarray, *, batch_size: int, repeats: int) -> dict[str, Any]:
+    """Speed of the every-key design (``--front-end logfreq --canonicalise tonic``): its larger input and its tonic step."""
+    import torch
+
+    params = spectrogram.LogMelParams(**LOGFREQ_LOGMEL)
+    model = build_model("default", n_mels=params.n_mels, seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = torch.randn(batch_size, 1, params.n_mels, 108)
+    target = torch.randint(0, 2, (batch_size,), generator=torch.Generator().manual_seed(0))
+    model.train()
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(pixel_values=batch).logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    train_rate = batch_size * repeats / (time.perf_counter() - start)
+    tonality.tonic_chroma(y)
+    start = time.perf_counter()
+    for _ in range(3):
+        tonality.tonic_chroma(y)
+    tonic_ms = (time.perf_counter() - start) / 3 * 1000
+    return {"vit_every_key_train_spectrograms_per_s": round(train_rate, 1),
+            "vit_every_key_tonic_ms_per_clip": round(tonic_ms, 1)}
