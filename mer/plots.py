@@ -13,7 +13,175 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from . import ParameterError
+from .spectrogram import LOGFREQ_FMIN, LogMelParams
+
 sns.set_theme(context="notebook", style="whitegrid")
+
+# ---------------------------------------------------------------------------
+# Time-frequency axes, shared by chapters 2-4 (spectrograms and relevance maps)
+# ---------------------------------------------------------------------------
+#
+# Every time-frequency figure labels its frequency axis with notes and hertz at
+# the octaves of A (A1 55 Hz, A2 110 Hz, ..., A4 440 Hz, ...): the tuning
+# reference and its octaves are whole numbers of hertz, so the same ticks are a
+# round Hz scale for the researcher and a pitch scale for the musician. Each
+# tick sits where that frequency lies on the figure's own scale (mel bands,
+# log-frequency rows or linear STFT bins); the time axis is in seconds.
+#
+# Colour maps (all perceptually ordered and readable in greyscale):
+#   * dB magnitudes: ``magma`` (sequential, lightness rising monotonically).
+#   * a spectrogram under a relevance overlay: ``Greys`` (neutral, so the overlay's hue carries the sign).
+#   * relevance of one class: ``RdBu_r``, zero at the centre (white), symmetric limits.
+#     Its two sides fall to the same lightness, on purpose: equal |relevance| for and
+#     against must look equally strong. The sign is in the hue (red for, blue against,
+#     as the chapters' text reads); a greyscale print keeps the magnitude, and the
+#     marginal sums of :func:`lrp_example` keep the sign as a position above or below zero.
+#   * Happy - Sad contrast: ``PuOr_r`` (orange for Happy, purple for Sad, the class colours),
+#     zero at the centre, symmetric limits; its sides do differ in lightness (the purple end is
+#     darker), so the extremes stay apart in greyscale.
+#   * a mask in [0, 1]: ``cividis`` (sequential, uniform and colour-vision-deficiency safe).
+
+#: How the book shows a figure: drawn at ``BOOK_DPI`` (the inline backend's default) and
+#: shown about ``BOOK_WIDTH_PX`` wide, so a figure wider than 8 in is shrunk on the page.
+BOOK_WIDTH_PX = 800
+BOOK_DPI = 100
+#: Smallest text size (pt) a reader should meet on the page.
+MIN_FONT_PT = 8.0
+#: Maps of the time-frequency figures (see the comment above).
+CMAP_DB = "magma"
+CMAP_BACKGROUND = "Greys"
+CMAP_RELEVANCE = "RdBu_r"
+CMAP_CONTRAST = "PuOr_r"
+CMAP_MASK = "cividis"
+#: MIDI numbers of the labelled pitches, the A's from A0 (27.5 Hz) to A9 (14 080 Hz), in the
+#: order they claim room on a crowded axis: A4 first, then outwards.
+_TICK_PRIORITY = (69, 81, 57, 93, 45, 105, 33, 117, 21, 129)
+
+
+def _min_font(fig) -> float:
+    """Font size (pt) at this figure's size that still shows as :data:`MIN_FONT_PT` in the book."""
+    shrink = min(1.0, BOOK_WIDTH_PX / (fig.get_figwidth() * BOOK_DPI))
+    return MIN_FONT_PT / shrink
+
+
+def _points(size) -> float:
+    from matplotlib.font_manager import FontProperties
+
+    return float(FontProperties(size=size).get_size_in_points())
+
+
+def _legible(fig, axes=None) -> float:
+    """Raise the tick labels of ``axes`` (default: all of ``fig``) to at least :func:`_min_font`.
+
+    Returns the tick label size used.
+    """
+    size = max(_min_font(fig), _points(plt.rcParams["ytick.labelsize"]), _points(plt.rcParams["xtick.labelsize"]))
+    for ax in fig.axes if axes is None else axes:
+        ax.tick_params(labelsize=size)
+    return size
+
+
+def _front_end(params, *, n_rows: int, sr: int = 22050, hop_length: int = 512, pool: int = 4):
+    """The :class:`mer.spectrogram.LogMelParams` of a spectrogram with ``n_rows`` rows.
+
+    ``params`` (LogMelParams or its dict, e.g. ``meta["logmel"]``) when given;
+    otherwise the mel front end with ``sr``, ``hop_length``, ``pool`` and
+    ``n_mels = n_rows`` (the defaults of :mod:`mer.spectrogram` for the rest).
+    """
+    from dataclasses import replace
+
+    if params is None:
+        return LogMelParams(sr=int(sr), hop_length=int(hop_length), pool=int(pool), n_mels=int(n_rows))
+    p = params if isinstance(params, LogMelParams) else LogMelParams(**dict(params))
+    if p.front_end == "logfreq":
+        if n_rows not in (p.n_mels, p.n_rows):
+            raise ParameterError(f"a {n_rows}-row spectrogram does not fit the log-frequency front end "
+                                 f"({p.n_mels} rows, {p.n_rows} with margins)")
+        return p if n_rows == p.n_rows else replace(p, margin=0)
+    if n_rows != p.n_mels:
+        raise ParameterError(f"a {n_rows}-row spectrogram does not fit the mel front end ({p.n_mels} bands)")
+    return p
+
+
+def _row_frequencies(p, *, semitones: int = 0) -> np.ndarray:
+    """Centre frequency (Hz) of every row of a spectrogram of front end ``p`` (:func:`_front_end`).
+
+    Mel: the centres of librosa's (Slaney) filterbank, ``mel_frequencies(n_mels + 2, fmin,
+    fmax)[1:-1]``, the matrix :func:`mer.spectrogram.mel_filterbank` returns. Log-frequency:
+    ``base * 2 ** ((row - margin) / bins_per_octave)`` (:func:`mer.spectrogram.logfreq_filterbank`),
+    and for a clip a canonicalising model moved by ``semitones``
+    (:func:`mer.spectrogram.crop`) ``base * 2 ** ((row - semitones * bins_per_semitone) / bins_per_octave)``.
+    """
+    import librosa
+
+    if p.front_end == "logfreq":
+        base = p.fmin if p.fmin > 0 else LOGFREQ_FMIN
+        rows = np.arange(p.n_rows) - p.margin - semitones * p.bins_per_semitone
+        return base * 2.0 ** (rows / p.bins_per_octave)
+    if semitones:
+        raise ParameterError("only the log-frequency front end moves a clip by whole semitones")
+    return librosa.mel_frequencies(n_mels=p.n_mels + 2, fmin=p.fmin, fmax=p.fmax or p.sr / 2)[1:-1]
+
+
+def _note_label(hz: float) -> str:
+    import librosa
+
+    return f"{librosa.hz_to_note(hz)} {hz:.0f} Hz"
+
+
+def _note_ticks(ax, position, low: float, high: float, *, fontsize: float, axis: str = "y") -> list[float]:
+    """Label ``axis`` with the A's (e.g. "A4 440 Hz") between ``low`` and ``high`` Hz.
+
+    ``position(hz)`` gives the axis coordinate of a frequency. Octaves closer than
+    about 1.3 lines of text to one already placed are left out, A4 first.
+    Returns the frequencies labelled.
+    """
+    import librosa
+
+    fig = ax.figure
+    box = ax.get_position()
+    span = abs(np.diff(ax.get_ylim() if axis == "y" else ax.get_xlim())[0]) or 1.0
+    length_pt = (box.height * fig.get_figheight() if axis == "y" else box.width * fig.get_figwidth()) * 72
+    gap = 1.3 * fontsize * span / max(length_pt, 1.0)
+    chosen: list[tuple[float, float]] = []
+    for midi in _TICK_PRIORITY:
+        hz = float(librosa.midi_to_hz(midi))
+        if not low <= hz <= high:
+            continue
+        where = float(position(hz))
+        if all(abs(where - other) >= gap for other, _ in chosen):
+            chosen.append((where, hz))
+    chosen.sort()
+    ticks, names = [w for w, _ in chosen], [_note_label(hz) for _, hz in chosen]
+    if axis == "y":
+        ax.set_yticks(ticks, names)
+    else:
+        ax.set_xticks(ticks, names)
+    ax.tick_params(axis=axis, labelsize=fontsize)
+    return [hz for _, hz in chosen]
+
+
+def _row_note_ticks(ax, centres: np.ndarray, *, fontsize: float, label: bool = True, scale: str = "mel") -> list[float]:
+    """Note ticks on an image axis whose row ``i`` spans ``[i, i + 1)`` and is centred on ``centres[i]`` Hz.
+
+    A frequency between two row centres is placed by linear interpolation in
+    hertz, so a tick lies inside the row whose centre is nearest to it.
+    """
+    index = np.arange(len(centres)) + 0.5
+    marks = _note_ticks(ax, lambda hz: np.interp(hz, centres, index), float(centres[0]), float(centres[-1]),
+                        fontsize=fontsize)
+    if label:
+        ax.set_ylabel({"mel": "frequency (mel scale)",
+                       "logfreq": "frequency (log scale)"}.get(scale, "frequency"))
+    return marks
+
+
+def _mel_ticks(ax, *, n_mels: int, sr: int, fmin: float = 0.0, fmax: float | None = None) -> None:
+    """Label a mel-band axis (band index) with notes and Hz (kept for older callers)."""
+    p = LogMelParams(sr=int(sr), n_mels=int(n_mels), fmin=float(fmin), fmax=fmax)
+    _row_note_ticks(ax, _row_frequencies(p), fontsize=_legible(ax.figure, [ax]))
+
 
 # ---------------------------------------------------------------------------
 # Data page (notebooks/00_data.ipynb)
@@ -273,8 +441,12 @@ def recovery_plot(table, *, rho=None):
 # ---------------------------------------------------------------------------
 
 def vit_patches(spec, *, patch_size=(128, 2), sr: int = 22050, hop_length: int = 512, pool: int = 4,
-                title: str | None = None, highlight: int | None = 10):
+                title: str | None = None, highlight: int | None = 10, params=None):
     """A log-mel spectrogram with the ViT's patch grid drawn on it.
+
+    Frequency is labelled with notes and hertz at the octaves of A, placed on
+    the spectrogram's own scale (mel bands, or log-frequency rows with
+    ``params``); time in seconds; level in ``magma``.
 
     Parameters
     ----------
@@ -282,8 +454,15 @@ def vit_patches(spec, *, patch_size=(128, 2), sr: int = 22050, hop_length: int =
         Log-mel in dB (or normalised).
     patch_size : (int, int)
         Patch (mel bands, frames); (128, 2) = full-height stripes.
+    sr, hop_length, pool : int
+        Geometry of the mel front end, for seconds and hertz (ignored with ``params``).
     highlight : int, optional
         Index of one patch (token) to outline in colour.
+    params : mer.spectrogram.LogMelParams or dict, optional
+        The front end that made ``spec`` (e.g. a checkpoint's ``meta["logmel"]``):
+        its ``sr``, ``hop_length``, ``pool``, ``fmin``, ``fmax``, ``front_end`` and
+        ``bins_per_octave`` place the ticks. Default: the mel front end with
+        ``sr``, ``hop_length``, ``pool`` and ``n_mels`` = the rows of ``spec``.
 
     Returns
     -------
@@ -296,9 +475,10 @@ def vit_patches(spec, *, patch_size=(128, 2), sr: int = 22050, hop_length: int =
     spec = np.asarray(spec)
     spec = spec[0] if spec.ndim == 3 else spec
     n_mels, n_frames = spec.shape
-    seconds = hop_length * pool / sr
-    fig, ax = plt.subplots(figsize=(10, 3.4))
-    ax.imshow(spec, origin="lower", aspect="auto", cmap="magma",
+    p = _front_end(params, n_rows=n_mels, sr=sr, hop_length=hop_length, pool=pool)
+    seconds = p.hop_length * p.pool / p.sr
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    ax.imshow(spec, origin="lower", aspect="auto", cmap=CMAP_DB, interpolation="nearest",
               extent=(0, n_frames * seconds, 0, n_mels))
     bands, frames = patch_size
     for column in range(0, n_frames + 1, frames):
@@ -312,11 +492,14 @@ def vit_patches(spec, *, patch_size=(128, 2), sr: int = 22050, hop_length: int =
                                fill=False, edgecolor="cyan", lw=2))
         ax.annotate(f"token {highlight + 1}", (c * frames * seconds, r * bands + bands * 0.9),
                     color="cyan", xytext=(6, 0), textcoords="offset points", va="top")
+    ax.set_xlim(0, n_frames * seconds)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("mel band")
     ax.grid(False)
-    ax.set_title(title or f"{n_mels} x {n_frames} log-mel cut into "
+    kind = "log-frequency spectrogram" if p.front_end == "logfreq" else "log-mel"
+    ax.set_title(title or f"{n_mels} x {n_frames} {kind} cut into "
                  f"{(n_mels // bands) * (n_frames // frames)} patches of {bands} x {frames}")
+    fig.tight_layout()
+    _row_note_ticks(ax, _row_frequencies(p), fontsize=_legible(fig), scale=p.front_end)
     fig.tight_layout()
     return fig
 
@@ -532,10 +715,16 @@ def _symmetric_limit(values) -> float:
 
 
 def lrp_example(spec: np.ndarray, relevance: np.ndarray, contrast: np.ndarray, *, frame_s: float,
-                title: str = "", window: tuple[float, float] | None = None):
+                title: str = "", window: tuple[float, float] | None = None, params=None, semitones: int = 0):
     """One explained clip: spectrogram with relevance overlaid, relevance summed
-    over time (which mel bands) and over frequency (which moments), and the
+    over time (which frequencies) and over frequency (which moments), and the
     class-contrastive relevance (Happy minus Sad logit).
+
+    Frequency is labelled with notes and hertz at the octaves of A, placed on
+    the spectrogram's own scale; time in seconds. Relevance of the explained
+    class in ``RdBu_r`` (red for, blue against), the contrast in ``PuOr_r``
+    (orange for Happy, purple for Sad), both with zero at the centre
+    (symmetric limits); the spectrogram underneath in grey.
 
     Parameters
     ----------
@@ -547,6 +736,13 @@ def lrp_example(spec: np.ndarray, relevance: np.ndarray, contrast: np.ndarray, *
         Seconds per frame.
     window : (float, float), optional
         An evidence window to outline (probe clips).
+    params : mer.spectrogram.LogMelParams or dict, optional
+        The front end that made ``spec`` (e.g. ``meta["logmel"]``), for the
+        frequency ticks. Default: the mel front end at 22 050 Hz with ``n_mels``
+        = the rows of ``spec``.
+    semitones : int
+        For a canonicalising (log-frequency) model: how far the clip was moved
+        (``explain_clips(...)["semitones"]``), so the ticks name the clip's own pitches.
 
     Returns
     -------
@@ -555,40 +751,52 @@ def lrp_example(spec: np.ndarray, relevance: np.ndarray, contrast: np.ndarray, *
     Notebook: notebooks/03_lrp.ipynb
     """
     n_mels, n_frames = spec.shape
+    p = _front_end(params, n_rows=n_mels)
     extent = (0, n_frames * frame_s, 0, n_mels)
-    fig = plt.figure(figsize=(11, 5.2), layout="constrained")
-    grid = fig.add_gridspec(2, 3, width_ratios=(4, 4, 1.2), height_ratios=(3, 1.2))
+    fig = plt.figure(figsize=(10, 5.6), layout="constrained")
+    grid = fig.add_gridspec(2, 3, width_ratios=(4, 4, 1.5), height_ratios=(3, 1.2))
     ax_spec = fig.add_subplot(grid[0, 0])
     ax_con = fig.add_subplot(grid[0, 1], sharey=ax_spec)
     ax_freq = fig.add_subplot(grid[0, 2], sharey=ax_spec)
     ax_time = fig.add_subplot(grid[1, 0], sharex=ax_spec)
     ax_time_c = fig.add_subplot(grid[1, 1], sharex=ax_con)
-    ax_spec.imshow(spec, origin="lower", aspect="auto", cmap="gray_r", extent=extent)
+    size = _min_font(fig)
+    ax_spec.imshow(spec, origin="lower", aspect="auto", cmap=CMAP_BACKGROUND, extent=extent,
+                   interpolation="nearest")
     limit = _symmetric_limit(relevance)
     shown = np.ma.masked_where(np.abs(relevance) < 0.05 * limit, relevance)
-    image = ax_spec.imshow(shown, origin="lower", aspect="auto", cmap="bwr", vmin=-limit, vmax=limit,
-                           extent=extent, alpha=0.8)
-    fig.colorbar(image, ax=ax_spec, location="top", shrink=0.6, label="relevance (explained class)")
+    image = ax_spec.imshow(shown, origin="lower", aspect="auto", cmap=CMAP_RELEVANCE, vmin=-limit, vmax=limit,
+                           extent=extent, alpha=0.8, interpolation="nearest")
+    fig.colorbar(image, ax=ax_spec, location="top", shrink=0.7, label="relevance (red: for the explained class)")
     c_limit = _symmetric_limit(contrast)
-    image = ax_con.imshow(contrast, origin="lower", aspect="auto", cmap="PuOr_r", vmin=-c_limit, vmax=c_limit,
-                          extent=extent)
-    fig.colorbar(image, ax=ax_con, location="top", shrink=0.6, label="Happy - Sad relevance")
+    image = ax_con.imshow(contrast, origin="lower", aspect="auto", cmap=CMAP_CONTRAST, vmin=-c_limit, vmax=c_limit,
+                          extent=extent, interpolation="nearest")
+    fig.colorbar(image, ax=ax_con, location="top", shrink=0.7, label="Happy - Sad (orange: for Happy)")
     bands = np.arange(n_mels) + 0.5
     ax_freq.plot(relevance.sum(1), bands, color="C3", label="class")
     ax_freq.plot(contrast.sum(1), bands, color="C4", lw=1, label="H - S")
     ax_freq.axvline(0, color="k", lw=0.5)
     ax_freq.set_xlabel("sum over time")
-    ax_freq.legend(fontsize="x-small")
+    ax_freq.legend(fontsize=size, loc="upper right")
     times = (np.arange(n_frames) + 0.5) * frame_s
     ax_time.bar(times, relevance.sum(0), width=frame_s, color=np.where(relevance.sum(0) >= 0, "C3", "C0"))
-    ax_time.set_ylabel("sum over mel")
+    ax_time.set_ylabel("sum over freq.")
     ax_time.set_xlabel("time (s)")
     ax_time_c.bar(times, contrast.sum(0), width=frame_s, color=np.where(contrast.sum(0) >= 0, "C1", "C4"))
     ax_time_c.set_xlabel("time (s)")
-    ax_spec.set_ylabel("mel band")
+    for ax in (ax_spec, ax_con):
+        ax.set_xlim(0, n_frames * frame_s)
+        ax.grid(False)
     for ax in (ax_spec, ax_con, ax_time, ax_time_c):
         if window is not None:
             ax.axvspan(*window, fill=False, edgecolor="k", lw=1.5, ls="--")
+    size = _legible(fig)
+    ax_freq.xaxis.get_major_locator().set_params(nbins=3)
+    for ax in (ax_time, ax_time_c):
+        ax.xaxis.get_major_locator().set_params(nbins=6)
+    ax_con.tick_params(labelleft=False)
+    ax_freq.tick_params(labelleft=False)
+    _row_note_ticks(ax_spec, _row_frequencies(p, semitones=semitones), fontsize=size, scale=p.front_end)
     fig.suptitle(title)
     return fig
 
@@ -679,24 +887,15 @@ SONIFY_QUADRANT_ORDER = ("TP", "TN", "FP", "FN")
 SONIFY_CONDITION_ORDER = ("original", "kept", "complement", "random removed")
 
 
-def _mel_ticks(ax, *, n_mels: int, sr: int, fmin: float = 0.0, fmax: float | None = None) -> None:
-    """Label a mel-band axis (band index) with Hz at a few round frequencies."""
-    import librosa
-
-    centres = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=fmax or sr / 2)[1:-1]
-    marks = [hz for hz in (125, 250, 500, 1000, 2000, 4000, 8000) if centres[0] <= hz <= centres[-1]]
-    ax.set_yticks(np.interp(marks, centres, np.arange(n_mels)) + 0.5)
-    ax.set_yticklabels([f"{hz / 1000:g}k" if hz >= 1000 else str(hz) for hz in marks])
-    ax.set_ylabel("Hz (mel scale)")
-
-
 def relevance_overlay(logmel_db, relevance, *, sr: int = 22050, hop_length: int = 512, pool: int = 4,
-                      title: str | None = None, ax=None, colorbar: bool = True):
+                      title: str | None = None, ax=None, colorbar: bool = True, params=None, semitones: int = 0):
     """A log-mel spectrogram in grey with the relevance drawn over it.
 
-    Red marks evidence for the explained class, blue evidence against it; a
-    bin's opacity grows with its absolute relevance, so the spectrogram shows
-    through where the model did not look.
+    Red marks evidence for the explained class, blue evidence against it
+    (``RdBu_r``, zero at the centre, limits ``+-max|relevance|``); a bin's
+    opacity grows with its absolute relevance, so the spectrogram shows
+    through where the model did not look. Frequency is labelled with notes and
+    hertz at the octaves of A, placed on the spectrogram's own scale; time in seconds.
 
     Parameters
     ----------
@@ -705,11 +904,19 @@ def relevance_overlay(logmel_db, relevance, *, sr: int = 22050, hop_length: int 
     relevance : np.ndarray, shape (n_mels, n_frames)
         Signed relevance (frames beyond ``logmel_db``'s are ignored).
     sr, hop_length, pool : int
-        Geometry, for the time axis in seconds and the Hz labels.
+        Geometry of the mel front end, for the time axis in seconds and the Hz
+        labels (ignored with ``params``).
     title : str, optional
     ax : matplotlib.axes.Axes, optional
         Draw into this axes; a new figure otherwise.
     colorbar : bool
+    params : mer.spectrogram.LogMelParams or dict, optional
+        The front end that made the spectrogram (e.g. ``meta["logmel"]``); needed
+        for a log-frequency front end. Default: the mel front end with ``sr``,
+        ``hop_length``, ``pool`` and ``n_mels`` = the rows of ``logmel_db``.
+    semitones : int
+        For a canonicalising (log-frequency) model: how far the clip was moved
+        (``explain_clips(...)["semitones"]``), so the ticks name the clip's own pitches.
 
     Returns
     -------
@@ -720,24 +927,30 @@ def relevance_overlay(logmel_db, relevance, *, sr: int = 22050, hop_length: int 
     spec = np.asarray(logmel_db, dtype=float).reshape(np.shape(logmel_db)[-2:])
     n_mels, n_frames = spec.shape
     rel = np.asarray(relevance, dtype=float)[:, :n_frames]
+    p = _front_end(params, n_rows=n_mels, sr=sr, hop_length=hop_length, pool=pool)
     if ax is None:
-        figure, ax = plt.subplots(figsize=(7.0, 3.0), constrained_layout=True)
+        figure, ax = plt.subplots(figsize=(7.0, 3.2), constrained_layout=True)
     else:
         figure = ax.figure
-    extent = (0.0, n_frames * pool * hop_length / sr, 0.0, n_mels)
-    ax.imshow(spec, origin="lower", aspect="auto", cmap="Greys", extent=extent, interpolation="nearest")
-    scale = float(np.abs(rel).max()) or 1.0
-    colours = plt.get_cmap("RdBu_r")(0.5 + 0.5 * rel / scale)
-    colours[..., 3] = np.clip(np.abs(rel) / scale, 0, 1) ** 0.7
-    ax.imshow(colours, origin="lower", aspect="auto", extent=extent, interpolation="nearest")
-    _mel_ticks(ax, n_mels=n_mels, sr=sr)
+    duration = n_frames * p.pool * p.hop_length / p.sr
+    extent = (0.0, duration, 0.0, n_mels)
+    ax.imshow(spec, origin="lower", aspect="auto", cmap=CMAP_BACKGROUND, extent=extent, interpolation="nearest")
+    scale = _symmetric_limit(rel)
+    alpha = np.clip(np.nan_to_num(np.abs(rel)) / scale, 0, 1) ** 0.7
+    ax.imshow(np.nan_to_num(rel), origin="lower", aspect="auto", cmap=CMAP_RELEVANCE, vmin=-scale,
+                      vmax=scale, alpha=alpha, extent=extent, interpolation="nearest")
+    ax.set_xlim(0.0, duration)
     ax.set_xlabel("time (s)")
     ax.grid(False)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=max(10.0, _min_font(figure)))
+    axes = [ax]
     if colorbar:
-        mappable = plt.cm.ScalarMappable(cmap="RdBu_r", norm=plt.Normalize(-scale, scale))
-        figure.colorbar(mappable, ax=ax, label="relevance", pad=0.01)
+        mappable = plt.cm.ScalarMappable(cmap=CMAP_RELEVANCE, norm=plt.Normalize(-scale, scale))
+        bar = figure.colorbar(mappable, ax=ax, label="relevance (red: for)", pad=0.01)
+        axes.append(bar.ax)
+    size = _legible(figure, axes)
+    _row_note_ticks(ax, _row_frequencies(p, semitones=semitones), fontsize=size, scale=p.front_end)
     return figure
 
 
@@ -746,10 +959,12 @@ def sonification_panels(y, mask, kept, complement, *, sr: int = 22050, n_fft: in
                         floor_db: float = -70.0):
     """What the mask keeps and what it leaves out, on the linear STFT.
 
-    Four panels over time and frequency (Hz, linear up to ``fmax``): the
-    mask (0-1), the original, the sonified clip (kept) and the complement,
-    the last three in dB relative to the original's maximum, so the loudness
-    matching of kept and complement is visible too.
+    Four panels over time (s) and frequency (linear in Hz up to ``fmax``,
+    labelled with notes at the octaves of A), two by two: the original and
+    the mask (0-1, ``cividis``) above, the sonified clip (kept) and the
+    complement below; the three sounds in dB relative to the original's
+    maximum (``magma``, one scale), so the loudness matching of kept and
+    complement is visible too.
 
     Parameters
     ----------
@@ -768,29 +983,41 @@ def sonification_panels(y, mask, kept, complement, *, sr: int = 22050, n_fft: in
     """
     import librosa
 
-    figure, axes = plt.subplots(1, 4, figsize=(12.0, 2.7), sharey=True, constrained_layout=True)
+    figure, axes = plt.subplots(2, 2, figsize=(8.4, 5.4), sharex=True, sharey=True, constrained_layout=True)
+    ax_orig, ax_mask, ax_kept, ax_comp = axes.flat
     powers = [np.abs(librosa.stft(np.asarray(s, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
               for s in (y, kept, complement)]
     ref = float(powers[0].max()) or 1.0
     top = int(np.searchsorted(librosa.fft_frequencies(sr=sr, n_fft=n_fft), fmax or sr / 2)) + 1
-    extent = (0.0, len(y) / sr, 0.0, (top - 1) * sr / n_fft)
-    shown = axes[0].imshow(np.asarray(mask)[:top], origin="lower", aspect="auto", cmap="Greens", vmin=0, vmax=1,
+    # Pixels centred on their STFT bin (k * sr / n_fft Hz) and frame (t * hop / sr s, centred frames).
+    bin_hz, hop_s = sr / n_fft, hop_length / sr
+    n_columns = powers[0].shape[1]
+    extent = (-hop_s / 2, (n_columns - 0.5) * hop_s, -bin_hz / 2, (top - 0.5) * bin_hz)
+    shown = ax_mask.imshow(np.asarray(mask)[:top], origin="lower", aspect="auto", cmap=CMAP_MASK, vmin=0, vmax=1,
                            extent=extent, interpolation="nearest")
-    axes[0].set_title("mask", fontsize=10)
-    figure.colorbar(shown, ax=axes[0], pad=0.01)
+    ax_mask.set_title("mask", fontsize=11)
+    figure.colorbar(shown, ax=ax_mask, pad=0.01, label="kept share")
     image = None
-    for ax, power, name in zip(axes[1:], powers, ("original", "sonified (kept)", "complement (ignored)")):
+    for ax, power, name in zip((ax_orig, ax_kept, ax_comp), powers,
+                               ("original", "sonified (kept)", "complement (ignored)")):
         db = 10 * np.log10(np.maximum(power[:top], 1e-12) / ref)
-        image = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=floor_db, vmax=0, extent=extent,
+        image = ax.imshow(db, origin="lower", aspect="auto", cmap=CMAP_DB, vmin=floor_db, vmax=0, extent=extent,
                           interpolation="nearest")
-        ax.set_title(name, fontsize=10)
-    for ax in axes:
-        ax.set_xlabel("time (s)")
+        ax.set_title(name, fontsize=11)
+    for ax in axes.flat:
         ax.grid(False)
-    axes[0].set_ylabel("Hz")
-    figure.colorbar(image, ax=axes[1:], label="dB re original max", pad=0.01)
+    ax_orig.set_xlim(0.0, len(y) / sr)
+    ax_orig.set_ylim(0.0, (top - 1) * bin_hz)
+    for ax in axes[1]:
+        ax.set_xlabel("time (s)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("frequency (linear)")
+    bar = figure.colorbar(image, ax=ax_comp, label="dB re original max\n(all three sounds)", pad=0.01)
+    size = _legible(figure)
+    _note_ticks(ax_orig, lambda hz: hz, bin_hz, (top - 1) * bin_hz, fontsize=size)
+    del bar
     if title:
-        figure.suptitle(title, fontsize=11)
+        figure.suptitle(title, fontsize=12)
     return figure
 
 
