@@ -3,7 +3,10 @@
 Every computation the chapters show lives here, one module per concept:
 
 ``mer.audio``        loading, writing and playing clips
+``mer.metrics``      the class labels, quadrants and scores with bootstrap intervals (one home)
 ``mer.data``         datasets in one table shape (synthetic default, manifests)
+``mer.tonality``     key profiles and the tonic of a clip
+``mer.carryover``    whether a model carries over to other keys, SoundFonts and textures
 ``mer.store``        paths, content hashes and atomic writes under ``data/derived``
 ``mer.report``       headline numbers and the reproducibility stamp of a chapter
 ``mer.profiles``     the ``quick`` / ``default`` / ``thesis`` parameter sets

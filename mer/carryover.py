@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from . import ParameterError, features, vit
-from .data import LABELS, synth
+from .data import synth
+from .metrics import bootstrap_metrics, label_codes
 
 #: Targets of issue 17 for the every-key model (the chapter reports met or missed against them).
 TARGETS = {"balanced_accuracy": 0.90, "balanced_accuracy_by_key_min": 0.85, "transposition_spread_median": 0.10,
@@ -53,19 +54,10 @@ EDGE_CUES = ("tempo_bpm", "register")
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
-def _codes(labels) -> np.ndarray:
-    """Integer codes of label names (:data:`mer.data.LABELS`: sad 0, happy 1)."""
-    labels = np.asarray(labels).astype(str)
-    unknown = set(labels) - set(LABELS)
-    if unknown:
-        raise ParameterError(f"labels must be {LABELS}, got {sorted(unknown)}")
-    return (labels == LABELS[1]).astype(int)
-
-
 def scored(labels, p_happy, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, float]:
     """Balanced accuracy with its bootstrap 95 % interval: ``value, low, high, n``.
 
-    :func:`mer.vit.bootstrap_metrics` (the chapter's one definition); NaN
+    :func:`mer.metrics.bootstrap_metrics` (the book's one definition); NaN
     where one class is missing (a key with clips of one mode only).
 
     Parameters
@@ -75,7 +67,7 @@ def scored(labels, p_happy, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[s
 
     Notebook: notebooks/02_vit.ipynb
     """
-    row = vit.bootstrap_metrics(_codes(labels), np.asarray(p_happy, dtype=float), n_bootstrap=n_bootstrap,
+    row = bootstrap_metrics(label_codes(np.asarray(labels).astype(str)).to_numpy(), np.asarray(p_happy, dtype=float), n_bootstrap=n_bootstrap,
                                 seed=seed).set_index("metric").loc["balanced_accuracy"]
     return {"value": float(row["value"]), "low": float(row["low"]), "high": float(row["high"]),
             "n": int(row["n"])}
@@ -163,7 +155,7 @@ def mode_ranking(p_happy, modes, *, n_bootstrap: int = 1000, seed: int = 0) -> d
     Notebook: notebooks/02_vit.ipynb
     """
     major = (np.asarray(modes).astype(str) == "major").astype(int)
-    row = vit.bootstrap_metrics(major, np.asarray(p_happy, dtype=float), n_bootstrap=n_bootstrap,
+    row = bootstrap_metrics(major, np.asarray(p_happy, dtype=float), n_bootstrap=n_bootstrap,
                                 seed=seed).set_index("metric").loc["roc_auc"]
     return {"value": float(row["value"]), "low": float(row["low"]), "high": float(row["high"]),
             "n": int(row["n"])}

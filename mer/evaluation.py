@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import ParameterError, lrp
+from .metrics import bootstrap_interval
 
 
 # ---------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def _perturbation_setup(model: nn.Module, x, target, order: str, step: float):
     at each step and the targets as a tensor."""
     if order not in ("morf", "lerf"):
         raise ParameterError(f"order must be 'morf' or 'lerf', got {order!r}")
-    inputs = lrp._as_input(x)
+    inputs = lrp.as_input(x)
     n_clips, _, n_mels, n_frames = inputs.shape
     patch = lrp.patch_grid(model)
     n_patches = (n_mels // patch[0]) * (n_frames // patch[1])
@@ -199,10 +200,10 @@ def greedy_deletion(model: nn.Module, x, target, *, order: str = "morf", step: f
         model.train(was_training)
     # Larger value = removed earlier (MoRF) / later (LeRF), spread over each patch's bins as the
     # token-level explainers spread theirs.
-    from .explainers import _spread
+    from .explainers import spread_tokens
 
     value = (n_patches - rank).to(torch.float32) if order == "morf" else rank.to(torch.float32)
-    return _spread(value, model, (n_mels, n_frames))
+    return spread_tokens(value, model, (n_mels, n_frames))
 
 
 def search_reference(model: nn.Module, x, target, morf: dict[str, np.ndarray], lerf: dict[str, np.ndarray], *,
@@ -304,22 +305,6 @@ def select_epsilon(model: nn.Module, x, target, epsilons, *, explainer: str = "l
     table = pd.DataFrame(rows)
     best = float(table.sort_values(["morf_auc", "epsilon"]).iloc[0]["epsilon"])
     return best, table
-
-
-def bootstrap_interval(values: np.ndarray, *, n_bootstrap: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``values`` and its percentile-bootstrap interval (resampling clips).
-
-    Applied to per-clip differences, this is the paired bootstrap.
-
-    Notebook: notebooks/03_lrp.ipynb
-    """
-    values = np.asarray(values, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
-    means = values[idx].mean(1)
-    alpha = (1 - level) / 2
-    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
 def perturbation_summary(morf: dict[str, np.ndarray], lerf: dict[str, np.ndarray], *, step: float = 0.05,
@@ -469,7 +454,7 @@ def cascade_steps(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    parts = lrp._find(model)
+    parts = lrp.vit_parts(model)
     blocks = parts["blocks"]
     in_blocks = {id(m) for b in blocks for m in b.modules()} | {id(m) for m in parts["embeddings"].modules()}
     head = [m for m in model.modules()

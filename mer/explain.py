@@ -44,6 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import MerError, ParameterError, cli, predict, profiles, sonify, spectrogram, store, vit
+from .metrics import HAPPY, ID2LABEL, SAD, called, quadrant
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,9 @@ def audio_to_model_input(clips: np.ndarray, meta: dict[str, Any]) -> tuple[np.nd
     if semitones is None:
         db = np.stack([spectrogram.logmel(y, params=params) for y in clips])
     else:  # a canonicalised checkpoint: the same move to the canonical key as in training
-        tall_params = vit._tall_params(spectrogram.LogMelParams(**params), 6)
+        tall_params = vit.tall_logmel_params(spectrogram.LogMelParams(**params), 6)
         tall = np.stack([spectrogram.logmel(y, params=tall_params) for y in clips])
-        db = vit._crop_each(tall, tall_params, semitones, params["top_db"])
+        db = vit.crop_each(tall, tall_params, semitones, params["top_db"])
     return vit.fit_input(spectrogram.normalize(db, meta["stats"]), meta), db[:, 0]
 
 
@@ -181,7 +182,7 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
     return {"proba": proba, "predicted": predicted, "target": np.asarray(target),
             "relevance": np.asarray(relevance)[..., :n_frames], "logmel_db": db,
             "model_input": specs[:, 0, :, :n_frames],
-            "semitones": _semitones(clips, meta)}
+            "semitones": _semitones(clips, meta), "logmel": dict(meta["logmel"])}
 
 
 def _semitones(clips, meta) -> np.ndarray:
@@ -208,18 +209,18 @@ def predictions_table(model, meta: dict[str, Any], clips, audio_clips: np.ndarra
     -------
     pandas.DataFrame
         ``clip_id, label, predicted, p_happy, p_predicted, quadrant`` (TP/TN/FP/FN,
-        Happy positive, :func:`mer.vit.quadrant`).
+        Happy positive, :func:`mer.metrics.quadrant`).
 
     Notebook: notebooks/04_sonification.ipynb
     """
     import pandas as pd
 
     proba = audio_predictor(model, meta)(audio_clips)
-    predicted = np.where(proba[:, 1] >= 0.5, "happy", "sad")
+    predicted = called(proba[:, 1])
     table = pd.DataFrame({"clip_id": clips["clip_id"].astype(str).to_numpy(), "label": clips["label"].to_numpy(),
                           "predicted": predicted, "p_happy": proba[:, 1].astype(float),
                           "p_predicted": proba.max(axis=1).astype(float)})
-    table["quadrant"] = [vit.quadrant(a, b) for a, b in zip(table["label"], table["predicted"])]
+    table["quadrant"] = [quadrant(a, b) for a, b in zip(table["label"], table["predicted"])]
     return table
 
 
@@ -281,7 +282,7 @@ def sonification_sounds(y: np.ndarray, relevance: np.ndarray, clip, *, predicted
               (clip.complement, "complement", "complement (ignored)")]
     if signed:
         against = sonify.sonify(y, relevance, sign="negative", **mask_options)
-        other = "sad" if predicted == "happy" else "happy"
+        other = SAD if predicted == HAPPY else HAPPY
         sounds.append((against.kept, "against", f"for {other} (negative relevance)"))
     return sounds
 
@@ -347,31 +348,32 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
         raise ParameterError(f"show_quadrants: {len(listening)} listening settings for {len(examples)} examples")
 
     examples = examples.reset_index(drop=True)
-    for quadrant, title in QUADRANT_TITLES.items():
+    for name, title in QUADRANT_TITLES.items():
         display(Markdown(f"### {title}"))
-        rows = examples.index[examples["quadrant"] == quadrant]
+        rows = examples.index[examples["quadrant"] == name]
         if len(rows) == 0:
             display(Markdown("*No test clip fell into this quadrant.*"))
             continue
         for i in rows:
             row = examples.loc[i]
             figure = plots.relevance_overlay(
-                found["logmel_db"][i], found["relevance"][i],
+                found["logmel_db"][i], found["relevance"][i], params=found.get("logmel"),
+                semitones=int(found["semitones"][i]) if "semitones" in found else 0,
                 title=f"{row.clip_id}: p({row.predicted}) = {row.p_predicted:.2f}; relevance for {row.predicted}")
             display(figure)
             plt.close(figure)
             sounds = sonification_sounds(audio_clips[i], found["relevance"][i], sonified[i],
                                          predicted=row.predicted, signed=signed, **mask_options)
             if listening is None:
-                display(player_row(sounds, sr=sr, stem=f"{stem}/{quadrant}-{store.safe_name(row.clip_id)}"))
+                display(player_row(sounds, sr=sr, stem=f"{stem}/{name}-{store.safe_name(row.clip_id)}"))
                 continue
             chapter_share = next((k for k, clip in enumerate(listening[i])
                                   if clip.options.get("top_k_percent") == mask_options.get("top_k_percent")), None)
             display(widgets.listening_slider(audio_clips[i], listening[i], sr=sr, initial=chapter_share,
-                                             stem=f"{stem}/{quadrant}-{store.safe_name(row.clip_id)}", explained=row.predicted))
+                                             stem=f"{stem}/{name}-{store.safe_name(row.clip_id)}", explained=row.predicted))
             against = [sound for sound in sounds if sound[1] == "against"]
             if against:
-                display(player_row(against, sr=sr, stem=f"{stem}/{quadrant}-{store.safe_name(row.clip_id)}"))
+                display(player_row(against, sr=sr, stem=f"{stem}/{name}-{store.safe_name(row.clip_id)}"))
 
 
 def faithfulness_by_explainer(model, meta: dict[str, Any], audio_clips: np.ndarray, *,
@@ -573,11 +575,12 @@ def _explain_window(i, window, real_seconds, *, model, meta, explainer, top_k_pe
     found = explain_clips(model, meta, window[np.newaxis], explainer=explainer,
                           **({"seed": seed + i} if explainer == "random" else {}))
     p_happy = float(found["proba"][0, 1])
-    predicted = vit.ID2LABEL[int(found["predicted"][0])]
+    predicted = ID2LABEL[int(found["predicted"][0])]
     relevance = found["relevance"][0]
     stem = f"window-{i:03d}"
     start = i * float(params["duration"])
     figure = plots.relevance_overlay(found["logmel_db"][0], relevance, sr=sr, hop_length=hop, pool=pool,
+                                     params=meta["logmel"], semitones=int(found["semitones"][0]),
                                      title=f"{start:.0f}-{start + real_seconds:.0f} s: {predicted} "
                                            f"(p_happy {p_happy:.2f}), relevance for {predicted}")
     figure.savefig(folder / f"{stem}-relevance.png", dpi=90)
@@ -701,7 +704,7 @@ def _page(summary: dict[str, Any]) -> str:
         "</style></head><body>"
         f"<h1>{esc(title)}</h1>"
         + (f"<ul class='note'>{notes}</ul>" if notes else "") +
-        f"<p>Whole file: {esc('happy' if summary['p_happy'] >= 0.5 else 'sad')} "
+        f"<p>Whole file: {esc(str(called(summary['p_happy'])))} "
         f"(p(happy) = {summary['p_happy']:.2f}, the mean over {len(summary['windows'])} window(s) of up to "
         f"10 s, weighted by their length). "
         f"Explainer: <code>{esc(summary['explainer'])}</code>. {_model_html(summary['model'])} "

@@ -31,7 +31,7 @@ from . import ParameterError, lrp
 EXPLAINERS = ("lrp", "attnlrp", "gradxinput", "ig", "rollout", "chefer", "occlusion", "random")
 
 
-def _spread(tokens: torch.Tensor, model: nn.Module, shape: tuple[int, int]) -> np.ndarray:
+def spread_tokens(tokens: torch.Tensor, model: nn.Module, shape: tuple[int, int]) -> np.ndarray:
     """(batch, n_patches) token values -> (batch, n_mels, n_frames), each patch's
     bins sharing its token's value evenly."""
     ph, pw = lrp.patch_grid(model)
@@ -82,7 +82,7 @@ def rollout(model: nn.Module, x, target=None, **_: Any) -> np.ndarray:
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = lrp._as_input(x)
+    inputs = lrp.as_input(x)
     maps = _attention_maps(model, inputs, target, with_grad=False)
     n = maps[0].shape[-1]
     joint = torch.eye(n).expand(inputs.shape[0], n, n)
@@ -90,7 +90,7 @@ def rollout(model: nn.Module, x, target=None, **_: Any) -> np.ndarray:
         a = 0.5 * probs.mean(1) + 0.5 * torch.eye(n)
         a = a / a.sum(-1, keepdim=True)
         joint = a @ joint
-    return _spread(joint[:, 0, 1:], model, tuple(inputs.shape[-2:]))
+    return spread_tokens(joint[:, 0, 1:], model, tuple(inputs.shape[-2:]))
 
 
 def chefer(model: nn.Module, x, target=None, **_: Any) -> np.ndarray:
@@ -99,14 +99,14 @@ def chefer(model: nn.Module, x, target=None, **_: Any) -> np.ndarray:
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = lrp._as_input(x)
+    inputs = lrp.as_input(x)
     maps = _attention_maps(model, inputs, target, with_grad=True)
     n = maps[0].shape[-1]
     joint = torch.eye(n).expand(inputs.shape[0], n, n).clone()
     for probs in maps:
         weighted = (probs.grad * probs).clamp(min=0).mean(1).detach()
         joint = joint + weighted @ joint
-    return _spread(joint[:, 0, 1:], model, tuple(inputs.shape[-2:]))
+    return spread_tokens(joint[:, 0, 1:], model, tuple(inputs.shape[-2:]))
 
 
 def occlusion(model: nn.Module, x, target=None, *, fill_value: float = 0.0, chunk: int = 256,
@@ -115,7 +115,7 @@ def occlusion(model: nn.Module, x, target=None, *, fill_value: float = 0.0, chun
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = lrp._as_input(x)
+    inputs = lrp.as_input(x)
     ph, pw = lrp.patch_grid(model)
     batch, _, n_mels, n_frames = inputs.shape
     rows, cols = n_mels // ph, n_frames // pw
@@ -139,7 +139,7 @@ def occlusion(model: nn.Module, x, target=None, *, fill_value: float = 0.0, chun
                     drops[b, p] = full[b] - values[i]
     finally:
         model.train(was_training)
-    return _spread(drops, model, (n_mels, n_frames))
+    return spread_tokens(drops, model, (n_mels, n_frames))
 
 
 def integrated_gradients(model: nn.Module, x, target=None, *, fill_value: float = 0.0, n_steps: int = 32,
@@ -151,7 +151,7 @@ def integrated_gradients(model: nn.Module, x, target=None, *, fill_value: float 
     """
     from captum.attr import IntegratedGradients
 
-    inputs = lrp._as_input(x)
+    inputs = lrp.as_input(x)
     was_training = model.training
     model.eval()
     try:
@@ -171,7 +171,7 @@ def random_map(model: nn.Module, x, target=None, *, seed: int = 0, **_: Any) -> 
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = lrp._as_input(x)
+    inputs = lrp.as_input(x)
     rng = np.random.default_rng(seed)
     return rng.standard_normal((inputs.shape[0], *inputs.shape[-2:])).astype(np.float32)
 

@@ -271,8 +271,13 @@ def _vit_types() -> dict[str, type]:
             "patch": modeling_vit.ViTPatchEmbeddings}
 
 
-def _find(model: nn.Module) -> dict[str, Any]:
-    """The modules LRP needs, by type. Raises ParameterError if it is not a ViT."""
+def vit_parts(model: nn.Module) -> dict[str, Any]:
+    """The modules LRP needs, by type: ``blocks``, ``embeddings``, ``patch`` and the rest.
+
+    Raises ParameterError if ``model`` is not a transformers ViT.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
     types = _vit_types()
     blocks = [m for m in model.modules() if isinstance(m, types["layer"])]
     embeddings = [m for m in model.modules() if isinstance(m, types["embeddings"])]
@@ -438,7 +443,7 @@ def lrp_context(model: nn.Module, rule: str = "cp", gamma: float | None = None,
     unknown = set(modified) - set(PARTS)
     if unknown:
         raise ParameterError(f"modified parts must be among {PARTS}, got {sorted(unknown)}")
-    parts = _find(model)
+    parts = vit_parts(model)
     state = LRPState(rule=rule, gamma=gamma, epsilon=float(epsilon))
     state.reset()
     handles = []
@@ -528,7 +533,15 @@ def _position_of_first_token(embeddings: nn.Module, output: torch.Tensor) -> tor
 # Relevance
 # ---------------------------------------------------------------------------
 
-def _as_input(x) -> torch.Tensor:
+def as_input(x) -> torch.Tensor:
+    """Spectrograms as the model's input tensor, shape (batch, 1, n_mels, n_frames), float32.
+
+    Parameters
+    ----------
+    x : array-like or torch.Tensor, shape (batch, n_mels, n_frames) or (batch, 1, n_mels, n_frames)
+
+    Notebook: notebooks/03_lrp.ipynb (every explainer and check takes its input through it).
+    """
     x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x)
     if x.ndim == 3:
         x = x[:, None]
@@ -575,7 +588,7 @@ def patch_grid(model: nn.Module) -> tuple[int, int]:
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    conv = _find(model)["conv"]
+    conv = vit_parts(model)["conv"]
     return tuple(int(k) for k in conv.kernel_size)
 
 
@@ -643,7 +656,7 @@ def relevance(model: nn.Module, x, target=None, *, rule: str = "cp", gamma: floa
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = _as_input(x).requires_grad_(True)
+    inputs = as_input(x).requires_grad_(True)
     with lrp_context(model, rule=rule, gamma=gamma, epsilon=epsilon, account=account,
                      modified=tuple(modified)) as state:
         state.reset()
@@ -679,7 +692,7 @@ def gradient_x_input(model: nn.Module, x, target=None, *, versus=None) -> np.nda
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = _as_input(x).requires_grad_(True)
+    inputs = as_input(x).requires_grad_(True)
     was_training = model.training
     model.eval()
     try:
@@ -707,7 +720,7 @@ def zero_offsets(model: nn.Module) -> nn.Module:
     import copy
 
     clone = copy.deepcopy(model)
-    parts = _find(clone)
+    parts = vit_parts(clone)
     with torch.no_grad():
         for module in clone.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d, nn.LayerNorm)) and module.bias is not None:

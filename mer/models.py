@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import ParameterError, store
+from .metrics import HAPPY, LABELS, SAD, bootstrap_metrics, label_codes
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,6 @@ def design(dataset, features: pd.DataFrame, *, columns: Sequence[str],
 
     Notebook: notebooks/01_features.ipynb
     """
-    from .data import label_codes
-
     clips = dataset.clips if hasattr(dataset, "clips") else dataset
     if not columns:
         raise ParameterError("design: no feature columns given")
@@ -509,16 +508,13 @@ def split_scores(X: pd.DataFrame, y: pd.Series, split: pd.Series, *, model: str 
     -------
     dict
         ``metrics`` (pandas.DataFrame ``metric, value, low, high, n``, as
-        :func:`mer.vit.bootstrap_metrics`), ``predictions`` (``clip_id, label,
+        :func:`mer.metrics.bootstrap_metrics`), ``predictions`` (``clip_id, label,
         p_happy`` on ``test``), ``features`` (``X``, every clip), ``model``
         (the fitted pipeline, for scoring other clips:
         :func:`mer.carryover.features_predictor`).
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from . import vit
-    from .data import LABELS
-
     if _task(model) != "classification":
         raise ParameterError(f"split_scores needs a classifier, got {model!r}")
     where = split.reindex(X.index).astype(str).to_numpy()
@@ -530,7 +526,7 @@ def split_scores(X: pd.DataFrame, y: pd.Series, split: pd.Series, *, model: str 
     labels = y[test].to_numpy()
     predictions = pd.DataFrame({"clip_id": X.index[test], "label": [LABELS[int(v)] for v in labels],
                                 "p_happy": p_happy})
-    return {"metrics": vit.bootstrap_metrics(labels, p_happy, n_bootstrap=n_bootstrap, seed=seed),
+    return {"metrics": bootstrap_metrics(labels, p_happy, n_bootstrap=n_bootstrap, seed=seed),
             "predictions": predictions, "features": X, "model": pipe}
 
 
@@ -637,7 +633,7 @@ def reading_ceiling(clips: pd.DataFrame, *, r2: float | dict[str, float] = 1.0, 
     """
     from sklearn.metrics import balanced_accuracy_score
 
-    from .data import label_codes, synth
+    from .data import synth
 
     cues = synth.standardised_cues(clips)
     shares = {cue: (r2.get(cue, 1.0) if isinstance(r2, dict) else float(r2)) for cue in cues.columns if cue != "mode"}
@@ -792,8 +788,6 @@ def representation_scores(dataset, X: pd.DataFrame, *, n_bootstrap: int = 1000, 
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from .data import label_codes
-
     truth = dataset.clips.set_index("clip_id")
     y = pd.Series(label_codes(truth["label"]).to_numpy(), index=truth.index).reindex(X.index)
     return split_scores(X, y, truth["split"], model="logreg", n_bootstrap=n_bootstrap, seed=seed)
@@ -882,4 +876,4 @@ def most_typical(oof: pd.Series, *, n: int = 2) -> dict[str, list[str]]:
     Notebook: notebooks/01_features.ipynb
     """
     ranked = oof.dropna().sort_values()
-    return {"happy": ranked.index[::-1][:n].tolist(), "sad": ranked.index[:n].tolist()}
+    return {HAPPY: ranked.index[::-1][:n].tolist(), SAD: ranked.index[:n].tolist()}

@@ -14,6 +14,7 @@ import numpy as np
 import seaborn as sns
 
 from . import ParameterError
+from .metrics import HAPPY, LABELS, SAD
 from .spectrogram import LOGFREQ_FMIN, LogMelParams
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -187,9 +188,9 @@ def _mel_ticks(ax, *, n_mels: int, sr: int, fmin: float = 0.0, fmax: float | Non
 # Data page (notebooks/00_data.ipynb)
 # ---------------------------------------------------------------------------
 
-#: Class order (the integer codes of :data:`mer.data.LABELS`) and colours of the Data page.
-DATA_LABEL_ORDER = ("sad", "happy")
-DATA_LABEL_PALETTE = {"sad": "#4C72B0", "happy": "#DD8452"}
+#: Class order (the integer codes of :data:`mer.metrics.LABELS`) and colours of the Data page.
+DATA_LABEL_ORDER = LABELS
+DATA_LABEL_PALETTE = {SAD: "#4C72B0", HAPPY: "#DD8452"}
 #: The synthetic generator's cues, as columns of ``Dataset.clips``.
 SYNTH_CUES = ("mode", "tempo_bpm", "register", "articulation", "velocity", "brightness")
 
@@ -272,7 +273,7 @@ def cue_distributions(clips, *, cues=SYNTH_CUES, ncols: int = 3):
 # Chapter 1: features (notebooks/01_features.ipynb)
 # ---------------------------------------------------------------------------
 
-_CLASS_PALETTE = {"sad": "#4C72B0", "happy": "#DD8452"}
+_CLASS_PALETTE = DATA_LABEL_PALETTE
 
 
 def chroma_profiles_by_class(features, labels):
@@ -382,7 +383,7 @@ def coefficient_plot(table, *, title="Standardised coefficients (95 % bootstrap 
     else:
         figure = ax.figure
     y = np.arange(len(table))
-    colours = np.where(table["coef"] > 0, _CLASS_PALETTE["happy"], _CLASS_PALETTE["sad"])
+    colours = np.where(table["coef"] > 0, _CLASS_PALETTE[HAPPY], _CLASS_PALETTE[SAD])
     # Percentile intervals of a bootstrap need not contain the full-data estimate
     # (small or separable data): draw them as segments, not as symmetric error bars.
     ax.hlines(y, table["ci_low"], table["ci_high"], color="0.5", lw=1.2)
@@ -557,7 +558,7 @@ def vit_confusion(confusion, *, title: str = "test split"):
     annot = np.array([[f"{names[i, j]}\n{counts[i, j]}" for j in range(2)] for i in range(2)])
     fig, ax = plt.subplots(figsize=(3.8, 3.4))
     sns.heatmap(counts, annot=annot, fmt="", cmap="Blues", cbar=False, ax=ax,
-                xticklabels=["sad", "happy"], yticklabels=["sad", "happy"])
+                xticklabels=list(LABELS), yticklabels=list(LABELS))
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     return fig
@@ -599,7 +600,7 @@ def carry_over(by_key, spread, *, target: float | None = 0.85, title: str = "Doe
     curves = spread.attrs.get("curves")
     if curves is not None and len(curves):
         modes = spread.set_index("score")["mode"]
-        colours = {"major": _CLASS_PALETTE["happy"], "minor": _CLASS_PALETTE["sad"]}
+        colours = {"major": _CLASS_PALETTE[HAPPY], "minor": _CLASS_PALETTE[SAD]}
         for score, row in curves.iterrows():
             right.plot(row.index, row.to_numpy(dtype=float), marker="o", ms=3, lw=1,
                        color=colours.get(modes.get(score), "grey"), alpha=0.8)

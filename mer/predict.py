@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import MerError, ParameterError, audio, cli, profiles, spectrogram, vit
+from .metrics import called
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def predict_file(path: str | Path, checkpoint: str | Path | None = None, window:
     whole = float(np.average(p_happy, weights=seconds))
     rows.loc[len(rows)] = {"window": "all", "start_s": 0.0, "end_s": float(ends[-1]),
                            "partial": bool((seconds < duration).any()), "p_happy": whole}
-    rows["label"] = np.where(rows["p_happy"] >= 0.5, "happy", "sad")
+    rows["label"] = called(rows["p_happy"])
     rows.attrs["notes"] = list(info.notes)
     return rows
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from . import ParameterError
 from . import spectrogram as spec
+from .metrics import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -679,7 +680,7 @@ def sonify_shares(y: np.ndarray, relevance: np.ndarray, *, shares: Sequence[floa
 
 
 def sonify_signed(y: np.ndarray, relevance: np.ndarray, *, target: int,
-                  labels: Sequence[str] = ("sad", "happy"), **options) -> dict[str, SonifiedClip]:
+                  labels: Sequence[str] = LABELS, **options) -> dict[str, SonifiedClip]:
     """Two sonifications of a signed relevance map: the evidence for each class.
 
     With two classes, relevance for ``target`` that is positive speaks for
@@ -693,7 +694,7 @@ def sonify_signed(y: np.ndarray, relevance: np.ndarray, *, target: int,
     target : int
         Index of the explained class in ``labels``.
     labels : (str, str)
-        Class names; :data:`mer.data.LABELS` order (sad = 0, happy = 1).
+        Class names; :data:`mer.metrics.LABELS` order (sad = 0, happy = 1).
     **options
         Passed to :func:`sonify` (not ``sign``).
 

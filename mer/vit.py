@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from . import MerError, ParameterError, cli, profiles, spectrogram, store, tonality
+from .metrics import ID2LABEL, LABEL2ID, LABELS, bootstrap_metrics, called, label_codes, quadrant
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ SIZES: dict[str, dict[str, Any]] = {
     "thesis": {"hidden_size": 384, "num_hidden_layers": 8, "num_attention_heads": 6,
                "intermediate_size": 1536, "patch": (None, 2)},
 }
-LABEL2ID = {"sad": 0, "happy": 1}
-ID2LABEL = {0: "sad", 1: "happy"}
 META_FILE = "meta.json"
 WEIGHTS_FILE = "model.safetensors"
 VALENCE_HEAD_FILE = "valence_head.safetensors"
@@ -528,7 +527,7 @@ def _augment_hyper(transpose_augment):
 CANONICALISE = ("tonic",)
 
 
-def _tall_params(params: "spectrogram.LogMelParams", semitones: int) -> "spectrogram.LogMelParams":
+def tall_logmel_params(params: "spectrogram.LogMelParams", semitones: int) -> "spectrogram.LogMelParams":
     """The log-frequency front end with room for ``semitones`` either way, un-floored (top_db None)."""
     from dataclasses import replace
 
@@ -605,11 +604,11 @@ def input_filterbank(meta: dict[str, Any], semitones: int = 0) -> np.ndarray:
         return spectrogram.filterbank(params)
     if params.front_end != "logfreq":
         raise ParameterError("only the logfreq front end moves a clip by whole semitones")
-    tall_params = _tall_params(params, abs(int(semitones)))
+    tall_params = tall_logmel_params(params, abs(int(semitones)))
     return spectrogram.crop(spectrogram.filterbank(tall_params), tall_params, int(semitones)).copy()
 
 
-def _crop_each(tall: np.ndarray, tall_params, semitones: np.ndarray, top_db: float | None) -> np.ndarray:
+def crop_each(tall: np.ndarray, tall_params, semitones: np.ndarray, top_db: float | None) -> np.ndarray:
     rows = [spectrogram.crop(tall[i], tall_params, int(k)) for i, k in enumerate(semitones)]
     out = np.stack(rows) if rows else tall[:, :, :0]
     return spectrogram.floor_db(out, top_db)
@@ -636,8 +635,6 @@ def prepare(dataset, *, logmel: dict | None = None, n_jobs: int = 2, progress: b
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from .data import label_codes
-
     params = spectrogram.LogMelParams(**(logmel or {}))
     if params.margin:
         raise ParameterError("logmel's margin is set by train (transpose_augment, canonicalise), not by hand")
@@ -650,11 +647,11 @@ def prepare(dataset, *, logmel: dict | None = None, n_jobs: int = 2, progress: b
     extra: dict[str, Any] = {}
     room = max(reach, 6 if canonicalise else 0) + (reach if canonicalise else 0)
     if params.front_end == "logfreq" and room:
-        tall_params = _tall_params(params, room)
+        tall_params = tall_logmel_params(params, room)
         tall, ids = spectrogram.compute(clips, params=tall_params, n_jobs=n_jobs, progress=progress)
         shifts = (canonical_semitones(clips, params.to_dict(), n_jobs=n_jobs, progress=progress) if canonicalise
                   else np.zeros(len(clips), dtype=int))
-        specs = _crop_each(tall, tall_params, shifts, params.top_db)
+        specs = crop_each(tall, tall_params, shifts, params.top_db)
         extra.update(tall=tall, tall_logmel=tall_params, canonical_semitones=shifts)
     else:
         specs, ids = spectrogram.compute(clips, params=params, n_jobs=n_jobs, progress=progress)
@@ -705,7 +702,7 @@ def _transposed_stats(train_specs: np.ndarray, params, shifts: tuple[int, ...], 
             db = spectrogram.floor_db(10.0 * np.log10(np.maximum(power, spectrogram.AMIN)), params.top_db)
         else:
             tall = extra["tall"][train_rows][pick]
-            db = _crop_each(tall, extra["tall_logmel"], extra["canonical_semitones"][train_rows][pick] + k,
+            db = crop_each(tall, extra["tall_logmel"], extra["canonical_semitones"][train_rows][pick] + k,
                             params.top_db)[:, 0]
         db = db.astype(np.float64)
         total = total + db.sum(axis=(0, 2))
@@ -1798,102 +1795,6 @@ class Evaluation:
         return float(self.metrics.set_index("metric").loc[metric, "value"])
 
 
-def quadrant(label: str, predicted: str) -> str:
-    """``TP``/``TN``/``FP``/``FN`` with Happy the positive class.
-
-    Notebook: notebooks/02_vit.ipynb (and chapters 3 and 4 pick examples by it).
-    """
-    return {("happy", "happy"): "TP", ("sad", "sad"): "TN",
-            ("sad", "happy"): "FP", ("happy", "sad"): "FN"}[(label, predicted)]
-
-
-def classification_metrics(labels: np.ndarray, p_happy: np.ndarray) -> dict[str, float]:
-    """Accuracy, balanced accuracy, F1 (Happy positive) and ROC AUC.
-
-    Parameters
-    ----------
-    labels : np.ndarray, shape (n,), int (sad 0, happy 1)
-    p_happy : np.ndarray, shape (n,)
-
-    Notebook: notebooks/02_vit.ipynb
-    """
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
-
-    predicted = (p_happy >= 0.5).astype(int)
-    both = len(np.unique(labels)) == 2
-    return {"accuracy": float(accuracy_score(labels, predicted)),
-            "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)) if both else float("nan"),
-            "f1": float(f1_score(labels, predicted, zero_division=0)),
-            "roc_auc": float(roc_auc_score(labels, p_happy)) if both else float("nan")}
-
-
-def _resampled_metrics(labels: np.ndarray, p_happy: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
-    """:func:`classification_metrics` of every resample ``index[b]`` at once.
-
-    Written with numpy instead of calling scikit-learn per resample: its input
-    checks cost about 2 ms a call, so 1000 resamples of four metrics took 7-9 s
-    (each chapter-2 run evaluates six models). Same definitions: balanced
-    accuracy is the mean recall of the two classes, F1 is 0 when undefined
-    (``zero_division=0``), ROC AUC is the Mann-Whitney statistic with average
-    ranks for ties. Tested against scikit-learn.
-
-    Parameters
-    ----------
-    labels, p_happy : np.ndarray, shape (n,)
-    index : np.ndarray, shape (n_resamples, n), int
-
-    Returns
-    -------
-    dict of str -> np.ndarray, shape (n_resamples,)
-        NaN balanced accuracy and ROC AUC where a resample holds one class.
-    """
-    from scipy.stats import rankdata
-
-    y = labels[index].astype(bool)
-    p = p_happy[index]
-    predicted = p >= 0.5
-    positives = y.sum(1)
-    negatives = y.shape[1] - positives
-    tp = (predicted & y).sum(1)
-    tn = (~predicted & ~y).sum(1)
-    fp, fn = negatives - tn, positives - tp
-    both = (positives > 0) & (negatives > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        balanced = np.where(both, (tp / positives + tn / negatives) / 2, np.nan)
-        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-        ranks = rankdata(p, axis=1)
-        auc = np.where(both, ((ranks * y).sum(1) - positives * (positives + 1) / 2) / (positives * negatives),
-                       np.nan)
-    return {"accuracy": (predicted == y).mean(1), "balanced_accuracy": balanced, "f1": f1, "roc_auc": auc}
-
-
-def bootstrap_metrics(labels: np.ndarray, p_happy: np.ndarray, *, n_bootstrap: int = 1000,
-                      seed: int = 0) -> pd.DataFrame:
-    """Metrics with bootstrap 95 % percentile intervals (clips resampled with replacement).
-
-    Resamples that hold only one class are left out of every interval.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``metric, value, low, high, n``.
-
-    Notebook: notebooks/02_vit.ipynb
-    """
-    labels, p_happy = np.asarray(labels), np.asarray(p_happy, dtype=np.float64)
-    point = classification_metrics(labels, p_happy)
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(labels), (n_bootstrap, len(labels)))
-    draws = _resampled_metrics(labels, p_happy, index) if n_bootstrap else {name: np.zeros(0) for name in point}
-    valid = ~np.isnan(draws["balanced_accuracy"]) if n_bootstrap else np.zeros(0, dtype=bool)
-    rows = []
-    for name, value in point.items():
-        values = draws[name][valid]
-        low, high = (np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan))
-        rows.append({"metric": name, "value": value, "low": float(low), "high": float(high), "n": len(labels)})
-    return pd.DataFrame(rows)
-
-
 def evaluate(checkpoint: str | Path | TrainResult, dataset, *, split: str = "test", n_bootstrap: int = 1000,
              seed: int = 0, n_jobs: int = 2, progress: bool = True) -> Evaluation:
     """Score a checkpoint on a held-out split and save per-clip predictions.
@@ -1928,18 +1829,16 @@ def evaluate(checkpoint: str | Path | TrainResult, dataset, *, split: str = "tes
     specs = model_input(every, meta, n_jobs=n_jobs, progress=progress)[rows]
     clips = every[rows].reset_index(drop=True)
     proba = predict_proba(model, specs)
-    from .data import label_codes
-
     labels = label_codes(clips["label"]).to_numpy()
     p_happy = proba[:, 1]
-    predicted = np.where(p_happy >= 0.5, "happy", "sad")
+    predicted = called(p_happy)
     predictions = pd.DataFrame({"clip_id": clips["clip_id"].astype(str), "label": clips["label"],
                                 "p_happy": p_happy.astype(float), "predicted": predicted})
     predictions["quadrant"] = [quadrant(a, b) for a, b in zip(predictions["label"], predictions["predicted"])]
     predictions["path"] = clips["path"].astype(str)
     metrics = bootstrap_metrics(labels, p_happy, n_bootstrap=n_bootstrap, seed=seed)
-    confusion = pd.crosstab(pd.Categorical(predictions["label"], categories=["sad", "happy"]),
-                            pd.Categorical(predictions["predicted"], categories=["sad", "happy"]),
+    confusion = pd.crosstab(pd.Categorical(predictions["label"], categories=list(LABELS)),
+                            pd.Categorical(predictions["predicted"], categories=list(LABELS)),
                             rownames=["true"], colnames=["predicted"], dropna=False)
     path = folder / f"predictions-{split}.csv"
     store.write_csv(path, predictions)
@@ -2008,9 +1907,9 @@ def model_input(clips: pd.DataFrame, meta: dict[str, Any], *, n_jobs: int = 2, p
     """
     if (meta.get("key_invariance") or {}).get("canonicalise"):
         params = spectrogram.LogMelParams(**meta["logmel"])
-        tall_params = _tall_params(params, 6)
+        tall_params = tall_logmel_params(params, 6)
         tall, _ = spectrogram.compute(clips, params=tall_params, n_jobs=n_jobs, progress=progress)
-        specs = _crop_each(tall, tall_params, canonical_semitones(clips, meta, n_jobs=n_jobs, progress=progress),
+        specs = crop_each(tall, tall_params, canonical_semitones(clips, meta, n_jobs=n_jobs, progress=progress),
                            params.top_db)
     else:
         specs, _ = spectrogram.compute(clips, params=meta["logmel"], n_jobs=n_jobs, progress=progress)

@@ -19,6 +19,7 @@ from typing import Sequence
 import pandas as pd
 
 from . import ParameterError
+from .metrics import ID2LABEL
 
 #: Shown in place of a panel when the chapter is executed by the runner: a
 #: rendered page has no kernel to answer widgets, and their state is not saved,
@@ -294,13 +295,13 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
     import matplotlib.pyplot as plt
     from IPython.display import HTML, display
 
-    from . import audio, explain, plots, sonify, vit
+    from . import audio, explain, plots, sonify
 
     if found is None:
         found = explain.explain_clips(model, meta, y[None], explainer=explainer)
     sr = int(meta["logmel"]["sr"])
-    predicted = vit.ID2LABEL[int(found["predicted"][0])]
-    other = vit.ID2LABEL[1 - int(found["predicted"][0])]
+    predicted = ID2LABEL[int(found["predicted"][0])]
+    other = ID2LABEL[1 - int(found["predicted"][0])]
     relevance = found["relevance"][0]
     clip = sonify.sonify(y, relevance, sr=sr, threshold=threshold, top_k_percent=top_k_percent,
                         exponent=exponent, **sonify.front_end_options(meta))

@@ -43,15 +43,15 @@ def untrained_checkpoint(tmp_path_factory) -> Path:
     loading and prediction code, meaningless probabilities."""
     from safetensors.torch import save_file
 
-    from mer import spectrogram, store, vit
+    from mer import metrics, spectrogram, store, vit
 
     folder = tmp_path_factory.mktemp("vit-quick")
     params = spectrogram.LogMelParams()
     model = vit.build_model("quick", n_mels=params.n_mels, n_frames=108, seed=0)
     save_file(model.state_dict(), str(folder / vit.WEIGHTS_FILE))
     meta = {"status": "done", "train": {"size": "quick"}, "logmel": params.to_dict(),
-            "stats": {"mean": -45.0, "std": 20.0, "n_clips": 1}, "label2id": vit.LABEL2ID,
-            "id2label": {str(k): v for k, v in vit.ID2LABEL.items()}, "model_config": model.config.to_dict(),
+            "stats": {"mean": -45.0, "std": 20.0, "n_clips": 1}, "label2id": metrics.LABEL2ID,
+            "id2label": {str(k): v for k, v in metrics.ID2LABEL.items()}, "model_config": model.config.to_dict(),
             "input_shape": [1, params.n_mels, 108]}
     store.write_json(folder / vit.META_FILE, meta)
     return folder

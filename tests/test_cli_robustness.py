@@ -26,7 +26,7 @@ import soundfile as sf
 
 from mer import ParameterError
 from mer import __main__ as cli_main
-from mer import data, explain, predict, sonify, spectrogram, store, vit
+from mer import data, explain, metrics, predict, sonify, spectrogram, store, vit
 
 SR = 22050
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +53,8 @@ def tiny_checkpoint(folder: Path, *, seed: int = 0, dataset: str = "synth", n_tr
     model = vit.build_model("quick", n_mels=params.n_mels, n_frames=108, seed=seed)
     save_file(model.state_dict(), str(folder / vit.WEIGHTS_FILE))
     meta = {"status": "done", "train": {"size": "quick", "seed": seed}, "logmel": params.to_dict(),
-            "stats": {"mean": -45.0, "std": 20.0, "n_clips": 1}, "label2id": vit.LABEL2ID,
-            "id2label": {str(k): v for k, v in vit.ID2LABEL.items()}, "model_config": model.config.to_dict(),
+            "stats": {"mean": -45.0, "std": 20.0, "n_clips": 1}, "label2id": metrics.LABEL2ID,
+            "id2label": {str(k): v for k, v in metrics.ID2LABEL.items()}, "model_config": model.config.to_dict(),
             "input_shape": [1, params.n_mels, 108],
             "dataset": {"name": dataset, "fingerprint": "f" * 12, "n_train": n_train, "n_val": 8}}
     store.write_json(folder / vit.META_FILE, meta)

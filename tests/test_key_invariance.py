@@ -302,7 +302,7 @@ def test_carry_over_measures_are_the_textbook_ones():
     p = np.array([.9, .8, .7, .2, .1, .3, .6, .4])
     assert carryover.scored(labels, p, n_bootstrap=0)["value"] == pytest.approx((3 / 4 + 3 / 4) / 2)
     assert np.isnan(carryover.scored(labels[:4], p[:4], n_bootstrap=0)["value"])  # one class: undefined, not 0.75
-    with pytest.raises(ParameterError, match="labels must be"):
+    with pytest.raises(ParameterError, match="unknown labels"):
         carryover.scored(["happy", "glad"], [0.6, 0.7])
     assert carryover.mode_ranking(p, np.where(labels == "happy", "major", "minor"), n_bootstrap=0)["value"] \
         == pytest.approx(13 / 16)  # pairs ranked right: 4 + 4 + 4 + 1

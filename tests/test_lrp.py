@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mer import ParameterError, evaluation, explainers, lrp
+from mer import ParameterError, evaluation, explainers, lrp, metrics
 
 N_MELS, N_FRAMES, PATCH = 16, 24, (16, 2)
 
@@ -237,7 +237,7 @@ def test_faithfulness_ordering_on_trained_tiny_model(trained):
     print({k: round(v.mean(), 3) for k, v in areas.items()})
     assert areas["lrp"].mean() < areas["random"].mean()
     assert areas["lrp"].mean() < areas["gradxinput"].mean()
-    _, low, high = evaluation.bootstrap_interval(areas["lrp"] - areas["random"])
+    _, low, high = metrics.bootstrap_interval(areas["lrp"] - areas["random"])
     assert high < 0
 
 

@@ -388,23 +388,6 @@ def test_seed_spread_trains_each_seed_once_and_reuses_the_chapters_model(workspa
         vit.seed_spread(dataset, [0], seed=1, **options)
 
 
-def test_vectorised_bootstrap_metrics_match_scikit_learn():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 40)
-    p_happy = np.round(rng.random(40), 1)  # ties, as a small model's probabilities have
-    index = rng.integers(0, 40, (50, 40))
-    index[0] = np.flatnonzero(labels == 1)[0]  # a resample with one class only
-    fast = vit._resampled_metrics(labels, p_happy, index)
-    for b in range(1, len(index)):
-        expected = vit.classification_metrics(labels[index[b]], p_happy[index[b]])
-        for name, value in expected.items():
-            assert fast[name][b] == pytest.approx(value), (name, b)
-    assert np.isnan(fast["balanced_accuracy"][0]) and np.isnan(fast["roc_auc"][0])
-    table = vit.bootstrap_metrics(labels, p_happy, n_bootstrap=200).set_index("metric")
-    assert (table["low"] <= table["value"]).all() and (table["value"] <= table["high"]).all()
-    assert vit.bootstrap_metrics(labels, p_happy, n_bootstrap=0)["low"].isna().all()
-
-
 def test_clip_representations_are_one_pass_of_representation(workspace):
     _, dataset = workspace
     result = vit.train(dataset, **(TRAIN | {"epochs": 1}))

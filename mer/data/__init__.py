@@ -20,11 +20,10 @@ from typing import Any, Callable
 import pandas as pd
 
 from .. import MerError, ParameterError
+from ..metrics import LABELS, label_codes  # noqa: F401  (defined in mer.metrics; re-exported for mer.data's users)
 
 log = logging.getLogger(__name__)
 
-#: Class names; the integer code of a label is its index (sad = 0, happy = 1).
-LABELS = ("sad", "happy")
 #: The columns every dataset's ``clips`` table has, in this order.
 COLUMNS = ("clip_id", "path", "label", "valence", "arousal", "split", "source")
 SPLITS = ("train", "val", "test")
@@ -64,15 +63,6 @@ class Dataset:
         if name not in SPLITS:
             raise ParameterError(f"unknown split {name!r}; expected one of {SPLITS}")
         return self.clips[self.clips["split"] == name].reset_index(drop=True)
-
-
-def label_codes(labels) -> "pd.Series":
-    """Integer codes of ``labels`` (sad = 0, happy = 1)."""
-    series = pd.Series(labels)
-    unknown = sorted(set(series) - set(LABELS))
-    if unknown:
-        raise ParameterError(f"unknown labels {unknown}; expected {LABELS}")
-    return series.map({name: i for i, name in enumerate(LABELS)}).astype(int)
 
 
 def check(dataset: Dataset) -> Dataset:

@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from .. import ParameterError, audio
+from ..metrics import HAPPY, SAD
 from . import COLUMNS, REJECTED_COLUMNS, Dataset, DatasetError
 from . import manifest
 
@@ -721,7 +722,7 @@ def aggregate_windows(predictions: pd.DataFrame, *, clips: pd.DataFrame | None =
     if "label" in frame.columns:
         out["label"] = grouped["label"].first()
     if score in out.columns:
-        out["predicted"] = np.where(out[score] >= threshold, "happy", "sad")
+        out["predicted"] = np.where(out[score] >= threshold, HAPPY, SAD)
     return out.reset_index()
 
 
@@ -744,7 +745,7 @@ def _finish(name, *, root, rows, rejected, excluded, rule, annotation_files, off
         clips = clips[np.array([r is None for r in problems], dtype=bool)].reset_index(drop=True)
     if check_audio and len(clips):
         # "first" uses the first 10 s only; "centre" and "all" may use any part.
-        clips, bad = manifest._check_audio(clips, n_jobs=n_jobs,
+        clips, bad = manifest.usable_audio(clips, n_jobs=n_jobs,
                                            seconds=audio.DURATION if window == "first" else None)
         rejected = rejected + bad
     for row in rejected:
@@ -760,7 +761,7 @@ def _finish(name, *, root, rows, rejected, excluded, rule, annotation_files, off
         digest = hashlib.sha256()
         for path in annotation_files:
             digest.update(Path(path).read_bytes())
-        clips, info["split"] = manifest._generated_split(
+        clips, info["split"] = manifest.generated_split(
             clips, seed=seed, manifest_hash=digest.hexdigest()[:12], name=name)
     else:
         info["split"] = "none (no usable clip)"

@@ -7,7 +7,7 @@ CSV file with at least the columns
     the audio file, absolute or relative to the CSV's folder;
 ``label``
     ``happy`` / ``sad`` (any case, surrounding spaces ignored) or ``1`` / ``0``
-    (happy = 1, sad = 0, as in :data:`mer.data.LABELS`);
+    (happy = 1, sad = 0, as in :data:`mer.metrics.LABELS`);
 
 and optionally ``valence``, ``arousal`` (numbers), ``split``
 (``train`` / ``val`` / ``test``; ``validation`` and ``dev`` mean ``val``),
@@ -119,7 +119,7 @@ def load(data_dir, *, seed: int = 0, check_audio: bool = True, n_jobs: int = 2,
 
     clips, rejected = _rows(table, folder=folder)
     if check_audio and len(clips):
-        clips, bad = _check_audio(clips, n_jobs=n_jobs)
+        clips, bad = usable_audio(clips, n_jobs=n_jobs)
         rejected += bad
     for row in rejected:  # a decoder's message may quote the absolute path too
         shown = shown_path(row["path"], folder)
@@ -133,7 +133,7 @@ def load(data_dir, *, seed: int = 0, check_audio: bool = True, n_jobs: int = 2,
     info = {"manifest": str(csv_path), "manifest_sha256": manifest_hash,
             "label_rule": "label column: happy/sad or 1/0 (happy = 1)"}
     if len(clips) and clips["split"].eq("").all():
-        clips, info["split"] = _generated_split(clips, seed=seed, manifest_hash=manifest_hash,
+        clips, info["split"] = generated_split(clips, seed=seed, manifest_hash=manifest_hash,
                                                 name=csv_path.stem)
     else:
         info["split"] = "given by the manifest's split column"
@@ -243,7 +243,7 @@ def _rows(table: pd.DataFrame, *, folder: Path) -> tuple[pd.DataFrame, list[dict
     return clips, rejected
 
 
-def _check_audio(clips: pd.DataFrame, *, n_jobs: int,
+def usable_audio(clips: pd.DataFrame, *, n_jobs: int,
                  seconds: float | None = audio.DURATION) -> tuple[pd.DataFrame, list[dict]]:
     """Judge every file (:func:`mer.audio.inspect` of the ``seconds`` used, None: all);
     return the usable rows and the rejected ones, each logged as a warning."""
@@ -270,7 +270,7 @@ def _check_audio(clips: pd.DataFrame, *, n_jobs: int,
     return clips[ok].reset_index(drop=True), bad
 
 
-def _generated_split(clips: pd.DataFrame, *, seed: int, manifest_hash: str,
+def generated_split(clips: pd.DataFrame, *, seed: int, manifest_hash: str,
                      name: str) -> tuple[pd.DataFrame, str]:
     """Draw (or read back) the stratified seeded split; return clips and a note."""
     ids = sorted(clips["clip_id"])
