@@ -66,6 +66,61 @@ def test_reproducing_page_lists_every_profile_value():
             assert shown == expected, f"book/reproducing.md: {key} in {name} is {shown}, profiles.py says {expected}"
 
 
+#: Numbers the chapters' prose may type: settings and constants a reader can look up, not measurements.
+#: Anything a run measures is glued ({glue:text}`key`) or lives, dated, in book/design.md.
+TYPED_NUMBERS_ALLOWED = {
+    "95 %": "the level of every bootstrap interval",
+    "10 %": "the warm-up share of the learning-rate schedule",
+    "4 %": "the tempo tolerance of the beat-tracking check (a setting of mer.features)",
+    "0.08": "the generator's label noise sigma (generator.json)",
+    "0.30": "the generator's articulation range (generator.json)",
+    "0.95": "the generator's articulation range (generator.json)",
+    "0.625": "the probe set's neutral articulation (generator.json)",
+    "0.05": "AdamW weight decay",
+    "0.1": "label smoothing; the Hann smoothing window of the sonification mask in s",
+    "0.5": "the decision threshold on p(happy)",
+    "0.56": "the duration of three pooled stripes in s (hop 512 x 4 / 22 050 Hz x 3)",
+    "0.2": "mixup alpha in the design list",
+    "0.01": "the model-selection tolerance of chapter 2's training (min_delta)",
+    "0.90": "the balanced accuracy chapter 2 aims at (a target, not a result)",
+    "0.8": "chapter 3's target for relevance mass accuracy",
+    "30 %": "the largest share of a clip a probe window may cover for chapter 3's mass target",
+    "5 %": "the step of chapter 3's region-perturbation curves",
+    "2.1": "the version of lxt's PyPI release that chapter 3 names",
+}
+#: Decimals, percentages and "one clip in ten" style shares in prose.
+_MEASURED = re.compile(r"(?<![\w.])(\d+\.\d+(?:\s?%)?|\d+\s?%)|\b(?:one|two|three|four|five|six|seven|eight|nine)"
+                       r" (?:\w+ )?in (?:ten|five|four|three|twenty|a hundred)\b", re.IGNORECASE)
+
+
+def _prose(markdown: str) -> str:
+    """A markdown cell without what may hold digits legitimately: glue, code, maths, labels, links, citations."""
+    text = re.sub(r"\{glue(?::[a-z]*)?\}`[^`]*`", " ", markdown)
+    text = re.sub(r"\{(?:cite|ref|doc|numref|eq)(?::[a-z]+)?\}`[^`]*`", " ", text)
+    text = re.sub(r"```.*?```", " ", text, flags=re.DOTALL)
+    text = re.sub(r"`[^`]*`", " ", text)
+    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.DOTALL)
+    text = re.sub(r"\$[^$]*\$", " ", text)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    text = re.sub(r"\b(?:sec|eq|ch|fig)\.\s*\d+(?:\.\d+)*", " ", text, flags=re.IGNORECASE)  # a book's section
+    return re.sub(r"^\([\w-]+\)=$", " ", text, flags=re.MULTILINE)
+
+
+def test_no_measured_number_is_typed_into_a_chapters_prose():
+    """A number a run measured differs between CPUs; the prose cites the run's own (glue) or the dated appendix."""
+    allowed = {str(v) for profile in profiles.PROFILES.values() for v in profile.values()} | set(TYPED_NUMBERS_ALLOWED)
+    found = []
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for i, cell in enumerate(nbformat.read(str(path), as_version=4).cells):
+            if cell.cell_type != "markdown":
+                continue
+            for match in _MEASURED.finditer(_prose(cell.source)):
+                value = match.group(0)
+                if value not in allowed and ("%" in value or value.replace(" %", "") not in allowed):
+                    found.append(f"{path.stem} cell {i}: {match.group(0)!r}")
+    assert not found, "typed measurements (glue them, or move them with a date to book/design.md): " + "; ".join(found)
+
+
 def test_api_page_documents_every_module():
     page = (REPO / "book" / "api.md").read_text(encoding="utf-8")
     package = REPO / "mer"
