@@ -229,20 +229,25 @@ def test_a_tiny_model_classifies_a_key_it_never_saw(chords, tiny_model):
     assert result.meta["train_wall_s"] < 60
 
 
+def _chords_in_every_key(folder, *, seed: int) -> pd.DataFrame:
+    """A major (happy) and a minor (sad) chord, each in the twelve keys C-5 .. C+6: a clips table with their truth."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for score, minor in ((0, False), (1, True)):
+        for shift in range(-5, 7):
+            path = folder / f"s{score}-{shift:+d}.flac"
+            sf.write(path, _chord(261.63 * 2 ** (shift / 12), minor, rng), SR)
+            rows.append({"clip_id": path.stem, "path": str(path), "label": "sad" if minor else "happy",
+                         "valence": np.nan, "arousal": np.nan, "split": "test", "source": "test", "score": score,
+                         "shift": shift, "tonic": shift % 12, "mode": "minor" if minor else "major"})
+    return pd.DataFrame(rows)
+
+
 def test_the_key_invariance_tables_come_from_the_models_own_predictions(chords, tiny_model, tmp_path):
     """One major and one minor chord in all twelve keys, scored by the tiny model: per key, spread, ranking."""
     from mer import carryover
 
-    rng = np.random.default_rng(7)
-    rows = []
-    for score, minor in ((0, False), (1, True)):
-        for shift in range(-5, 7):
-            path = tmp_path / f"s{score}-{shift:+d}.flac"
-            sf.write(path, _chord(261.63 * 2 ** (shift / 12), minor, rng), SR)
-            rows.append({"clip_id": path.stem, "path": str(path), "label": "sad" if minor else "happy",
-                         "split": "test", "score": score, "shift": shift, "tonic": shift % 12,
-                         "mode": "minor" if minor else "major"})
-    clips = pd.DataFrame(rows)
+    clips = _chords_in_every_key(tmp_path, seed=7)
     p_happy = vit.predict_proba(tiny_model.model, vit.model_input(clips, tiny_model.meta, progress=False))[:, 1]
     spread = carryover.transposition_spread(p_happy, clips)
     assert list(spread["score"]) == [0, 1]
@@ -262,16 +267,7 @@ def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_
     """check() of two real models on the same held-out clips, and compare() side by side, target by target."""
     from mer import carryover, features, models
 
-    rng = np.random.default_rng(11)
-    rows = []
-    for score, minor in ((0, False), (1, True)):
-        for shift in range(-5, 7):
-            path = tmp_path / f"c{score}-{shift:+d}.flac"
-            sf.write(path, _chord(261.63 * 2 ** (shift / 12), minor, rng), SR)
-            rows.append({"clip_id": path.stem, "path": str(path), "label": "sad" if minor else "happy",
-                         "valence": np.nan, "arousal": np.nan, "split": "test", "source": "test", "score": score,
-                         "shift": shift, "tonic": shift % 12, "mode": "minor" if minor else "major"})
-    held = Dataset(name="held", clips=pd.DataFrame(rows), root=tmp_path)
+    held = Dataset(name="held", clips=_chords_in_every_key(tmp_path, seed=11), root=tmp_path)
     sets = {name: held for name in ("transpositions", *carryover.HELDOUT_SETS)}
     test = chords.clips[chords.clips["split"] == "test"].assign(tempo_bpm=np.linspace(60, 180, 12),
                                                                  register=np.linspace(48, 72, 12))
