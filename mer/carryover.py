@@ -418,7 +418,7 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
         parts.append(f"Key by key it runs from {worst['balanced_accuracy']:.2f} ({worst['key']}, {int(worst['n'])} "
                      f"clips) to {best['balanced_accuracy']:.2f} ({best['key']}, {int(best['n'])} clips).")
     parts.append(f"Moved through the twelve keys, one score's p(happy) moves by **{s['transposition_spread_median']:.2f}** "
-                 f"(median over {len(carry.spread)} scores; at most {s['transposition_spread_max']:.2f}).")
+                 f"(median over {len(carry.spread)} score{'s' if len(carry.spread) != 1 else ''}; at most {s['transposition_spread_max']:.2f}).")
     parts.append(f"An unheard SoundFont: {s['heldout_soundfont_balanced_accuracy']:.3f} "
                  f"{_interval(s, 'heldout_soundfont_balanced_accuracy')}; an unheard texture: "
                  f"{s['heldout_texture_balanced_accuracy']:.3f} {_interval(s, 'heldout_texture_balanced_accuracy')}.")
