@@ -54,6 +54,13 @@ EDGE_CUES = ("tempo_bpm", "register")
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
+def _one_metric(metric: str, codes: np.ndarray, p_happy, *, n_bootstrap: int, seed: int) -> dict[str, float]:
+    """One row of :func:`mer.metrics.bootstrap_metrics` as ``value, low, high, n``."""
+    row = bootstrap_metrics(codes, np.asarray(p_happy, dtype=float), n_bootstrap=n_bootstrap,
+                            seed=seed).set_index("metric").loc[metric]
+    return {"value": float(row["value"]), "low": float(row["low"]), "high": float(row["high"]), "n": int(row["n"])}
+
+
 def scored(labels, p_happy, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, float]:
     """Balanced accuracy with its bootstrap 95 % interval: ``value, low, high, n``.
 
@@ -67,10 +74,8 @@ def scored(labels, p_happy, *, n_bootstrap: int = 1000, seed: int = 0) -> dict[s
 
     Notebook: notebooks/02_vit.ipynb
     """
-    row = bootstrap_metrics(label_codes(np.asarray(labels).astype(str)).to_numpy(), np.asarray(p_happy, dtype=float), n_bootstrap=n_bootstrap,
-                                seed=seed).set_index("metric").loc["balanced_accuracy"]
-    return {"value": float(row["value"]), "low": float(row["low"]), "high": float(row["high"]),
-            "n": int(row["n"])}
+    return _one_metric("balanced_accuracy", label_codes(np.asarray(labels).astype(str)).to_numpy(), p_happy,
+                       n_bootstrap=n_bootstrap, seed=seed)
 
 
 def by_group(predictions: pd.DataFrame, groups, *, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -155,10 +160,7 @@ def mode_ranking(p_happy, modes, *, n_bootstrap: int = 1000, seed: int = 0) -> d
     Notebook: notebooks/02_vit.ipynb
     """
     major = (np.asarray(modes).astype(str) == "major").astype(int)
-    row = bootstrap_metrics(major, np.asarray(p_happy, dtype=float), n_bootstrap=n_bootstrap,
-                                seed=seed).set_index("metric").loc["roc_auc"]
-    return {"value": float(row["value"]), "low": float(row["low"]), "high": float(row["high"]),
-            "n": int(row["n"])}
+    return _one_metric("roc_auc", major, p_happy, n_bootstrap=n_bootstrap, seed=seed)
 
 
 def edges(predictions: pd.DataFrame, clips: pd.DataFrame, *, cues=EDGE_CUES, share: float = EDGE_SHARE,
@@ -307,6 +309,21 @@ def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, set
     return CarryOver(summary, keys, spread, table, edge, predictions)
 
 
+def check_models(models: dict[str, tuple[Any, pd.DataFrame]], test_clips: pd.DataFrame, sets: dict[str, Any], *,
+                 n_bootstrap: int = 1000, seed: int = 0) -> dict[str, CarryOver]:
+    """:func:`check` of several models on the same sets, in the given order (for :func:`compare`).
+
+    Parameters
+    ----------
+    models : dict name -> (predict, test_predictions)
+        Each model's ``predict(clips) -> p_happy`` and its predictions on its own test split.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    return {name: check(predict, test_predictions, test_clips, sets, n_bootstrap=n_bootstrap, seed=seed)
+            for name, (predict, test_predictions) in models.items()}
+
+
 def vit_predictor(model, meta: dict[str, Any], *, n_jobs: int = 2):
     """``predict(clips) -> p_happy`` of a trained ViT, through its own front end (:func:`mer.vit.model_input`).
 
@@ -384,12 +401,10 @@ def compare(carries: dict[str, CarryOver]) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not carries:
         raise ParameterError("compare needs at least one model's carry-over")
     tables = {name: against_targets(carry.summary) for name, carry in carries.items()}
-    first = next(iter(tables.values()))
-    targets = first[["measure", "target"]].copy()
-    for name, table in tables.items():
-        targets[name] = table["reached"].to_numpy()
+    targets = next(iter(tables.values()))[["measure", "target"]].assign(
+        **{name: table["reached"].to_numpy() for name, table in tables.items()})
     sets = pd.concat([carry.sets.assign(model=name) for name, carry in carries.items()], ignore_index=True)
-    return targets, sets[["model", *carries[next(iter(carries))].sets.columns]]
+    return targets, sets[["model", *sets.columns.drop("model")]]
 
 
 def _interval(summary: dict[str, Any], name: str) -> str:
@@ -417,8 +432,10 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
         best = keys.loc[keys["balanced_accuracy"].idxmax()]
         parts.append(f"Key by key it runs from {worst['balanced_accuracy']:.2f} ({worst['key']}, {int(worst['n'])} "
                      f"clips) to {best['balanced_accuracy']:.2f} ({best['key']}, {int(best['n'])} clips).")
-    parts.append(f"Moved through the twelve keys, one score's p(happy) moves by **{s['transposition_spread_median']:.2f}** "
-                 f"(median over {len(carry.spread)} score{'s' if len(carry.spread) != 1 else ''}; at most {s['transposition_spread_max']:.2f}).")
+    scores = f"{len(carry.spread)} score" + ("s" if len(carry.spread) != 1 else "")
+    parts.append(f"Moved through the twelve keys, one score's p(happy) moves by "
+                 f"**{s['transposition_spread_median']:.2f}** (median over {scores}; "
+                 f"at most {s['transposition_spread_max']:.2f}).")
     parts.append(f"An unheard SoundFont: {s['heldout_soundfont_balanced_accuracy']:.3f} "
                  f"{_interval(s, 'heldout_soundfont_balanced_accuracy')}; an unheard texture: "
                  f"{s['heldout_texture_balanced_accuracy']:.3f} {_interval(s, 'heldout_texture_balanced_accuracy')}.")
@@ -434,5 +451,5 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
 
 
 __all__ = ["TARGETS", "MEASURES", "EDGE_SHARE", "EDGE_CUES", "HELDOUT_SETS", "scored", "by_group",
-           "by_key", "transposition_spread", "mode_ranking", "edges", "CarryOver", "load_sets", "check",
+           "by_key", "transposition_spread", "mode_ranking", "edges", "CarryOver", "load_sets", "check", "check_models",
            "vit_predictor", "features_predictor", "against_targets", "compare", "reading"]

@@ -163,7 +163,8 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
         ``model_input`` (n_clips, n_mels, n_frames), the normalised log-mel;
         ``semitones`` (n_clips,) int, how far each clip was moved to the
         canonical key (0 unless the checkpoint canonicalises; pass it to
-        :func:`mer.sonify.front_end_options` to map relevance back).
+        :func:`mer.sonify.front_end_options` to map relevance back);
+        ``logmel``, the checkpoint's front-end settings (for the figures' axes).
 
     Notebook: notebooks/04_sonification.ipynb
     """
@@ -323,7 +324,7 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
         :func:`quadrant_examples` (``clip_id``, ``quadrant``, ``predicted``,
         ``p_predicted``), row ``i`` matching ``audio_clips[i]``.
     found : dict
-        :func:`explain_clips` of ``audio_clips`` (``logmel_db``, ``relevance``).
+        :func:`explain_clips` of ``audio_clips`` (``logmel_db``, ``relevance``, ``logmel``, ``semitones``).
     sonified : list of mer.sonify.Sonification
         One per example.
     audio_clips : np.ndarray, shape (n_examples, n_samples)
@@ -357,8 +358,8 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
         for i in rows:
             row = examples.loc[i]
             figure = plots.relevance_overlay(
-                found["logmel_db"][i], found["relevance"][i], params=found.get("logmel"),
-                semitones=int(found["semitones"][i]) if "semitones" in found else 0,
+                found["logmel_db"][i], found["relevance"][i], params=found["logmel"],
+                semitones=int(found["semitones"][i]),
                 title=f"{row.clip_id}: p({row.predicted}) = {row.p_predicted:.2f}; relevance for {row.predicted}")
             display(figure)
             plt.close(figure)

@@ -178,12 +178,6 @@ def _row_note_ticks(ax, centres: np.ndarray, *, fontsize: float, label: bool = T
     return marks
 
 
-def _mel_ticks(ax, *, n_mels: int, sr: int, fmin: float = 0.0, fmax: float | None = None) -> None:
-    """Label a mel-band axis (band index) with notes and Hz (kept for older callers)."""
-    p = LogMelParams(sr=int(sr), n_mels=int(n_mels), fmin=float(fmin), fmax=fmax)
-    _row_note_ticks(ax, _row_frequencies(p), fontsize=_legible(ax.figure, [ax]))
-
-
 # ---------------------------------------------------------------------------
 # Data page (notebooks/00_data.ipynb)
 # ---------------------------------------------------------------------------

@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -678,29 +677,12 @@ def compute(clips, *, params: LogMelParams | dict | None = None, n_jobs: int = 2
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
     p = _params(params)
     _check(p)
-    paths = [str(x) for x in clips["path"]]
-    ids = np.asarray([str(x) for x in clips["clip_id"]])
-    key = {"logmel": p.to_dict(), **({"stft": True} if stft else {}), "clips": store.hash_params(
-        [[i, path, Path(path).stat().st_size if Path(path).exists() else -1] for i, path in zip(ids, paths)])}
-    target = store.artefact_path("logmel", key, ".npz", code=__name__)
-    if cache and target.exists():
-        with np.load(target, allow_pickle=False) as stored:
-            if list(stored["clip_ids"]) == list(ids):
-                return stored["specs"], ids
-    numba_cache.prepare()  # compile once here before workers load the kernels
-    jobs = (delayed(_logmel_file)(path, p, stft) for path in paths)
-    bar = tqdm(jobs, total=len(paths), desc="log-mel", disable=not progress)
-    specs = np.stack(Parallel(n_jobs=n_jobs)(bar)) if paths else np.zeros((0, 1, p.n_rows, 0), np.float32)
-    if cache:
-        with store.atomic_path(target) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, specs=specs, clip_ids=ids)
-    return specs, ids
+    return store.clip_arrays("logmel", clips, {"logmel": p.to_dict(), **({"stft": True} if stft else {})},
+                             functools.partial(_logmel_file, params=p, stft=stft), code=__name__, field="specs",
+                             empty=np.zeros((0, 1, p.n_rows, 0), np.float32), desc="log-mel", n_jobs=n_jobs,
+                             cache=cache, progress=progress, before=numba_cache.prepare)
 
 
 def floor_db(db: np.ndarray, top_db: float | None) -> np.ndarray:

@@ -226,6 +226,68 @@ def artefact_path(kind: str, params: Any, suffix: str = "", *, code: str | None 
     return folder / f"{kind}-{key}{suffix}"
 
 
+def clip_arrays(kind: str, clips, params: dict[str, Any], one_file, *, code: str, field: str, empty,
+                desc: str, n_jobs: int = 2, cache: bool = True, progress: bool = True,
+                before=None):
+    """One array per clip file, computed in parallel and cached under ``data/derived/<kind>/``.
+
+    The shared mechanism of :func:`mer.spectrogram.compute` (log-mels) and
+    :func:`mer.tonality.chromas` (tonic chroma): the cache key is ``params``
+    plus a hash of the clip ids, paths and file sizes, and the file is read
+    back only if it holds the same clip ids in the same order.
+
+    Parameters
+    ----------
+    kind : str
+        The artefact kind (:func:`artefact_path`).
+    clips : pandas.DataFrame
+        Columns ``clip_id`` and ``path``.
+    params : dict
+        What else determines the arrays (front-end settings).
+    one_file : callable
+        ``one_file(path) -> np.ndarray``, picklable (it runs in joblib workers).
+    code : str
+        The producing module (``__name__``), for :func:`code_hash`.
+    field : str
+        The array's name in the ``.npz`` file.
+    empty : np.ndarray
+        The result for no clips.
+    before : callable, optional
+        Called once before computing (not on a cache hit): numba's compile.
+
+    Returns
+    -------
+    values : np.ndarray, shape (n_clips, ...)
+        In the order of ``clips``.
+    clip_ids : np.ndarray of str, shape (n_clips,)
+    """
+    import numpy as np
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    paths = [str(x) for x in clips["path"]]
+    ids = np.asarray([str(x) for x in clips["clip_id"]])
+    key = {**params, "clips": hash_params(
+        [[i, path, Path(path).stat().st_size if Path(path).exists() else -1] for i, path in zip(ids, paths)])}
+    target = artefact_path(kind, key, ".npz", code=code)
+    if cache and target.exists():
+        with np.load(target, allow_pickle=False) as stored:
+            if list(stored["clip_ids"]) == list(ids):
+                return stored[field], ids
+    if not paths:
+        return empty, ids
+    if before is not None:
+        before()
+    jobs = (delayed(one_file)(path) for path in paths)
+    bar = tqdm(jobs, total=len(paths), desc=desc, disable=not progress)
+    values = np.stack(Parallel(n_jobs=n_jobs)(bar))
+    if cache:
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **{field: values, "clip_ids": ids})
+    return values, ids
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.

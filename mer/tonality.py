@@ -27,7 +27,7 @@ Notebook: notebooks/02_vit.ipynb
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 
 import numpy as np
 
@@ -160,29 +160,11 @@ def chromas(clips, *, duration: float | None = None, n_jobs: int = 2, cache: boo
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
-    paths = [str(x) for x in clips["path"]]
-    ids = np.asarray([str(x) for x in clips["clip_id"]])
-    key = {"duration": duration, "sr": SR, "hop": HOP, "clips": store.hash_params(
-        [[i, path, Path(path).stat().st_size if Path(path).exists() else -1] for i, path in zip(ids, paths)])}
-    target = store.artefact_path("tonic-chroma", key, ".npz", code=__name__)
-    if cache and target.exists():
-        with np.load(target, allow_pickle=False) as stored:
-            if list(stored["clip_ids"]) == list(ids):
-                return stored["chroma"]
-    if not paths:
-        return np.zeros((0, 12))
-    numba_cache.prepare()  # compile once here before workers load the kernels
-    jobs = (delayed(_chroma_file)(path, duration) for path in paths)
-    bar = tqdm(jobs, total=len(paths), desc="tonic chroma", disable=not progress)
-    out = np.stack(Parallel(n_jobs=n_jobs)(bar))
-    if cache:
-        with store.atomic_path(target) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, chroma=out, clip_ids=ids)
-    return out
+    values, _ = store.clip_arrays("tonic-chroma", clips, {"duration": duration, "sr": SR, "hop": HOP},
+                                  functools.partial(_chroma_file, duration=duration), code=__name__,
+                                  field="chroma", empty=np.zeros((0, 12)), desc="tonic chroma", n_jobs=n_jobs,
+                                  cache=cache, progress=progress, before=numba_cache.prepare)
+    return values
 
 
 def canonical_semitones(chroma: np.ndarray, *, profile: str = DEFAULT_PROFILE) -> np.ndarray:

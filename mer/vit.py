@@ -562,10 +562,14 @@ def canonical_semitones(clips: pd.DataFrame, meta_or_logmel: dict[str, Any], *, 
     Notebook: notebooks/02_vit.ipynb
     """
     logmel = meta_or_logmel.get("logmel", meta_or_logmel)
-    profile = ((meta_or_logmel.get("key_invariance") or {}).get("tonic_profile") or tonality.DEFAULT_PROFILE)
     chroma = tonality.chromas(clips, duration=spectrogram.LogMelParams(**logmel).duration, n_jobs=n_jobs,
                               progress=progress)
-    return tonality.canonical_semitones(chroma, profile=profile)
+    return tonality.canonical_semitones(chroma, profile=_tonic_profile(meta_or_logmel))
+
+
+def _tonic_profile(meta: dict[str, Any]) -> str:
+    """The key profile a checkpoint canonicalises with (recorded in its meta; the default before it was)."""
+    return (meta.get("key_invariance") or {}).get("tonic_profile") or tonality.DEFAULT_PROFILE
 
 
 def audio_canonical_semitones(clips: np.ndarray, meta: dict[str, Any]) -> np.ndarray | None:
@@ -576,12 +580,11 @@ def audio_canonical_semitones(clips: np.ndarray, meta: dict[str, Any]) -> np.nda
     clips : np.ndarray, shape (n_clips, n_samples)
         At the front end's sampling rate.
     """
-    record = meta.get("key_invariance") or {}
-    if not record.get("canonicalise"):
+    if not (meta.get("key_invariance") or {}).get("canonicalise"):
         return None
     chroma = np.stack([tonality.tonic_chroma(y, sr=int(meta["logmel"].get("sr", tonality.SR)))
                        for y in np.atleast_2d(clips)])
-    return tonality.canonical_semitones(chroma, profile=record.get("tonic_profile") or tonality.DEFAULT_PROFILE)
+    return tonality.canonical_semitones(chroma, profile=_tonic_profile(meta))
 
 
 def input_filterbank(meta: dict[str, Any], semitones: int = 0) -> np.ndarray:
