@@ -1,4 +1,4 @@
-"""Loading, writing and playing clips.
+"""Loading, writing and measuring clips (players are :mod:`mer.display`'s).
 
 Every clip the chapters see goes through :func:`load`: any file libsndfile or
 audioread decodes (WAV, FLAC, OGG, MP3, and WAV files whose codec is MP3), as
@@ -35,9 +35,7 @@ Notebook: notebooks/00_data.ipynb (the Data page) and every chapter.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import io
 import logging
 import math
@@ -53,6 +51,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import soundfile as sf
 
 from . import MerError, ParameterError, store
 
@@ -359,7 +358,7 @@ def iter_windows(path, *, sr: int = SR, duration: float = DURATION, max_windows:
         native = reader.samplerate
         resampler = None
         if native != sr:
-            import soxr
+            import soxr  # optional fast resampler; librosa's own is used without it
 
             # The stream gives the samples librosa.resample(res_type="soxr_hq") gives on the whole file.
             resampler = soxr.ResampleStream(native, sr, 1, dtype="float32", quality="soxr_hq")
@@ -447,7 +446,7 @@ def load(path, *, sr: int = SR, duration: float | None = DURATION, offset: float
     y, native_sr = _decode(path, offset=offset, duration=duration)  # (n_channels, n_frames)
     _check_samples(path, y, offset=offset)
 
-    import librosa
+    import librosa  # slow to import (numba); only the analysing functions need it
 
     if mono:
         y = librosa.to_mono(y)  # mean over channels; (n_frames,)
@@ -529,7 +528,7 @@ def fit_length(y: np.ndarray, *, n_samples: int) -> np.ndarray:
     """
     if int(n_samples) != n_samples or n_samples < 1:
         raise ParameterError(f"n_samples must be a positive integer, got {n_samples!r}")
-    import librosa
+    import librosa  # slow to import (numba); only the analysing functions need it
 
     return librosa.util.fix_length(np.asarray(y), size=int(n_samples), axis=-1)
 
@@ -569,7 +568,7 @@ def windows(y: np.ndarray, *, sr: int = SR, duration: float = DURATION,
     step = max(1, int(round(hop * sr)))
     if y.size < length:
         return fit_length(y, n_samples=length)[np.newaxis, :]
-    import librosa
+    import librosa  # slow to import (numba); only the analysing functions need it
 
     # frame(axis=0) gives (n_windows, length) as a view; copy so callers own it.
     return np.ascontiguousarray(librosa.util.frame(y, frame_length=length, hop_length=step, axis=0))
@@ -671,8 +670,8 @@ class _AudioreadReader(_Reader):
         self._skip = n_frames
 
     def blocks(self, n_frames):
-        import audioread
-        from librosa.util import buf_to_float
+        import audioread  # fallback decoder, needed only for files soundfile cannot read
+        from librosa.util import buf_to_float  # slow to import (numba); only the analysing functions need it
 
         pending, skip = np.zeros((0, self.channels), dtype=np.float32), self._skip
         try:
@@ -710,7 +709,7 @@ class _PipeReader(_Reader):
         self._skip = n_frames
 
     def blocks(self, n_frames):
-        from librosa.util import buf_to_float
+        from librosa.util import buf_to_float  # slow to import (numba); only the analysing functions need it
 
         frame_bytes = 2 * self.channels
         skip = self._skip * frame_bytes
@@ -740,7 +739,6 @@ def _open(path) -> Iterator[_Reader]:
     path = Path(path)
     check_file(path)
 
-    import soundfile as sf
 
     try:
         handle = sf.SoundFile(str(path))
@@ -764,7 +762,7 @@ def _open(path) -> Iterator[_Reader]:
             yield _SoundFileReader(path, handle)
         return
 
-    import audioread
+    import audioread  # fallback decoder, needed only for files soundfile cannot read
 
     try:
         handle = audioread.audio_open(str(path))
@@ -988,8 +986,6 @@ def _prepare(y, *, sr) -> np.ndarray:
 
 
 def _write(path, y, *, sr, format, **options) -> Path:
-    import soundfile as sf
-
     frames = _prepare(y, sr=sr)
     with store.atomic_path(path) as tmp:
         try:
@@ -999,9 +995,18 @@ def _write(path, y, *, sr, format, **options) -> Path:
     return Path(path)
 
 
-def _ogg_bytes(y, *, sr, compression=OGG_COMPRESSION) -> bytes:
-    import soundfile as sf
+def ogg_bytes(y: np.ndarray, *, sr: int, compression: float = OGG_COMPRESSION) -> bytes:
+    """``y`` encoded as an Ogg Vorbis file in memory (what :func:`write_ogg` would write).
 
+    Parameters and their meaning as for :func:`write_ogg`.
+
+    Returns
+    -------
+    bytes
+        The file's content, e.g. for a ``data:`` URI (:func:`mer.display.player`).
+
+    Notebook: notebooks/04_sonification.ipynb (players embedded in the page).
+    """
     buffer = io.BytesIO()
     sf.write(buffer, _prepare(y, sr=sr), int(sr), format="OGG", subtype="VORBIS",
              compression_level=compression)
@@ -1038,7 +1043,7 @@ def loudness(y: np.ndarray, *, sr: int = SR) -> float:
 
     Notebook: notebooks/00_data.ipynb (the Data page).
     """
-    import pyloudnorm
+    import pyloudnorm  # pyloudnorm pulls scipy (~1 s); only loudness needs it
 
     _check_positive("sr", sr)
     y = np.asarray(y, dtype=np.float64)
@@ -1052,136 +1057,3 @@ def loudness(y: np.ndarray, *, sr: int = SR) -> float:
         raise ParameterError("y contains NaN or infinite samples")
     meter = pyloudnorm.Meter(sr, block_size=LOUDNESS_BLOCK_S)
     return float(meter.integrated_loudness(y.T if y.ndim == 2 else y))
-
-
-# ----------------------------------------------------------------------------
-# Playing
-# ----------------------------------------------------------------------------
-
-
-def player(y: np.ndarray, *, sr: int = SR, label: str | None = None, normalize: bool = False):
-    """A player with the clip embedded as Ogg Vorbis (about 45 KB per 10 s).
-
-    For a few clips on a page. A page with many players should use
-    :func:`player_file`, so the book does not carry megabytes of base64.
-
-    Parameters
-    ----------
-    y : np.ndarray, shape (n_samples,) or (n_channels, n_samples)
-    sr : int
-        Sampling rate in Hz.
-    label : str, optional
-        Caption shown above the player.
-    normalize : bool
-        Scale to a peak of 0.99 first (for quiet signals, e.g. sonified
-        relevance); off by default so loudness differences stay audible.
-
-    Returns
-    -------
-    IPython.display.HTML
-        ``<figure>`` with an ``<audio controls>`` whose source is a
-        ``data:audio/ogg;base64,...`` URI.
-
-    Notebook: notebooks/04_sonification.ipynb and the Data page.
-    """
-    from IPython.display import HTML
-
-    y = _normalized(y) if normalize else y
-    encoded = base64.b64encode(_ogg_bytes(y, sr=sr)).decode("ascii")
-    return HTML(_audio_html(f"data:audio/ogg;base64,{encoded}", label))
-
-
-def audio_dir() -> Path:
-    """``<root>/_static/audio``: where :func:`player_file` writes by default."""
-    return store.root() / "_static" / "audio"
-
-
-def page_dir() -> Path:
-    """``<root>/book/chapters``: where the executed chapters (the pages) live."""
-    return store.root() / "book" / "chapters"
-
-
-#: Suffixes :func:`page_file` replaces by ``.ogg``; any other dot stays in the name.
-AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3")
-
-
-def player_file(y: np.ndarray, *, sr: int = SR, path, label: str | None = None,
-                normalize: bool = False, page=None):
-    """Write the clip as an OGG file and return a player that links to it.
-
-    How the file reaches the built book: Jupyter Book 1.x adds a ``_static``
-    folder beside ``_config.yml`` (here the repository root) to Sphinx's
-    ``html_static_path``, and Sphinx copies that folder, subfolders kept, to
-    ``_build/html/_static/``. Raw HTML in a notebook's output is passed
-    through untouched, so a *relative* ``src`` works in the built book
-    (``_build/html/book/chapters/x.html`` → ``../../_static/audio/...``) and
-    in Jupyter opening ``book/chapters/x.ipynb`` alike, on a server or from
-    ``file://``. Sphinx does not copy files named only in raw HTML, hence
-    ``_static`` rather than a folder beside the notebook.
-
-    Parameters
-    ----------
-    y : np.ndarray, shape (n_samples,) or (n_channels, n_samples)
-    sr : int
-        Sampling rate in Hz.
-    path : str or Path
-        Where to write the OGG. A relative path is taken under
-        :func:`audio_dir` (``"04_sonification/clip-7.ogg"``); an audio
-        suffix is replaced by ``.ogg``, otherwise ``.ogg`` is appended
-        (``"grid-t0.5"`` -> ``grid-t0.5.ogg``).
-    label : str, optional
-        Caption shown above the player.
-    normalize : bool
-        Scale to a peak of 0.99 first.
-    page : str or Path, optional
-        Folder of the page that shows the player; default :func:`page_dir`.
-        The ``src`` is relative to it.
-
-    Returns
-    -------
-    IPython.display.HTML
-        ``<figure>`` with ``<audio controls src="../../_static/audio/...">``.
-
-    Notebook: notebooks/04_sonification.ipynb.
-    """
-    from IPython.display import HTML
-
-    return HTML(_audio_html(page_file(y, sr=sr, path=path, normalize=normalize, page=page), label))
-
-
-def page_file(y: np.ndarray, *, sr: int = SR, path, normalize: bool = False, page=None) -> str:
-    """Write the clip as an OGG file for a page; return its ``src`` relative to the page.
-
-    The file half of :func:`player_file` (same ``path``, ``normalize`` and
-    ``page``), for players whose markup is built elsewhere
-    (:func:`mer.widgets.listening_slider`).
-
-    Returns
-    -------
-    str
-        ``"../../_static/audio/..."``, a POSIX path relative to ``page``.
-
-    Notebook: notebooks/04_sonification.ipynb.
-    """
-    path = Path(path)
-    # Only an audio suffix is replaced: with_suffix on "grid-t0.5-sonified" would
-    # cut at the decimal point and give every threshold the same file.
-    path = path.with_suffix(".ogg") if path.suffix.lower() in AUDIO_SUFFIXES else path.with_name(path.name + ".ogg")
-    if not path.is_absolute():
-        path = audio_dir() / path
-    write_ogg(path, _normalized(y) if normalize else y, sr=sr)
-    page = Path(page) if page is not None else page_dir()
-    return Path(os.path.relpath(path.resolve(), page.resolve())).as_posix()
-
-
-def _normalized(y):
-    y = np.asarray(y, dtype=np.float32)
-    peak = float(np.max(np.abs(y))) if y.size else 0.0
-    return y * (0.99 / peak) if peak > 0 else y
-
-
-def _audio_html(src: str, label: str | None) -> str:
-    caption = f"<figcaption>{html.escape(label)}</figcaption>" if label else ""
-    return (f'<figure class="mer-player" style="margin:0.5em 0">{caption}'
-            f'<audio controls preload="metadata">'
-            f'<source src="{html.escape(src, quote=True)}" type="audio/ogg"></audio></figure>')

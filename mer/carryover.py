@@ -35,6 +35,7 @@ import pandas as pd
 from . import ParameterError, features, vit
 from .data import synth
 from .metrics import bootstrap_metrics, label_codes
+from .tonality import KEY_NAMES
 
 #: Targets of issue 17 for the every-key model (the chapter reports met or missed against them).
 TARGETS = {"balanced_accuracy": 0.90, "balanced_accuracy_by_key_min": 0.85, "transposition_spread_median": 0.10,
@@ -51,7 +52,6 @@ MEASURES = {"balanced_accuracy": "balanced accuracy, every key and texture",
 EDGE_SHARE = 0.2
 #: Cues whose edges are checked.
 EDGE_CUES = ("tempo_bpm", "register")
-PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def _one_metric(metric: str, codes: np.ndarray, p_happy, *, n_bootstrap: int, seed: int) -> dict[str, float]:
@@ -119,7 +119,7 @@ def by_key(predictions: pd.DataFrame, clips: pd.DataFrame, **options: Any) -> pd
     if tonic.isna().any():
         raise ParameterError("by_key needs the tonic of every clip (the synthetic set's truth)")
     table = by_group(predictions, tonic.astype(int).to_numpy(), **options)
-    table.insert(1, "key", [PITCH_CLASSES[int(t)] for t in table["group"]])
+    table.insert(1, "key", [KEY_NAMES[int(t)] for t in table["group"]])
     return table.rename(columns={"group": "tonic"})
 
 
@@ -336,7 +336,7 @@ def vit_predictor(model, meta: dict[str, Any], *, n_jobs: int = 2):
 
 
 def features_predictor(baseline: dict[str, Any], *, n_jobs: int = 2):
-    """``predict(clips) -> p_happy`` of chapter 1's model as chapter 2 refits it (:func:`mer.models.features_baseline`).
+    """``predict(clips) -> p_happy`` of chapter 1's model as chapter 2 refits it (:func:`mer.interpretable.features_baseline`).
 
     The clips' features are extracted (cached) as for the refit; a clip whose file cannot be read gets NaN features,
     which the pipeline imputes, so every clip keeps its row.

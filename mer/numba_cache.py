@@ -270,9 +270,9 @@ def compile_kernels() -> None:
     ``tests/test_numba_cache.py`` checks that the chapters' feature and
     spectrogram code then compiles nothing more.
     """
-    import importlib
+    import importlib  # the kernels' modules are imported by name, in the compiling interpreter only
 
-    import numpy as np
+    import numpy as np  # `import mer` imports this module: numpy only when compiling
 
     # Imported by name, not `from . import`: mer.store.code_hash follows the
     # package's import statements, and features' artefact keys must not change

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from typing import Any, Callable, Iterable, Iterator
 
-from . import ParameterError, numba_cache
+from joblib import Parallel, delayed, parallel_config
+from tqdm.auto import tqdm
+
+from . import MerError, ParameterError, numba_cache
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,6 @@ def backend(scheduler=None, *, n_jobs: int = DEFAULT_N_JOBS) -> Iterator[dict]:
 
     Notebook: notebooks/01_features.ipynb and book/corpora.md (scaling out).
     """
-    from joblib import parallel_config
 
     if not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
         raise ParameterError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}")
@@ -106,9 +107,8 @@ def backend(scheduler=None, *, n_jobs: int = DEFAULT_N_JOBS) -> Iterator[dict]:
             _active.update(previous)
         return
 
-    from distributed import Client
+    from distributed import Client  # optional: only a Dask cluster needs it
 
-    from . import MerError
 
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
@@ -161,8 +161,6 @@ def map(func: Callable, items: Iterable, *, desc: str = "", n_jobs: int | None =
 
     Notebook: notebooks/01_features.ipynb (through mer.features) and book/corpora.md.
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
 
     items = list(items)
     if n_jobs is None:
@@ -178,56 +176,3 @@ def map(func: Callable, items: Iterable, *, desc: str = "", n_jobs: int | None =
             delayed(func)(item) for item in items)
     return list(tqdm(iterator, total=len(items), desc=desc or getattr(func, "__name__", "map"),
                      disable=not progress))
-
-
-def benchmark(n_clips: int = 200, *, n_workers: int = 2) -> dict[str, Any]:
-    """Feature extraction throughput, local processes against a local Dask cluster.
-
-    The same :func:`mer.features.extract` call (audio families, cache off)
-    runs on ``n_clips`` synthetic clips (``TimGM6mb`` SoundFont) with
-    ``n_workers`` local processes, then through a
-    ``dask.distributed.LocalCluster`` of ``n_workers`` single-threaded worker
-    processes on the loopback interface. On one machine the cluster adds
-    scheduling and transfer cost; the point is that the numbers are equal
-    and the cost is small, so a real cluster scales the work out.
-
-    Returns
-    -------
-    dict
-        ``features_local_clips_per_s``, ``features_dask_clips_per_s``,
-        ``features_dask_equal_local`` (bool: identical tables),
-        ``features_parallel_n_clips``, ``features_parallel_n_workers``.
-
-    Notebook: book/reproducing.md (make bench).
-    """
-    import numpy as np
-    from distributed import LocalCluster
-
-    from . import data, features
-
-    dataset = data.load_dataset("synth", n_clips=n_clips, soundfont="TimGM6mb")
-    families = features.AUDIO_FAMILIES
-
-    start = time.perf_counter()
-    with backend(None, n_jobs=n_workers):
-        local = features.extract(dataset, families=families, n_jobs=n_workers, cache=False, progress=False)
-    local_s = time.perf_counter() - start
-
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None) as cluster:
-        start = time.perf_counter()
-        with backend(cluster.scheduler_address, n_jobs=n_workers):
-            remote = features.extract(dataset, families=families, n_jobs=n_workers, cache=False,
-                                      progress=False)
-        dask_s = time.perf_counter() - start
-
-    numeric = local.select_dtypes("number").columns
-    equal = bool(local["clip_id"].tolist() == remote["clip_id"].tolist()
-                 and np.allclose(local[numeric].to_numpy(float), remote[numeric].to_numpy(float),
-                                 rtol=0, atol=0, equal_nan=True))
-    n = len(dataset.clips)
-    return {"features_local_clips_per_s": round(n / local_s, 2),
-            "features_dask_clips_per_s": round(n / dask_s, 2),
-            "features_dask_equal_local": equal,
-            "features_parallel_n_clips": n,
-            "features_parallel_n_workers": n_workers}

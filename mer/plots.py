@@ -9,12 +9,18 @@ Sections, one per chapter, so the module reads in the order of the book.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import Rectangle
 
 from . import ParameterError
-from .metrics import HAPPY, LABELS, SAD
+from .metrics import HAPPY, LABELS, QUADRANTS, SAD
 from .spectrogram import LOGFREQ_FMIN, LogMelParams
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -67,8 +73,6 @@ def _min_font(fig) -> float:
 
 
 def _points(size) -> float:
-    from matplotlib.font_manager import FontProperties
-
     return float(FontProperties(size=size).get_size_in_points())
 
 
@@ -90,7 +94,6 @@ def _front_end(params, *, n_rows: int, sr: int = 22050, hop_length: int = 512, p
     otherwise the mel front end with ``sr``, ``hop_length``, ``pool`` and
     ``n_mels = n_rows`` (the defaults of :mod:`mer.spectrogram` for the rest).
     """
-    from dataclasses import replace
 
     if params is None:
         return LogMelParams(sr=int(sr), hop_length=int(hop_length), pool=int(pool), n_mels=int(n_rows))
@@ -114,7 +117,7 @@ def _row_frequencies(p, *, semitones: int = 0) -> np.ndarray:
     and for a clip a canonicalising model moved by ``semitones``
     (:func:`mer.spectrogram.crop`) ``base * 2 ** ((row - semitones * bins_per_semitone) / bins_per_octave)``.
     """
-    import librosa
+    import librosa  # slow to import (numba); only the note and hertz axes need it
 
     if p.front_end == "logfreq":
         base = p.fmin if p.fmin > 0 else LOGFREQ_FMIN
@@ -126,7 +129,7 @@ def _row_frequencies(p, *, semitones: int = 0) -> np.ndarray:
 
 
 def _note_label(hz: float) -> str:
-    import librosa
+    import librosa  # slow to import (numba); only the note and hertz axes need it
 
     return f"{librosa.hz_to_note(hz)} {hz:.0f} Hz"
 
@@ -138,7 +141,7 @@ def _note_ticks(ax, position, low: float, high: float, *, fontsize: float, axis:
     about 1.3 lines of text to one already placed are left out, A4 first.
     Returns the frequencies labelled.
     """
-    import librosa
+    import librosa  # slow to import (numba); only the note and hertz axes need it
 
     fig = ax.figure
     box = ax.get_position()
@@ -282,7 +285,6 @@ def chroma_profiles_by_class(features, labels):
 
     Notebook: notebooks/01_features.ipynb
     """
-    import pandas as pd
 
     columns = [c for c in features.columns if c.startswith("chroma_rel_")]
     long = features.set_index("clip_id")[columns].join(labels.rename("label")).melt(
@@ -362,7 +364,7 @@ def coefficient_plot(table, *, title="Standardised coefficients (95 % bootstrap 
     Parameters
     ----------
     table : pandas.DataFrame
-        Index ``feature``, columns ``coef, ci_low, ci_high`` (mer.models.bootstrap_coefficients).
+        Index ``feature``, columns ``coef, ci_low, ci_high`` (mer.interpretable.bootstrap_coefficients).
     top : int, optional
         Show only the ``top`` largest ``|coef|``.
 
@@ -408,7 +410,7 @@ def recovery_plot(table, *, rho=None):
     Parameters
     ----------
     table : pandas.DataFrame
-        From mer.models.ground_truth_recovery (``cue, proxy, nuisance,
+        From mer.interpretable.ground_truth_recovery (``cue, proxy, nuisance,
         true_weight, coef, ci_low, ci_high``).
 
     Notebook: notebooks/01_features.ipynb
@@ -465,7 +467,6 @@ def vit_patches(spec, *, patch_size=(128, 2), sr: int = 22050, hop_length: int =
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from matplotlib.patches import Rectangle
 
     spec = np.asarray(spec)
     spec = spec[0] if spec.ndim == 3 else spec
@@ -644,7 +645,7 @@ def cue_weights(tables: dict, *, title: str = "Which cues the decisions follow")
 
 
 def cue_probes(table, *, title: str = "Which cues each representation holds (linear probe, test R²)"):
-    """Heat map of :func:`mer.models.cue_probes`: one row per representation,
+    """Heat map of :func:`mer.interpretable.cue_probes`: one row per representation,
     one column per cue, the test R² written in each cell.
 
     Parameters
@@ -669,7 +670,7 @@ def cue_probes(table, *, title: str = "Which cues each representation holds (lin
 
 def reading_ceiling(grid, *, target: float | None = None,
                     title: str = "How well the cues must be heard (linear reader, test balanced accuracy)"):
-    """Heat map of :func:`mer.models.reading_ceiling_grid`, the cells at or above ``target`` framed.
+    """Heat map of :func:`mer.interpretable.reading_ceiling_grid`, the cells at or above ``target`` framed.
 
     Parameters
     ----------
@@ -861,7 +862,7 @@ def mass_accuracy_plot(table, *, chance: float | None = None):
 
 def randomisation_plot(tables: dict):
     """Median absolute Spearman rho with the trained model's map as blocks are randomised, top first
-    (tables of :func:`mer.evaluation.randomisation`).
+    (tables of :func:`mer.lrp.checks.randomisation`).
 
     Notebook: notebooks/03_lrp.ipynb
     """
@@ -874,11 +875,11 @@ def randomisation_plot(tables: dict):
     ax.legend(fontsize="x-small")
     return fig
 
+
 # ---------------------------------------------------------------------------
 # Chapter 4: sonification (notebooks/04_sonification.ipynb)
 # ---------------------------------------------------------------------------
-#: Order of the four quadrants (Happy is the positive class) and of the sounds compared in chapter 4.
-SONIFY_QUADRANT_ORDER = ("TP", "TN", "FP", "FN")
+#: Order of the sounds compared in chapter 4 (the quadrants' is :data:`mer.metrics.QUADRANTS`).
 SONIFY_CONDITION_ORDER = ("original", "kept", "complement", "random removed")
 
 
@@ -949,6 +950,35 @@ def relevance_overlay(logmel_db, relevance, *, sr: int = 22050, hop_length: int 
     return figure
 
 
+def save_relevance_overlay(path, logmel_db, relevance, *, dpi: int = 90, **options) -> Path:
+    """Draw :func:`relevance_overlay` into an image file and close the figure.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file; its suffix names the format (``.png``).
+    logmel_db : np.ndarray, shape (n_mels, n_frames) or (1, n_mels, n_frames)
+    relevance : np.ndarray, shape (n_mels, n_frames)
+    dpi : int
+        Resolution of the image.
+    **options
+        Passed to :func:`relevance_overlay` (``sr``, ``hop_length``, ``pool``,
+        ``params``, ``semitones``, ``title``...).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Notebook: notebooks/04_sonification.ipynb (``python -m mer explain``'s page
+    shows one per window, :func:`mer.explain.explain_windows`).
+    """
+    figure = relevance_overlay(logmel_db, relevance, **options)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    return Path(path)
+
+
 def sonification_panels(y, mask, kept, complement, *, sr: int = 22050, n_fft: int = 2048,
                         hop_length: int = 512, title: str | None = None, fmax: float | None = None,
                         floor_db: float = -70.0):
@@ -976,7 +1006,7 @@ def sonification_panels(y, mask, kept, complement, *, sr: int = 22050, n_fft: in
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    import librosa
+    import librosa  # slow to import (numba); only the note and hertz axes need it
 
     figure, axes = plt.subplots(2, 2, figsize=(8.4, 5.4), sharex=True, sharey=True, constrained_layout=True)
     ax_orig, ax_mask, ax_kept, ax_comp = axes.flat
@@ -1023,7 +1053,7 @@ def faithfulness_distributions(table):
     ----------
     table : pandas.DataFrame
         One row per clip and explainer: ``explainer, p_orig, p_kept,
-        p_complement, p_random`` (:func:`mer.sonify.faithfulness_table`
+        p_complement, p_random`` (:func:`mer.faithfulness.faithfulness_table`
         with an ``explainer`` column).
 
     Returns
@@ -1032,7 +1062,6 @@ def faithfulness_distributions(table):
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    import pandas as pd
 
     names = {"p_orig": "original", "p_kept": "kept", "p_complement": "complement",
              "p_random": "random removed"}
@@ -1065,7 +1094,7 @@ def centroids_by_quadrant(table):
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    order = [q for q in SONIFY_QUADRANT_ORDER if q in set(table["quadrant"])]
+    order = [q for q in QUADRANTS if q in set(table["quadrant"])]
     sounds = list(dict.fromkeys(table["sound"]))
     hue_order = ["original"] + [s for s in sounds if s != "original"] if "original" in sounds else sounds
     figure, ax = plt.subplots(figsize=(6.5, 3.2), constrained_layout=True)

@@ -15,15 +15,13 @@ Notebook: notebooks/02_vit.ipynb
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import MerError, ParameterError, audio, cli, profiles, spectrogram, vit
+from . import MerError, ParameterError, audio, vit
 from .metrics import called
 
 log = logging.getLogger(__name__)
@@ -119,13 +117,14 @@ def describe_model(card: dict) -> str:
             + (f"test balanced accuracy {score:.3f}" if score is not None else "no test score recorded"))
 
 
-def load_model(checkpoint: str | Path | None = None, *, profile: str | None = None):
+def load_model(checkpoint: str | Path | None = None, *, profile: str | None = None
+               ) -> tuple[vit.Checkpoint, dict]:
     """Choose (:func:`choose_checkpoint`), load and describe the model a command uses.
 
     Returns
     -------
-    model, meta
-        As :func:`mer.vit.load_checkpoint`.
+    loaded : mer.vit.Checkpoint
+        The model, its ``meta`` and its way from audio to input.
     card : dict
         :func:`mer.vit.describe_checkpoint` plus ``profile`` (``None`` for
         ``checkpoint``) and ``chosen_by`` (``"given with --checkpoint"`` or
@@ -139,28 +138,27 @@ def load_model(checkpoint: str | Path | None = None, *, profile: str | None = No
     Notebook: notebooks/02_vit.ipynb
     """
     folder, recorded_for = choose_checkpoint(checkpoint, profile=profile)
-    model, meta = vit.load_checkpoint(folder)
-    card = dict(vit.describe_checkpoint(folder, meta), profile=recorded_for,
+    loaded = vit.Checkpoint.load(folder)
+    card = dict(loaded.describe(), profile=recorded_for,
                 chosen_by="given with --checkpoint" if recorded_for is None
                 else f"chapter 2's model for profile {recorded_for}")
-    return model, meta, card
+    return loaded, card
 
 
-def predict_file(path: str | Path, checkpoint: str | Path | None = None, window: str = "all",
-                 *, model_and_meta=None) -> pd.DataFrame:
+def predict_file(path: str | Path, checkpoint: str | Path | vit.Checkpoint | None = None,
+                 window: str = "all") -> pd.DataFrame:
     """Predict Happy/Sad for an audio file, per 10 s window and as a whole.
 
     Parameters
     ----------
     path : str or Path
         Any file ``mer.audio`` decodes (wav, flac, ogg, mp3...).
-    checkpoint : str or Path, optional
-        A folder written by :func:`mer.vit.train`; default: chapter 2's
-        model for the profile rendered last (:func:`default_checkpoint`).
+    checkpoint : str, Path or mer.vit.Checkpoint, optional
+        A folder written by :func:`mer.vit.train`, or one already loaded;
+        default: chapter 2's model for the profile rendered last
+        (:func:`default_checkpoint`).
     window : {"all", "first"}
         Every window, or only the first 10 s.
-    model_and_meta : (model, meta), optional
-        An already loaded checkpoint (skips loading it again).
 
     Returns
     -------
@@ -184,24 +182,22 @@ def predict_file(path: str | Path, checkpoint: str | Path | None = None, window:
     """
     if window not in ("all", "first"):
         raise ParameterError(f"window must be 'all' or 'first', got {window!r}")
-    if model_and_meta is None:
-        model_and_meta = vit.load_checkpoint(checkpoint if checkpoint else default_checkpoint())
-    model, meta = model_and_meta
-    params = meta["logmel"]
-    sr, duration = int(params["sr"]), float(params["duration"])
+    if not isinstance(checkpoint, vit.Checkpoint):
+        checkpoint = vit.Checkpoint.load(checkpoint if checkpoint else default_checkpoint())
+    sr, duration = checkpoint.sr, checkpoint.duration
     info = audio.inspect(path, sr=sr, window_s=duration)
     windows = audio.iter_windows(path, sr=sr, duration=duration, info=info,
                                  max_windows=1 if window == "first" else None)
     starts, ends, p_happy, batch = [], [], [], []
-    for found in windows:  # one batch of spectrograms at a time: memory does not grow with the file
+    for found in windows:  # one batch of windows at a time: memory does not grow with the file
         starts.append(found.start_s)
         ends.append(found.end_s)
-        batch.append(spectrogram.logmel(found.samples, params=params))
+        batch.append(found.samples)
         if len(batch) == PREDICT_BATCH:
-            p_happy.append(_p_happy(model, meta, batch))
+            p_happy.append(checkpoint.predict_proba(batch)[:, 1])
             batch = []
     if batch:
-        p_happy.append(_p_happy(model, meta, batch))
+        p_happy.append(checkpoint.predict_proba(batch)[:, 1])
     p_happy = np.concatenate(p_happy)
     starts, ends = np.asarray(starts), np.asarray(ends)
     seconds = ends - starts
@@ -214,50 +210,3 @@ def predict_file(path: str | Path, checkpoint: str | Path | None = None, window:
     rows.attrs["notes"] = list(info.notes)
     return rows
 
-
-def _p_happy(model, meta, specs: list[np.ndarray]) -> np.ndarray:
-    """p(happy) of log-mel spectrograms (each (1, n_mels, n_frames)), shape (n,)."""
-    specs = vit.fit_input(spectrogram.normalize(np.stack(specs), meta["stats"]), meta)
-    return vit.predict_proba(model, specs)[:, 1]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mer predict FILE... [--checkpoint DIR | --profile NAME] [--first] [--debug]``.
-
-    Prints the model (:func:`describe_model`), then a table per file.
-    Returns 0, 1 if a file or the model could not be used (one line on
-    stderr each), 2 for bad options.
-    """
-    parser = argparse.ArgumentParser(prog="python -m mer predict",
-                                     description="Happy or Sad per 10 s window and for the whole file.")
-    parser.add_argument("files", nargs="+", metavar="FILE")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint", default=None, metavar="DIR",
-                       help="checkpoint folder (default: chapter 2's model for the profile rendered last)")
-    which.add_argument("--profile", default=None, choices=sorted(profiles.PROFILES),
-                       help="chapter 2's model for this profile")
-    parser.add_argument("--first", action="store_true", help="only the first 10 s")
-    cli.add_debug(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    prog = "python -m mer predict"
-    try:
-        model, meta, card = load_model(args.checkpoint, profile=args.profile)
-    except Exception as error:
-        return cli.report(prog, error, debug=args.debug)
-    print(describe_model(card))
-    status = 0
-    for path in args.files:
-        try:
-            table = predict_file(path, window="first" if args.first else "all", model_and_meta=(model, meta))
-        except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
-            return 130
-        except Exception as error:  # one file's failure, however odd, is a line; the others go on
-            status = max(status, cli.report(prog, error, debug=args.debug))
-            continue
-        print(f"{path}")
-        for note in table.attrs["notes"]:
-            print(f"note: {path}: {note}")
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return status

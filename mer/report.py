@@ -12,6 +12,7 @@ Notebook: every chapter ends with ``mer.report.finish``.
 
 from __future__ import annotations
 
+import html
 import math
 import platform
 import subprocess
@@ -19,7 +20,9 @@ import time
 from importlib import metadata
 from typing import Any
 
-from . import ParameterError, store
+import pandas as pd
+
+from . import ParameterError, profiles, store
 
 _STARTED = time.perf_counter()
 _RESULTS: dict[str, Any] = {}
@@ -33,7 +36,10 @@ STAMP_PACKAGES = (
 
 def start() -> None:
     """Reset the recorded numbers and the clock (the runner's kernel is fresh;
-    call this when re-running a chapter by hand in a live kernel)."""
+    call this when re-running a chapter by hand in a live kernel).
+
+    Notebook: any chapter, by hand in a live kernel.
+    """
     global _STARTED
     _STARTED = time.perf_counter()
     _RESULTS.clear()
@@ -71,13 +77,15 @@ def record(name: str, value: Any, *, display: bool = False) -> Any:
     Returns
     -------
     The value as stored.
+
+    Notebook: every chapter, for each number its prose cites.
     """
     if not name or not isinstance(name, str):
         raise ParameterError(f"record: name must be a non-empty string, got {name!r}")
     stored = _plain(value)
     _RESULTS[name] = stored
     try:  # glue only where myst-nb is present (it is, in the pinned environment)
-        from myst_nb import glue
+        from myst_nb import glue  # only inside a chapter's kernel; myst_nb takes ~1 s to import
 
         glue(name, value, display=display)
     except ImportError:  # pragma: no cover - a bare install without the book
@@ -86,12 +94,18 @@ def record(name: str, value: Any, *, display: bool = False) -> Any:
 
 
 def results() -> dict[str, Any]:
-    """Return a copy of the numbers recorded so far."""
+    """Return a copy of the numbers recorded so far.
+
+    Notebook: every chapter (what :func:`finish` will write).
+    """
     return dict(_RESULTS)
 
 
 def git_commit() -> str:
-    """The repository's ``HEAD`` commit, with ``+dirty`` if the tree has changes."""
+    """The repository's ``HEAD`` commit, with ``+dirty`` if the tree has changes.
+
+    Notebook: every chapter's stamp (:func:`finish`).
+    """
     def run(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=store.root(), capture_output=True, text=True,
                               check=True, timeout=10).stdout.strip()
@@ -104,7 +118,10 @@ def git_commit() -> str:
 
 
 def versions(packages: tuple[str, ...] = STAMP_PACKAGES) -> dict[str, str]:
-    """Installed versions of ``packages`` (``"not installed"`` where absent)."""
+    """Installed versions of ``packages`` (``"not installed"`` where absent).
+
+    Notebook: every chapter's stamp (:func:`finish`).
+    """
     found = {"python": platform.python_version()}
     for name in packages:
         try:
@@ -115,7 +132,10 @@ def versions(packages: tuple[str, ...] = STAMP_PACKAGES) -> dict[str, str]:
 
 
 def stamp(chapter: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The reproducibility stamp of a run: what it needs to be run again."""
+    """The reproducibility stamp of a run: what it needs to be run again.
+
+    Notebook: every chapter's last cell (:func:`finish`).
+    """
     return {
         "chapter": chapter,
         "seed": params.get("seed"),
@@ -143,10 +163,6 @@ def parameter_table(params: dict[str, Any]):
 
     Notebook: every chapter's first code cell (through :func:`show_parameters`).
     """
-    import pandas as pd
-
-    from . import profiles
-
     return pd.DataFrame({"value": [_shown(v) for v in params.values()],
                          "what it does": [profiles.describe(k) for k in params]},
                         index=pd.Index(list(params), name="parameter"))
@@ -172,8 +188,6 @@ def show_parameters(params: dict[str, Any], *, chapter: str | None = None) -> No
 
     Notebook: every chapter's first code cell.
     """
-    import html
-
     table = parameter_table(params)
     number = chapter[:2] if chapter else "NN"
     body = "".join(f"<tr><td><code>{html.escape(name)}</code></td><td><code>{html.escape(value)}</code></td>"
@@ -183,8 +197,8 @@ def show_parameters(params: dict[str, Any], *, chapter: str | None = None) -> No
               f"change one with <code>python -m mer run {number} -p NAME VALUE</code></summary>"
               "<table style='font-size:0.85em;line-height:1.25'><thead><tr><th>parameter</th><th>value</th><th>what it does</th>"
               f"</tr></thead><tbody>{body}</tbody></table></details>")
-    try:
-        from IPython.display import HTML, display
+    try:  # optional: IPython is there in a notebook; a bare install prints the table
+        from IPython.display import HTML, display  # optional outside a notebook (the caller falls back to text)
 
         display(HTML(markup))
     except ImportError:  # pragma: no cover
@@ -209,6 +223,8 @@ def finish(chapter: str, params: dict[str, Any], *, show: bool = True) -> dict[s
     dict
         The stamp. The results file holds ``{"chapter", "parameters",
         "results"}`` only: nothing that varies between identical runs.
+
+    Notebook: every chapter's last cell.
     """
     payload = {
         "chapter": chapter,
@@ -223,8 +239,6 @@ def finish(chapter: str, params: dict[str, Any], *, show: bool = True) -> dict[s
 
 
 def _show_stamp(info: dict[str, Any]) -> None:
-    import html
-
     rows = [("seed", info["seed"]), ("commit", info["commit"]), ("mer code", info["mer_code"]),
             ("run time", f"{info['run_time_s']} s")]
     rows += [(f"parameter {k}", v) for k, v in info["parameters"].items()]
@@ -233,8 +247,8 @@ def _show_stamp(info: dict[str, Any]) -> None:
                    for k, v in rows)
     markup = ("<details class='mer-stamp'><summary>Reproducibility stamp</summary>"
               f"<table>{body}</table></details>")
-    try:
-        from IPython.display import HTML, display
+    try:  # optional: IPython is there in a notebook; a bare install prints the stamp
+        from IPython.display import HTML, display  # optional outside a notebook (the caller falls back to text)
 
         display(HTML(markup))
     except ImportError:  # pragma: no cover

@@ -39,7 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import nbformat
 import yaml
+from tqdm.auto import tqdm
 
 from . import MerError, ParameterError, profiles, store
 
@@ -199,7 +201,7 @@ def declared_parameters(chapter: str) -> dict[str, Any]:
     dict
         ``name -> default`` as written in the notebook (a string of source).
     """
-    import papermill
+    import papermill  # papermill takes ~0.4 s to import; only executing a chapter needs it
 
     path = notebooks_dir() / f"{chapter}.ipynb"
     found = papermill.inspect_notebook(str(path))
@@ -408,6 +410,7 @@ def execute_chapter(chapter: str, parameters: dict[str, Any], *, progress: bool 
         the partly executed notebook is kept at
         ``book/chapters/.cache/<chapter>.failed.ipynb``.
     """
+    # papermill takes ~0.4 s to import; only executing a chapter needs it
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -479,7 +482,7 @@ def present(notebook: str | Path) -> dict[str, int]:
       instead) and the notebook's saved widget state are dropped. A page with
       widget state makes myst-nb load RequireJS and the widgets' HTML manager
       from public CDNs, which an offline reader does not have; the book's own
-      listening controls are plain HTML (:func:`mer.widgets.listening_slider`).
+      listening controls are plain HTML (:func:`mer.display.listening_slider`).
 
     Parameters
     ----------
@@ -493,7 +496,6 @@ def present(notebook: str | Path) -> dict[str, int]:
 
     Notebook: every chapter (the runner calls it after execution).
     """
-    import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
     tagged = dropped = 0
@@ -540,7 +542,6 @@ def missing_glue_keys(notebook: str | Path) -> list[str]:
 
     Notebook: book/reproducing.md (what a run guarantees).
     """
-    import nbformat
 
     nb = nbformat.read(str(notebook), as_version=4)
     cited, recorded = set(), set()
@@ -592,7 +593,6 @@ def write_placeholders() -> list[str]:
     list of str
         The chapters that got a placeholder.
     """
-    import nbformat
 
     written = []
     for chapter in toc_chapters():
@@ -747,7 +747,6 @@ def run(chapters: Iterable[str] | None = None, profile: str = "default",
         A chapter failed; the chapters before it keep their new outputs, it
         and the ones after keep their previous ones.
     """
-    from tqdm.auto import tqdm
 
     selected = resolve_chapters(chapters)
     parameters = resolve_parameters(selected, profile, overrides)

@@ -21,11 +21,8 @@ Because masking is linear, ``apply_mask(y, m) + apply_mask(y, 1 - m) == y``:
 the *complement* ("what the model ignored") and the *kept* part add up to the
 original before loudness matching.
 
-The faithfulness of the sound itself is summarised with the metrics of L-MAC
-(Paissan et al., ICML 2024), as pure functions of probability arrays:
-:func:`average_increase`, :func:`average_drop`, :func:`average_gain`,
-:func:`faithfulness_on_spectra`, :func:`input_fidelity`, and our
-:func:`complement_beats_random_share`.
+Whether the model agrees with the sound (kept, complement, a random region
+removed) is measured in :mod:`mer.faithfulness`.
 
 Notebook: notebooks/04_sonification.ipynb
 """
@@ -33,13 +30,14 @@ Notebook: notebooks/04_sonification.ipynb
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from scipy.ndimage import convolve1d, minimum_filter1d, uniform_filter1d
+from scipy.signal import resample_poly
 
-from . import ParameterError
+from . import ParameterError, audio
 from . import spectrogram as spec
 from .metrics import LABELS
 
@@ -103,7 +101,7 @@ def band_weights(filterbank: np.ndarray) -> np.ndarray:
     Notebook: notebooks/04_sonification.ipynb
     """
     bank = np.asarray(filterbank, dtype=np.float64)
-    return _normalised_band_weights(bank, what=f"the filterbank of shape {bank.shape}")
+    return _normalized_band_weights(bank, what=f"the filterbank of shape {bank.shape}")
 
 
 def front_end_options(meta: dict, semitones: int = 0) -> dict[str, Any]:
@@ -118,7 +116,7 @@ def front_end_options(meta: dict, semitones: int = 0) -> dict[str, Any]:
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    from . import vit
+    from . import vit  # torch and transformers load with it; only the log-frequency front end needs it
 
     params = spec.LogMelParams(**meta["logmel"])
     if params.front_end == "mel" and not semitones:
@@ -130,12 +128,12 @@ def _band_weights(sr, n_fft, n_mels, fmin, fmax) -> np.ndarray:
     key = (sr, n_fft, n_mels, fmin, fmax)
     if key not in _WEIGHTS_CACHE:
         bank = spec.mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float64)
-        _WEIGHTS_CACHE[key] = _normalised_band_weights(
+        _WEIGHTS_CACHE[key] = _normalized_band_weights(
             bank, what=f"the mel filterbank (sr={sr}, n_fft={n_fft}, n_mels={n_mels})")
     return _WEIGHTS_CACHE[key]
 
 
-def _normalised_band_weights(bank: np.ndarray, *, what: str) -> np.ndarray:
+def _normalized_band_weights(bank: np.ndarray, *, what: str) -> np.ndarray:
     if True:
         peak = bank.max(axis=1, keepdims=True)
         triangles = np.divide(bank, peak, out=np.zeros_like(bank), where=peak > 0)
@@ -300,8 +298,6 @@ def mel_relevance_to_stft_mask(relevance: np.ndarray, *, sr: int = spec.SR, n_ff
     per_stft = per_bin[:, np.arange(n_stft) // pool]  # each STFT frame <- its pooled frame
     window = _smoothing_window(temporal_smoothing, sr=sr, hop_length=hop_length)
     if window.size > 1:
-        from scipy.ndimage import convolve1d
-
         per_stft = convolve1d(per_stft, window, axis=1, mode="nearest")
     return _shape_mask(per_stft, threshold=threshold, top_k_percent=top_k_percent, exponent=exponent)
 
@@ -406,7 +402,7 @@ def apply_mask(y: np.ndarray, mask: np.ndarray, *, n_fft: int = spec.N_FFT,
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    import librosa
+    import librosa  # slow to import (numba); only the resampling and STFT steps need it
 
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
@@ -422,7 +418,6 @@ def apply_mask(y: np.ndarray, mask: np.ndarray, *, n_fft: int = spec.N_FFT,
 
 def _peak_4x(y: np.ndarray) -> np.ndarray:
     """Absolute peak per sample of ``y`` oversampled 4x (true-peak estimate, BS.1770-4 Annex 2)."""
-    from scipy.signal import resample_poly
 
     up = np.abs(resample_poly(y.astype(np.float64), 4, 1))
     return up[: 4 * y.size].reshape(-1, 4).max(axis=1)
@@ -436,7 +431,6 @@ def _limit(y: np.ndarray, *, ceiling: float, sr: int) -> tuple[np.ndarray, float
     averaged over 5 ms: the average of minima over a window half as wide never
     exceeds the needed gain at a peak, and the envelope has no steps (no clicks).
     """
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
     if float(np.max(np.abs(y))) * np.sqrt(2) <= ceiling:  # inter-sample overs of music stay below +3 dB
         return y, 0.0
@@ -505,7 +499,6 @@ def match_loudness(y: np.ndarray, *, target: float, sr: int = spec.SR, ceiling_d
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    from . import audio
 
     y = np.asarray(y, dtype=np.float32)
     ceiling = 10 ** (ceiling_db / 20)
@@ -591,7 +584,7 @@ def sonify(y: np.ndarray, relevance: np.ndarray, *, sr: int = spec.SR, n_fft: in
     y : np.ndarray, shape (n_samples,)
         The clip the model saw (22 050 Hz by default).
     relevance : np.ndarray, shape (n_mels, n_frames)
-        Its relevance map (:func:`mer.explainers.explain` for one clip).
+        Its relevance map (:func:`mer.lrp.explainers.explain` for one clip).
     sign, threshold, top_k_percent, exponent, temporal_smoothing, filterbank
         Mask options, see :func:`mel_relevance_to_stft_mask` (``filterbank``
         for a front end other than mel: :func:`front_end_options`).
@@ -606,7 +599,6 @@ def sonify(y: np.ndarray, relevance: np.ndarray, *, sr: int = spec.SR, n_fft: in
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    from . import audio
 
     y = np.asarray(y, dtype=np.float32)
     options = dict(sign=sign, threshold=threshold, top_k_percent=top_k_percent, exponent=exponent,
@@ -633,7 +625,7 @@ def sonify(y: np.ndarray, relevance: np.ndarray, *, sr: int = spec.SR, n_fft: in
 
 
 #: Shares of the time-frequency plane (in %) a listening slider offers
-#: (:func:`sonify_shares`, :func:`mer.widgets.listening_slider`): from a sliver
+#: (:func:`sonify_shares`, :func:`mer.display.listening_slider`): from a sliver
 #: of the most relevant cells to well over the chapters' default of 15 %.
 LISTENING_SHARES = (5.0, 10.0, 15.0, 25.0, 40.0)
 
@@ -715,215 +707,13 @@ def sonify_signed(y: np.ndarray, relevance: np.ndarray, *, target: int,
 
 
 # ----------------------------------------------------------------------------
-# Faithfulness of the sound (L-MAC's metrics, on probabilities)
-# ----------------------------------------------------------------------------
-
-
-def _probabilities(name: str, p: Any) -> np.ndarray:
-    p = np.asarray(p, dtype=np.float64)
-    if p.ndim != 1 or p.size == 0:
-        raise ParameterError(f"{name} must be a non-empty 1-D array of probabilities, got shape {p.shape}")
-    if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
-        raise ParameterError(f"{name} must hold probabilities in [0, 1] (softmax applied once, "
-                             f"never to probabilities again); got values in [{p.min()}, {p.max()}]")
-    return p
-
-
-def _pair(p_orig, other, other_name) -> tuple[np.ndarray, np.ndarray]:
-    a, b = _probabilities("p_orig", p_orig), _probabilities(other_name, other)
-    if a.shape != b.shape:
-        raise ParameterError(f"p_orig and {other_name} must have the same length, got {a.size} and {b.size}")
-    return a, b
-
-
-def average_increase(p_orig, p_kept) -> float:
-    """AI: % of clips whose kept part raises p(predicted class) above the original's.
-
-    Parameters
-    ----------
-    p_orig, p_kept : array_like, shape (n_clips,)
-        Probability of the class predicted on the original, on the original
-        and on the kept (sonified) clip.
-
-    Returns
-    -------
-    float
-        In percent (L-MAC reports 61.6 for CNN14 on ESC-50). Higher is better.
-
-    Notebook: notebooks/04_sonification.ipynb
-    """
-    a, b = _pair(p_orig, p_kept, "p_kept")
-    return float(np.mean(b > a) * 100)
-
-
-def average_drop(p_orig, p_kept) -> float:
-    """AD: mean of ``relu(p_orig - p_kept) / p_orig``, in percent. Lower is better.
-
-    Notebook: notebooks/04_sonification.ipynb
-    """
-    a, b = _pair(p_orig, p_kept, "p_kept")
-    return float(np.mean(np.maximum(a - b, 0) / np.maximum(a, 1e-12)) * 100)
-
-
-def average_gain(p_orig, p_kept) -> float:
-    """AG: mean of ``relu(p_kept - p_orig) / (1 - p_orig)``, in percent. Higher is better.
-
-    A clip with ``p_orig == 1`` cannot gain and adds 0.
-
-    Notebook: notebooks/04_sonification.ipynb
-    """
-    a, b = _pair(p_orig, p_kept, "p_kept")
-    return float(np.mean(np.maximum(b - a, 0) / np.maximum(1 - a, 1e-12)) * 100)
-
-
-def faithfulness_on_spectra(p_orig, p_complement) -> float:
-    """FF: mean of ``p_orig - p_complement`` (a probability difference). Higher is better.
-
-    Removing what the explanation keeps should lower the predicted class's
-    probability.
-
-    Notebook: notebooks/04_sonification.ipynb
-    """
-    a, b = _pair(p_orig, p_complement, "p_complement")
-    return float(np.mean(a - b))
-
-
-def input_fidelity(pred_orig, pred_kept) -> float:
-    """Fid-In: share of clips whose kept part keeps the predicted class (0-1).
-
-    Parameters
-    ----------
-    pred_orig, pred_kept : array_like of int, shape (n_clips,)
-        Predicted class (argmax of the probabilities) on the original and on
-        the kept clip.
-
-    Notebook: notebooks/04_sonification.ipynb
-    """
-    a, b = np.asarray(pred_orig), np.asarray(pred_kept)
-    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
-        raise ParameterError(f"pred_orig and pred_kept must be 1-D of equal length, got {a.shape}, {b.shape}")
-    return float(np.mean(a == b))
-
-
-def complement_beats_random_share(p_complement, p_random) -> float:
-    """Share of clips (0-1) where removing the explanation lowers p(predicted class)
-    more than removing a random region of equal area does.
-
-    Parameters
-    ----------
-    p_complement : array_like, shape (n_clips,)
-        p(predicted class) on the complement (explanation removed).
-    p_random : array_like, shape (n_clips,)
-        p(predicted class) with a random mask of equal area removed
-        (:func:`random_mask_like`).
-
-    Notebook: notebooks/04_sonification.ipynb
-    """
-    a, b = _pair(p_complement, p_random, "p_random")
-    return float(np.mean(a < b))
-
-
-def faithfulness_summary(table) -> dict[str, float]:
-    """All the metrics from a table of per-clip probabilities.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Columns ``p_orig, p_kept, p_complement, p_random, pred_orig,
-        pred_kept`` (as :func:`faithfulness_table` returns for one explainer).
-
-    Returns
-    -------
-    dict
-        ``ai`` (%), ``ad`` (%), ``ag`` (%), ``ff`` (probability), ``fid_in``
-        (0-1), ``complement_beats_random_share`` (0-1), ``n_clips``.
-
-    Notebook: notebooks/04_sonification.ipynb
-    """
-    return {
-        "ai": average_increase(table["p_orig"], table["p_kept"]),
-        "ad": average_drop(table["p_orig"], table["p_kept"]),
-        "ag": average_gain(table["p_orig"], table["p_kept"]),
-        "ff": faithfulness_on_spectra(table["p_orig"], table["p_complement"]),
-        "fid_in": input_fidelity(table["pred_orig"], table["pred_kept"]),
-        "complement_beats_random_share": complement_beats_random_share(table["p_complement"], table["p_random"]),
-        "n_clips": int(len(table)),
-    }
-
-
-def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_proba: Callable,
-                       seed: int = 0, clip_ids: Sequence[str] | None = None,
-                       **options) -> "pandas.DataFrame":  # noqa: F821
-    """The model's probabilities on original, kept, complement and random-mask clips.
-
-    Parameters
-    ----------
-    clips : np.ndarray, shape (n_clips, n_samples)
-        The explained clips (held-out test split).
-    relevances : np.ndarray, shape (n_clips, n_mels, n_frames)
-        Relevance for the class predicted on each clip.
-    predict_proba : callable
-        ``predict_proba(audio) -> probabilities``, audio of shape
-        ``(n, n_samples)``, probabilities of shape ``(n, n_classes)`` summing
-        to one (softmax applied once, inside).
-    seed : int
-        Seed of the random masks (clip ``i`` uses ``seed + i``).
-    clip_ids : sequence of str, optional
-    **options
-        Mask options of :func:`sonify` (sign, threshold, top_k_percent...).
-
-    Returns
-    -------
-    pandas.DataFrame, one row per clip
-        ``clip_id, pred_orig, p_orig, p_kept, p_complement, p_random,
-        pred_kept, area, gain_db, loudness_diff_db``: ``p_*`` is the
-        probability of ``pred_orig``; ``p_random`` has a random region of
-        equal area *removed* (:func:`random_mask_like`; compare with
-        ``p_complement``). The model hears the loudness-matched clips, as a
-        reader does.
-
-    Notebook: notebooks/04_sonification.ipynb
-    """
-    import pandas as pd
-
-    clips = np.asarray(clips, dtype=np.float32)
-    relevances = np.asarray(relevances)
-    if clips.ndim != 2 or relevances.ndim != 3 or len(clips) != len(relevances):
-        raise ParameterError(f"expected clips (n, n_samples) and relevances (n, n_mels, n_frames); "
-                             f"got {clips.shape} and {relevances.shape}")
-    sr = options.get("sr", spec.SR)
-    rows = []
-    for i, (y, relevance) in enumerate(zip(clips, relevances)):
-        clip = sonify(y, relevance, **options)
-        random = random_mask_like(clip.mask, seed=seed + i, n_mels=relevance.shape[0], n_samples=y.size,
-                                  sr=sr, n_fft=options.get("n_fft", spec.N_FFT),
-                                  hop_length=options.get("hop_length", spec.HOP_LENGTH),
-                                  pool=options.get("pool", spec.POOL),
-                                  temporal_smoothing=options.get("temporal_smoothing", TEMPORAL_SMOOTHING))
-        random_removed_raw = apply_mask(y, 1.0 - random, n_fft=options.get("n_fft", spec.N_FFT),
-                                        hop_length=options.get("hop_length", spec.HOP_LENGTH))
-        random_removed = match_loudness(random_removed_raw, target=clip.loudness_original, sr=sr).y
-        batch = np.stack([y, clip.kept, clip.complement, random_removed])
-        proba = np.asarray(predict_proba(batch), dtype=np.float64)
-        pred = int(np.argmax(proba[0]))
-        rows.append({
-            "clip_id": clip_ids[i] if clip_ids is not None else str(i), "pred_orig": pred,
-            "p_orig": proba[0, pred], "p_kept": proba[1, pred], "p_complement": proba[2, pred],
-            "p_random": proba[3, pred],
-            "pred_kept": int(np.argmax(proba[1])), "area": clip.area, "gain_db": clip.gain_db,
-            "loudness_diff_db": clip.loudness_diff_db,
-        })
-    return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------
 # What the explanation is made of
 # ----------------------------------------------------------------------------
 
 
 def _long_term_spectrum(y: np.ndarray, *, sr: int, n_fft: int, hop_length: int) -> tuple[np.ndarray, np.ndarray]:
     """STFT bin frequencies (n_fft//2+1,) and the clip's power summed over frames (n_fft//2+1,)."""
-    import librosa
+    import librosa  # slow to import (numba); only the resampling and STFT steps need it
 
     power = np.abs(librosa.stft(np.asarray(y, dtype=np.float32), n_fft=n_fft, hop_length=hop_length)) ** 2
     return librosa.fft_frequencies(sr=sr, n_fft=n_fft), power.sum(axis=1)
@@ -992,44 +782,8 @@ def positive_relevance_on_quiet_bins(relevance: np.ndarray, model_input: np.ndar
     return float(positive[model_input < 0].sum() / total) if total > 0 else float("nan")
 
 
-# ----------------------------------------------------------------------------
-# Benchmark
-# ----------------------------------------------------------------------------
-
-
-def benchmark(n: int = 5) -> dict[str, float]:
-    """Milliseconds to sonify one 10 s clip (mask, kept and complement,
-    loudness-matched), mean of ``n`` runs on this machine.
-
-    Returns
-    -------
-    dict
-        ``sonify_ms_per_clip``, ``sonify_mask_ms_per_clip``.
-
-    Notebook: book/reproducing.md (through ``make bench``).
-    """
-    rng = np.random.default_rng(0)
-    n_samples = int(spec.SR * 10)
-    t = np.arange(n_samples) / spec.SR
-    y = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(n_samples)).astype(np.float32)
-    relevance = rng.standard_normal((spec.N_MELS, spec.n_frames(n_samples)))
-    sonify(y, relevance)  # warm-up (librosa, scipy)
-    start = time.perf_counter()
-    for _ in range(n):
-        mel_relevance_to_stft_mask(relevance, n_samples=n_samples)
-    mask_ms = (time.perf_counter() - start) / n * 1000
-    start = time.perf_counter()
-    for _ in range(n):
-        sonify(y, relevance)
-    total_ms = (time.perf_counter() - start) / n * 1000
-    return {"sonify_ms_per_clip": round(total_ms, 1), "sonify_mask_ms_per_clip": round(mask_ms, 1)}
-
-
 __all__: Sequence[str] = (
     "stft_band_weights", "band_weights", "front_end_options", "patch_relevance_to_mel", "contrastive_relevance", "mel_relevance_to_stft_mask",
     "mask_area", "random_mask_like", "apply_mask", "match_loudness", "LoudnessMatch", "SonifiedClip",
-    "sonify", "sonify_signed", "average_increase", "average_drop", "average_gain",
-    "faithfulness_on_spectra", "input_fidelity", "complement_beats_random_share", "faithfulness_summary",
-    "faithfulness_table", "spectral_centroid_hz", "energy_share_above", "positive_relevance_on_quiet_bins",
-    "benchmark",
+    "sonify", "sonify_signed", "spectral_centroid_hz", "energy_share_above", "positive_relevance_on_quiet_bins",
 )

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
 
-from . import ParameterError, numba_cache, store
+from . import ParameterError, audio, numba_cache, store
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,6 @@ class LogMelParams:
 
     def visible(self) -> "LogMelParams":
         """The same front end without margins: what the model sees."""
-        from dataclasses import replace
 
         return replace(self, margin=0)
 
@@ -157,7 +156,7 @@ def mel_filterbank(*, sr: int = SR, n_fft: int = N_FFT, n_mels: int = N_MELS, fm
 
 @functools.lru_cache(maxsize=8)
 def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    import librosa
+    import librosa  # slow to import (numba); only the analysing functions need it
 
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
 
@@ -452,7 +451,7 @@ def stft_power(y: np.ndarray, *, params: LogMelParams | dict | None = None) -> n
 
     Notebook: notebooks/02_vit.ipynb
     """
-    import librosa
+    import librosa  # slow to import (numba); only the analysing functions need it
 
     p = _params(params)
     _check(p)
@@ -531,7 +530,7 @@ def logmel(y: np.ndarray, *, params: LogMelParams | dict | None = None) -> np.nd
 
     Notebook: notebooks/02_vit.ipynb
     """
-    import librosa
+    import librosa  # slow to import (numba); only the analysing functions need it
 
     p = _params(params)
     power = mel_power(y, params=p)
@@ -640,8 +639,6 @@ def normalize(spec: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
 
 
 def _logmel_file(path: str, params: LogMelParams, stft: bool = False) -> np.ndarray:
-    from . import audio
-
     numba_cache.prepare()
     y = audio.load(path, sr=params.sr, duration=params.duration)
     if stft:
@@ -695,19 +692,6 @@ def floor_db(db: np.ndarray, top_db: float | None) -> np.ndarray:
         return db
     peak = db.max(axis=(-2, -1), keepdims=True)
     return np.maximum(db, peak - float(top_db)).astype(np.float32)
-
-
-def benchmark_logmel_ms(n: int = 5) -> float:
-    """Milliseconds for the log-mel of one 10 s clip (mean of ``n``)."""
-    import time
-
-    rng = np.random.default_rng(0)
-    y = rng.standard_normal(int(SR * 10)).astype(np.float32) * 0.1
-    logmel(y)
-    start = time.perf_counter()
-    for _ in range(n):
-        logmel(y)
-    return (time.perf_counter() - start) / n * 1000
 
 
 __all__: Sequence[str] = (

@@ -21,7 +21,11 @@ import re
 import tempfile
 import unicodedata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
 
 #: Root of the repository (the folder holding ``_config.yml``). ``MER_ROOT``
 #: overrides it, which the tests use to work on a scratch copy.
@@ -130,7 +134,7 @@ def _imported_modules(path: Path, dotted: str) -> set[str]:
     return found
 
 
-def code_hash(module: str) -> str:
+def code_hash(module: str | Sequence[str]) -> str:
     """Hash of the source of ``module`` and of every ``mer`` module it imports,
     transitively (parent packages' ``__init__`` included).
 
@@ -138,12 +142,15 @@ def code_hash(module: str) -> str:
     changes, and kept when only unrelated code does (editing the LRP rules
     does not retrain the ViT). Imports are read statically, so a module
     reached only through ``importlib`` would be missed: none is in ``mer``
-    (``bench`` and ``__main__`` import chapters' modules by name but produce
-    no artefact).
+    (``mer.cli`` and ``mer.bench`` import chapters' modules by name but produce
+    no artefact). Several modules (a sequence) give one hash of everything
+    any of them imports: an artefact whose content depends on code it does
+    not import (a checkpoint on the generator of its audio) names both.
     """
     package = Path(__file__).resolve().parent
     seen: dict[str, Path] = {}
-    todo = [module]
+    wanted = [module] if isinstance(module, str) else list(module)
+    todo = list(wanted)
     while todo:
         name = todo.pop()
         parts = name.split(".")
@@ -156,8 +163,9 @@ def code_hash(module: str) -> str:
             continue
         seen[name] = path
         todo += [n for n in _imported_modules(path, name) if n not in seen]
-    if module not in seen:
-        raise ValueError(f"{module!r} is not a module of the mer package")
+    for name in wanted:
+        if name not in seen:
+            raise ValueError(f"{name!r} is not a module of the mer package")
     return hash_files(sorted(set(seen.values())), base=package)[:12]
 
 
@@ -198,7 +206,7 @@ def safe_name(text: str, *, length: int = SAFE_NAME_LENGTH) -> str:
     return f"{slug}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}"
 
 
-def artefact_path(kind: str, params: Any, suffix: str = "", *, code: str | None = None) -> Path:
+def artefact_path(kind: str, params: Any, suffix: str = "", *, code: str | Sequence[str] | None = None) -> Path:
     """Path of a derived artefact named by ``kind`` and a hash of ``params``.
 
     Parameters
@@ -210,10 +218,10 @@ def artefact_path(kind: str, params: Any, suffix: str = "", *, code: str | None 
         that produces it is added, so changed code never reuses an old artefact.
     suffix : str
         File suffix (``".csv"``) or ``""`` for a directory.
-    code : str, optional
-        The producing module (``__name__``): the key then holds
-        :func:`code_hash` of it and of what it imports, instead of the whole
-        package's :func:`package_hash`.
+    code : str or sequence of str, optional
+        The producing module (``__name__``), or modules: the key then holds
+        :func:`code_hash` of them and of what they import, instead of the
+        whole package's :func:`package_hash`.
 
     Returns
     -------
@@ -261,9 +269,6 @@ def clip_arrays(kind: str, clips, params: dict[str, Any], one_file, *, code: str
         In the order of ``clips``.
     clip_ids : np.ndarray of str, shape (n_clips,)
     """
-    import numpy as np
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
 
     paths = [str(x) for x in clips["path"]]
     ids = np.asarray([str(x) for x in clips["clip_id"]])

@@ -31,7 +31,7 @@ import functools
 
 import numpy as np
 
-from . import ParameterError, numba_cache, store
+from . import ParameterError, audio, numba_cache, store
 
 #: Sampling rate of the tonic chroma (the data contract's).
 SR = 22050
@@ -49,6 +49,11 @@ AS_MINOR = np.array([.220, .006, .104, .123, .019, .103, .012, .214, .062, .022,
 PROFILES = {"albrecht-shanahan": (AS_MAJOR + AS_MINOR) / 2, "krumhansl-kessler": (KK_MAJOR + KK_MINOR) / 2}
 #: The profile the every-key ViT canonicalises with.
 DEFAULT_PROFILE = "albrecht-shanahan"
+
+#: The twelve pitch classes from C, as chroma rows and MIDI pitch % 12 count them (sharps).
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+#: The same twelve as keys are usually named (flats where a key signature has them), for tables and figures.
+KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def key_profiles() -> np.ndarray:
@@ -123,7 +128,7 @@ def tonic_chroma(y: np.ndarray, *, sr: int = SR) -> np.ndarray:
 
     Notebook: notebooks/02_vit.ipynb
     """
-    import librosa
+    import librosa  # slow to import (numba); only the analysing functions need it
 
     # No numba_cache.prepare() here: numba_cache.compile_kernels() calls this inside the locked compile
     # (file-level callers, _chroma_file and chromas, prepare the cache as spectrogram and features do).
@@ -134,8 +139,6 @@ def tonic_chroma(y: np.ndarray, *, sr: int = SR) -> np.ndarray:
 
 
 def _chroma_file(path: str, duration: float | None) -> np.ndarray:
-    from . import audio
-
     numba_cache.prepare()  # a no-op once the parent compiled; a Dask worker may have its own disk
     return tonic_chroma(audio.load(path, sr=SR, duration=duration))
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mer import MerError, ParameterError, audio
+from mer import MerError, ParameterError, audio, display
 
 SR = audio.SR
 
@@ -209,11 +209,11 @@ def test_failed_write_leaves_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
 
 
-# --- playing --------------------------------------------------------------------
+# --- playing (mer.display) -------------------------------------------------------
 
 
 def test_player_embeds_small_ogg():
-    page = audio.player(tone(10.0), sr=SR, label="Happy <major>").data
+    page = display.player(tone(10.0), sr=SR, label="Happy <major>").data
     assert "data:audio/ogg;base64," in page and "audio/wav" not in page
     assert "Happy &lt;major&gt;" in page
     # 10 s as 16-bit WAV in base64 would be ~590 KB.
@@ -222,7 +222,7 @@ def test_player_embeds_small_ogg():
 
 def test_player_file_writes_ogg_and_links_it_relatively(tmp_path, monkeypatch):
     monkeypatch.setenv("MER_ROOT", str(tmp_path))
-    page = audio.player_file(tone(2.0), sr=SR, path="04_sonification/clip-7", label="clip 7").data
+    page = display.player_file(tone(2.0), sr=SR, path="04_sonification/clip-7", label="clip 7").data
     written = tmp_path / "_static" / "audio" / "04_sonification" / "clip-7.ogg"
     assert sf.info(written).format == "OGG"
     assert 'src="../../_static/audio/04_sonification/clip-7.ogg"' in page
@@ -244,7 +244,7 @@ def test_loudness_of_1khz_sine():
 
 def test_player_files_keep_a_decimal_point_in_their_name(tmp_path, monkeypatch):
     monkeypatch.setenv("MER_ROOT", str(tmp_path))
-    first = audio.page_file(tone(1.0), sr=SR, path="04_sonification/grid-t0.5-sonified")
-    second = audio.page_file(tone(1.0), sr=SR, path="04_sonification/grid-t0.5-complement")
+    first = display.page_file(tone(1.0), sr=SR, path="04_sonification/grid-t0.5-sonified")
+    second = display.page_file(tone(1.0), sr=SR, path="04_sonification/grid-t0.5-complement")
     assert first.endswith("grid-t0.5-sonified.ogg") and second.endswith("grid-t0.5-complement.ogg")
-    assert audio.page_file(tone(1.0), sr=SR, path="x/clip.wav").endswith("x/clip.ogg")
+    assert display.page_file(tone(1.0), sr=SR, path="x/clip.wav").endswith("x/clip.ogg")

@@ -16,6 +16,7 @@ the tests rendering the synthetic set again.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import http.server
 import os
 import re
@@ -107,29 +108,151 @@ def _prose(markdown: str) -> str:
 
 
 def test_no_measured_number_is_typed_into_a_chapters_prose():
-    """A number a run measured differs between CPUs; the prose cites the run's own (glue) or the dated appendix."""
+    """A number a run measured differs between CPUs; the prose cites the run's own (glue) or the dated appendix.
+
+    The figure captions (myst-nb cell metadata, :func:`figure_options`) are prose too: a caption says what
+    to look at, and the figure itself shows the run's numbers.
+    """
     allowed = {str(v) for profile in profiles.PROFILES.values() for v in profile.values()} | set(TYPED_NUMBERS_ALLOWED)
     found = []
     for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for i, cell in enumerate(nbformat.read(str(path), as_version=4).cells):
-            if cell.cell_type != "markdown":
-                continue
-            for match in _MEASURED.finditer(_prose(cell.source)):
-                value = match.group(0)
-                if value not in allowed and ("%" in value or value.replace(" %", "") not in allowed):
-                    found.append(f"{path.stem} cell {i}: {match.group(0)!r}")
+            if cell.cell_type == "markdown":
+                texts = [(f"cell {i}", cell.source)]
+            else:
+                caption = figure_options(cell).get("caption")
+                texts = [(f"cell {i} figure caption", caption)] if isinstance(caption, str) else []
+            for where, text in texts:
+                for match in _MEASURED.finditer(_prose(text)):
+                    value = match.group(0)
+                    if value not in allowed and ("%" in value or value.replace(" %", "") not in allowed):
+                        found.append(f"{path.stem} {where}: {match.group(0)!r}")
     assert not found, "typed measurements (glue them, or move them with a date to book/design.md): " + "; ".join(found)
 
 
+# ---------------------------------------------------------------------------
+# Figure captions, without a build
+# ---------------------------------------------------------------------------
+#
+# Each figure of a chapter carries a numbered caption that says what to look at, set in
+# its code cell's metadata: ``{"mystnb": {"figure": {"caption": ..., "name": "fig-..."}}}``.
+# myst-nb wraps *every* rich output of such a cell (a table, a Markdown note, a player,
+# each figure) in a figure with that caption and that name, so a captioned cell must show
+# its figure and nothing else: tables and notes go to a cell of their own.
+
+#: A call that draws a figure into the cell's output: a function of mer.plots (not its
+#: ``save_*``, which write a file), a panel or view of mer.widgets, or mer.display's
+#: ``show_figure`` / ``show_quadrants``.
+_DRAWS = re.compile(r"\bmer\.(plots\.(?!save_)[a-z]\w*|widgets\.[a-z]\w*|display\.show_(?:figure|quadrants))\s*\("
+                    r"|(?<![\w.])(show_figure)\s*\(")
+#: Drawing calls whose cell cannot carry a caption, and why: in the book their output is
+#: not a figure alone (myst-nb would caption the note, the headings and the players too).
+UNCAPTIONED_CALLS = {
+    "widgets.feature_model_panel": "in the book it shows mer.widgets.STATIC_NOTE only; the next cell draws "
+                                   "its static figure, captioned",
+    "widgets.sonification_panel": "in the book it shows mer.widgets.STATIC_NOTE only",
+    "widgets.sonification_view": "a figure and its players, per setting, under headings",
+    "display.show_quadrants": "a heading per quadrant and, per example, a figure and its players",
+}
+#: A figure's name: its HTML id and the target of {numref}, ``fig-<chapter>-<slug>``.
+FIGURE_NAME = re.compile(r"fig-[a-z]+(?:-[a-z0-9]+)+")
+
+
+def figure_options(cell) -> dict:
+    """The myst-nb figure options of a notebook cell (``{}`` if it has none)."""
+    options = (cell.get("metadata", {}).get("mystnb") or {}).get("figure")
+    return options if isinstance(options, dict) else {}
+
+
+def figure_cells(chapter: str) -> list[tuple[int, object, list[str]]]:
+    """``(index, cell, drawing calls)`` of every code cell of ``notebooks/<chapter>.ipynb`` that
+    draws a figure or carries figure options (``mer.`` left out of the calls' names)."""
+    found = []
+    for i, cell in enumerate(nbformat.read(str(REPO / "notebooks" / f"{chapter}.ipynb"), as_version=4).cells):
+        if cell.cell_type != "code":
+            continue
+        calls = [m.group(1) or m.group(2) for m in _DRAWS.finditer(cell.source)]
+        if calls or figure_options(cell):
+            found.append((i, cell, calls))
+    return found
+
+
+def caption_names(chapter: str) -> list[str]:
+    """The figure names of the chapter's captioned cells, in order."""
+    return [figure_options(cell).get("name") for _, cell, _ in figure_cells(chapter) if figure_options(cell)]
+
+
+def test_every_figure_has_a_caption_and_a_unique_name():
+    chapters = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    problems, owners = [], {}
+    for chapter in chapters:
+        prefixes = set()
+        for i, cell, calls in figure_cells(chapter):
+            where = f"{chapter} cell {i} ({cell.get('id')})"
+            options = figure_options(cell)
+            exempt = [call for call in calls if call in UNCAPTIONED_CALLS]
+            if exempt:
+                if options:
+                    problems.append(f"{where}: calls {exempt[0]} ({UNCAPTIONED_CALLS[exempt[0]]}) but carries a "
+                                    "figure caption, which myst-nb would put on every output")
+                continue
+            if not calls:
+                problems.append(f"{where}: a figure caption on a cell that draws no figure")
+            caption, name = options.get("caption"), options.get("name")
+            if not isinstance(caption, str) or not caption.strip():
+                problems.append(f"{where}: draws with {calls} but has no mystnb figure caption")
+            elif "\n\n" in caption.strip():
+                problems.append(f"{where}: the caption must be one paragraph")
+            if not isinstance(name, str) or not FIGURE_NAME.fullmatch(name):
+                problems.append(f"{where}: figure name {name!r} is not fig-<chapter>-<slug> (lower case)")
+                continue
+            if name in owners:
+                problems.append(f"{where}: figure name {name!r} is also {owners[name]}'s")
+            owners[name] = where
+            prefixes.add(name.split("-")[1])
+        if len(prefixes) > 1:
+            problems.append(f"{chapter}: figure names with different chapter parts {sorted(prefixes)}")
+    assert owners, "no captioned figure in the chapters"
+    assert not problems, "\n".join(problems)
+
+
+def test_a_captioned_cell_shows_nothing_but_its_figures():
+    """myst-nb captions every rich output of a captioned cell, so such a cell neither calls
+    ``display`` nor ends in an expression whose value is shown (a table, or the figure a second time)."""
+    import ast
+
+    problems = []
+    for chapter in sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for i, cell, _ in figure_cells(chapter):
+            if not figure_options(cell):
+                continue
+            where = f"{chapter} cell {i} ({cell.get('id')})"
+            tree = ast.parse(cell.source)
+            shown = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+                     and (getattr(node.func, "id", None) == "display" or getattr(node.func, "attr", None) == "display")]
+            if shown:
+                problems.append(f"{where}: display(...) on line {shown[0]}; give it a cell of its own")
+            if tree.body and isinstance(tree.body[-1], ast.Expr) and not cell.source.rstrip().endswith(";"):
+                problems.append(f"{where}: ends in an expression whose value the cell would show; "
+                                "end it with ';' or move it to a cell of its own")
+    assert not problems, "\n".join(problems)
+
+
 def test_api_page_documents_every_module():
+    """The API page's module list is generated at build time from the package on disk."""
     page = (REPO / "book" / "api.md").read_text(encoding="utf-8")
-    package = REPO / "mer"
-    for path in sorted(package.rglob("*.py")):
+    spec = importlib.util.spec_from_file_location("merbook", REPO / "book" / "_ext" / "merbook.py")
+    merbook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merbook)
+    assert merbook.API_MARKER in page
+    generated = merbook.api_sections()
+    for path in sorted((REPO / "mer").rglob("*.py")):
         parts = path.relative_to(REPO).with_suffix("").parts
         if parts[-1] == "__main__":
             continue
         module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        assert f"automodule:: {module}\n" in page, f"book/api.md does not document {module}"
+        assert f"automodule:: {module}\n" in generated, f"the API page would not document {module}"
+    assert "## `mer.vit`" in generated and "### `mer.vit.train`" in generated
 
 
 def test_toc_lists_every_chapter(monkeypatch):
@@ -199,6 +322,13 @@ def test_every_chapter_runs_and_the_book_builds(book):
         assert runner.missing_glue_keys(root / "book" / "chapters" / f"{chapter}.ipynb") == [], chapter
         assert (root / "_build" / "results" / f"{chapter}.json").is_file(), \
             f"{chapter} did not call mer.report.finish"
+        names = caption_names(chapter)
+        if names:  # the players have <figcaption>s of their own: look for the numbered figures too
+            page = (html / "book" / "chapters" / f"{chapter}.html").read_text(encoding="utf-8")
+            assert "<figcaption" in page, f"{chapter}: captioned cells, but no <figcaption> on the page"
+            assert 'class="caption-number"' in page, f"{chapter}: no numbered figure caption on the page"
+            assert any(re.search(rf'<figure\b[^>]*\bid="{re.escape(name)}"', page) for name in names), \
+                f"{chapter}: none of the captioned figures {names} is on the page"
 
 
 def test_second_build_with_nothing_changed_is_skipped(book):

@@ -25,8 +25,11 @@ import pytest
 import soundfile as sf
 
 from mer import ParameterError
-from mer import __main__ as cli_main
-from mer import data, explain, metrics, predict, sonify, spectrogram, store, vit
+from mer import cli
+from mer import data, display, explain, metrics, predict, sonify, spectrogram, store, vit
+from mer.cli import explain as explain_cli
+from mer.cli import predict as predict_cli
+from mer.cli import train as train_cli
 
 SR = 22050
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +99,7 @@ def tables(stdout: str) -> str:
 
 def test_default_is_the_chapter_model_not_the_newest_seed(machine, capsys):
     vit.record_chapter_model(machine["chapter"], profile="quick")
-    assert predict.main([str(machine["song"])]) == 0
+    assert predict_cli.main([str(machine["song"])]) == 0
     out = capsys.readouterr().out
     model_line = out.splitlines()[0]
     assert model_line.startswith("model:")
@@ -104,13 +107,13 @@ def test_default_is_the_chapter_model_not_the_newest_seed(machine, capsys):
     assert sha12(machine["chapter"] / vit.WEIGHTS_FILE) in model_line
     assert "synth" in model_line and "0.750" in model_line and "quick" in model_line
     # The numbers are the chapter model's.
-    assert predict.main([str(machine["song"]), "--checkpoint", str(machine["chapter"])]) == 0
+    assert predict_cli.main([str(machine["song"]), "--checkpoint", str(machine["chapter"])]) == 0
     assert tables(capsys.readouterr().out) == tables(out)
     assert predict.default_checkpoint() == machine["chapter"]
 
 
 def test_no_recorded_model_says_which_command_makes_one(machine, capsys):
-    status = predict.main([str(machine["song"])])
+    status = predict_cli.main([str(machine["song"])])
     err = capsys.readouterr().err
     assert status == 1
     assert 1 <= len(err.strip().splitlines()) <= 2, err
@@ -122,7 +125,7 @@ def test_a_recorded_model_that_is_gone_is_named(machine, capsys):
     for entry in machine["chapter"].iterdir():
         entry.unlink()
     machine["chapter"].rmdir()
-    status = predict.main([str(machine["song"])])
+    status = predict_cli.main([str(machine["song"])])
     err = capsys.readouterr().err
     assert status == 1 and len(err.strip().splitlines()) <= 2, err
     assert "vit-chapter" in err and "python -m mer run 02_vit --profile default" in err
@@ -132,7 +135,7 @@ def test_a_recorded_model_that_is_gone_is_named(machine, capsys):
 def test_a_damaged_record_is_one_message(machine, capsys, text):
     vit.record_chapter_model(machine["chapter"], profile="default")
     (store.derived_dir() / "chapter-model" / "last.json").write_text(text)
-    assert predict.main([str(machine["song"])]) == 1
+    assert predict_cli.main([str(machine["song"])]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "last.json" in err and "02_vit" in err, err
 
@@ -144,33 +147,33 @@ def test_profile_and_checkpoint_override(machine, capsys):
     pointer = json.loads((store.derived_dir() / "chapter-model" / "default.json").read_text())
     assert pointer["checkpoint"] == "vit/vit-chapter"  # relative: the data folder may move
 
-    assert predict.main([str(machine["song"])]) == 0
+    assert predict_cli.main([str(machine["song"])]) == 0
     assert "vit-chapter" in capsys.readouterr().out.splitlines()[0]
-    assert predict.main([str(machine["song"]), "--profile", "quick"]) == 0
+    assert predict_cli.main([str(machine["song"]), "--profile", "quick"]) == 0
     assert "vit-seed1" in capsys.readouterr().out.splitlines()[0]
-    assert predict.main([str(machine["song"]), "--checkpoint", str(other)]) == 0
+    assert predict_cli.main([str(machine["song"]), "--checkpoint", str(other)]) == 0
     line = capsys.readouterr().out.splitlines()[0]
     assert "mine" in line and "manifest" in line and sha12(other / vit.WEIGHTS_FILE) in line
 
-    assert predict.main([str(machine["song"]), "--profile", "thesis"]) == 1
+    assert predict_cli.main([str(machine["song"]), "--profile", "thesis"]) == 1
     err = capsys.readouterr().err
     assert "thesis" in err and "python -m mer run 02_vit --profile thesis" in err
     with pytest.raises(SystemExit) as stop:
-        predict.main([str(machine["song"]), "--profile", "quick", "--checkpoint", str(other)])
+        predict_cli.main([str(machine["song"]), "--profile", "quick", "--checkpoint", str(other)])
     assert stop.value.code == 2
     with pytest.raises(SystemExit) as stop:
-        predict.main([str(machine["song"]), "--profile", "nonsense"])
+        predict_cli.main([str(machine["song"]), "--profile", "nonsense"])
     assert stop.value.code == 2 and "--profile" in capsys.readouterr().err
 
 
 def test_explain_page_and_json_name_the_model(machine, capsys):
     vit.record_chapter_model(machine["chapter"], profile="quick")
     out = machine["tmp"] / "explained"
-    status = explain.main([str(machine["song"]), "--out", str(out), "--explainer", "gradxinput"])
+    status = explain_cli.main([str(machine["song"]), "--out", str(out), "--explainer", "gradxinput"])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert any(line.startswith("model:") and "vit-chapter" in line for line in captured.out.splitlines())
-    summary = json.loads((out / explain.MARKER).read_text())
+    summary = json.loads((out / explain_cli.MARKER).read_text())
     model = summary["model"]
     assert Path(model["folder"]).name == "vit-chapter"
     assert model["weights_sha256"] == sha12(machine["chapter"] / vit.WEIGHTS_FILE)
@@ -236,18 +239,18 @@ def test_a_broken_checkpoint_is_one_message(machine, capsys, breakage):
         vit.load_checkpoint(broken)
     assert "broken-ckpt" in str(error.value) and "\n" not in str(error.value)
 
-    assert predict.main([str(machine["song"]), "--checkpoint", str(broken)]) == 1
+    assert predict_cli.main([str(machine["song"]), "--checkpoint", str(broken)]) == 1
     err = capsys.readouterr().err
     assert 1 <= len(err.strip().splitlines()) <= 2 and "broken-ckpt" in err and "--checkpoint" in err, err
     assert "Traceback" not in err
 
     out = machine["tmp"] / "out"
-    assert explain.main([str(machine["song"]), "--out", str(out), "--checkpoint", str(broken)]) == 1
+    assert explain_cli.main([str(machine["song"]), "--out", str(out), "--checkpoint", str(broken)]) == 1
     err = capsys.readouterr().err
     assert 1 <= len(err.strip().splitlines()) <= 2 and "broken-ckpt" in err, err
     assert not out.exists() and not [p for p in machine["tmp"].iterdir() if p.name.startswith(".")]
 
-    assert predict.main([str(machine["song"]), "--checkpoint", str(broken), "--debug"]) == 1
+    assert predict_cli.main([str(machine["song"]), "--checkpoint", str(broken), "--debug"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "CheckpointError" in err
 
@@ -272,8 +275,8 @@ def test_the_command_line_shows_no_traceback_unless_asked(machine):
 ])
 def test_explain_refuses_bad_numbers_like_argparse(machine, capsys, argv, name):
     with pytest.raises(SystemExit) as stop:
-        explain.main([str(machine["song"]), "--out", str(machine["tmp"] / "out"),
-                      "--checkpoint", str(machine["chapter"]), *argv])
+        explain_cli.main([str(machine["song"]), "--out", str(machine["tmp"] / "out"),
+                          "--checkpoint", str(machine["chapter"]), *argv])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and name in err and "Traceback" not in err
     assert not (machine["tmp"] / "out").exists()
@@ -281,15 +284,15 @@ def test_explain_refuses_bad_numbers_like_argparse(machine, capsys, argv, name):
 
 def test_explain_file_refuses_zero_windows(machine):
     with pytest.raises(ParameterError, match="max_windows"):
-        explain.explain_file(machine["song"], machine["tmp"] / "out", checkpoint=machine["chapter"],
-                             max_windows=0)
+        explain_cli.explain_file(machine["song"], machine["tmp"] / "out", checkpoint=machine["chapter"],
+                                 max_windows=0)
 
 
 def test_an_unwritable_output_is_one_message(machine, capsys):
     blocker = machine["tmp"] / "a-file"
     blocker.write_text("not a folder")
-    status = explain.main([str(machine["song"]), "--out", str(blocker / "out"),
-                           "--checkpoint", str(machine["chapter"]), "--explainer", "gradxinput"])
+    status = explain_cli.main([str(machine["song"]), "--out", str(blocker / "out"),
+                               "--checkpoint", str(machine["chapter"]), "--explainer", "gradxinput"])
     err = capsys.readouterr().err
     assert status == 1 and len(err.strip().splitlines()) == 1 and "a-file" in err, err
 
@@ -299,16 +302,16 @@ def test_an_unwritable_output_is_one_message(machine, capsys):
 def test_train_refuses_bad_numbers_like_argparse(tmp_path, monkeypatch, capsys, argv):
     monkeypatch.setenv("MER_DATA", str(tmp_path / "data"))  # were it accepted, nothing reaches the repository
     with pytest.raises(SystemExit) as stop:
-        vit.main(argv)
+        train_cli.main(argv)
     assert stop.value.code == 2 and argv[0] in capsys.readouterr().err
 
 
 def test_train_and_run_report_a_bad_dataset_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MER_DATA", str(tmp_path / "data"))
-    assert vit.main(["--dataset", "manifest", "--data-dir", str(tmp_path / "nowhere"), "-q"]) != 0
+    assert train_cli.main(["--dataset", "manifest", "--data-dir", str(tmp_path / "nowhere"), "-q"]) != 0
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "nowhere" in err, err
-    assert cli_main.main(["run", "99_nothing", "--debug", "--no-build"]) == 2
+    assert cli.main(["run", "99_nothing", "--debug", "--no-build"]) == 2
     assert "99_nothing" in capsys.readouterr().err
 
 
@@ -367,9 +370,9 @@ def test_hostile_clip_ids_write_only_inside_the_audio_folder(tmp_path, monkeypat
     index = [int(np.flatnonzero(table["clip_id"] == c)[0]) for c in examples["clip_id"]]
     found = explain.explain_clips(model, meta, clips[index], explainer="gradxinput")
     sonified = [sonify.sonify(y, r, sr=sr) for y, r in zip(clips[index], found["relevance"])]
-    explain.show_quadrants(examples, found, sonified, clips[index], sr=sr)
+    display.show_quadrants(examples, found, sonified, clips[index], sr=sr)
     for row in dataset.clips.itertuples():  # as the Data page names its players
-        audio.player_file(clips[0], sr=sr, path=f"00_data/{store.safe_name(row.clip_id)}.ogg")
+        display.player_file(clips[0], sr=sr, path=f"00_data/{store.safe_name(row.clip_id)}.ogg")
 
     written = files_under(tmp_path) - before - files_under(checkpoint)
     audio_dir = (project / "_static" / "audio").resolve()

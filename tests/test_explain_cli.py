@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mer import explain
+from mer.cli import explain
 
 SR = 22050
 ROOT = Path(__file__).resolve().parent.parent

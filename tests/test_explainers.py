@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mer import evaluation, explainers
+from mer.lrp import checks, explainers
 
 N_MELS, N_FRAMES = 16, 12
 
@@ -74,7 +74,7 @@ def test_chefer_and_random_and_batching(model, x):
 
 def test_perturbation_curve_starts_at_the_model_probability(model, x):
     r = explainers.explain("gradxinput", model, x, 1)
-    curves = evaluation.region_perturbation(model, x, r, np.ones(3, int), step=0.5)
+    curves = checks.region_perturbation(model, x, r, np.ones(3, int), step=0.5)
     p = torch.softmax(torch.as_tensor(logits(model, x)), -1).numpy()[:, 1]
     np.testing.assert_allclose(curves[:, 0], p, rtol=1e-5)
     assert np.allclose(curves[:, -1], curves[0, -1])  # all removed: every clip is the same input

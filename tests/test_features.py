@@ -3,6 +3,11 @@
 Notebook: notebooks/01_features.ipynb
 """
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +18,7 @@ import pytest
 from mer import features as F
 
 SR = F.SR
-SF2 = str(Path(pretty_midi.__file__).parent / "TimGM6mb.sf2")
+SF2 = F.TEST_SOUNDFONT
 
 
 def render(notes, *, program=0, duration=10.0, drums=()):
@@ -26,7 +31,7 @@ def render(notes, *, program=0, duration=10.0, drums=()):
         kit = pretty_midi.Instrument(0, is_drum=True)
         kit.notes = [pretty_midi.Note(110, p, s, s + 0.05) for p, s in drums]
         pm.instruments.append(kit)
-    y = pm.fluidsynth(fs=SR, synthesizer=SF2) if F._has_synthesizer_kw() else pm.fluidsynth(fs=SR, sf2_path=SF2)
+    y = F.render_midi(pm, soundfont=SF2)
     n = int(duration * SR)
     y = np.pad(y, (0, max(0, n - len(y))))[:n]
     return (0.5 * y / np.abs(y).max()).astype(np.float32)
@@ -99,6 +104,42 @@ def test_every_family_names_its_columns(c_major):
     for family in F.AUDIO_FAMILIES:
         assert F.feature_columns(table, [family])
     assert len(F.feature_columns(table, ["midlevel"])) == 7
+
+
+def test_every_column_belongs_to_exactly_one_registered_family(c_major):
+    """REGISTRY is the one list of families: each family's prefixes claim its own columns and no other's."""
+    assert F.FAMILIES == tuple(family.name for family in F.REGISTRY)
+    assert F.AUDIO_FAMILIES == tuple(family.name for family in F.REGISTRY if family.reads == "audio")
+    table = pd.DataFrame([F.clip_features(c_major, families=F.FAMILIES)])
+    for family in F.REGISTRY:
+        own = pd.DataFrame([F.clip_features(c_major if family.reads == "audio" else None, families=[family.name])])
+        numeric = [c for c in own.columns if pd.api.types.is_numeric_dtype(own[c])]
+        assert numeric and F.feature_columns(table, [family.name]) == numeric, family.name
+
+
+# The cache key of extract() is store.code_hash("mer.features"): it must follow every module
+# the features are computed by, and no other (the synthetic set's generator, the models, the plots).
+FEATURE_MODULES = sorted(f"features/{p.name}" for p in Path(F.__file__).parent.glob("*.py"))
+
+
+def test_the_cache_key_follows_every_module_the_features_depend_on(tmp_path):
+    shutil.copytree(Path(F.__file__).parent.parent, tmp_path / "mer", ignore=shutil.ignore_patterns("__pycache__"))
+    edited = [*FEATURE_MODULES, "tonality.py", "audio.py", "store.py", "data/synth.py", "interpretable.py",
+              "plots.py"]
+    code = ("import json, sys; from pathlib import Path; from mer import store\n"
+            "base, changed = store.code_hash('mer.features'), {}\n"
+            "for rel in sys.argv[1:]:\n"
+            "    path = Path('mer') / rel; text = path.read_text()\n"
+            "    path.write_text(text + '\\n# edited\\n')\n"
+            "    changed[rel] = store.code_hash('mer.features') != base\n"
+            "    path.write_text(text)\n"
+            "print(json.dumps(changed))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code, *edited], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, check=True)
+    changed = json.loads(out.stdout)
+    assert {rel for rel, moved in changed.items() if moved} == {*FEATURE_MODULES, "tonality.py", "audio.py",
+                                                                "store.py"}
 
 
 def test_chord_frame_accuracy_on_a_grid():

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mer import ParameterError, sonify, spectrogram, vit
+from mer import ParameterError, sonify, spectrogram, tonality, vit
 from mer.data import Dataset
 
 SR = 22050
@@ -195,7 +195,7 @@ def test_augmentation_at_shift_zero_is_the_plain_input(chords, front_end, monkey
     logmel = {"duration": 2.0, "front_end": front_end, "n_mels": 64 if front_end == "mel" else 96}
     data = vit.prepare(chords, logmel=logmel, n_jobs=1, progress=False, transpose_augment=3)
     train = data["split"] == "train"
-    transposer = vit._Transposer(data, vit.shift_set(3), train, 2)
+    transposer = vit.Transposer(data, vit.shift_set(3), train, 2)
     index = np.arange(6)
     monkeypatch.setattr(torch, "randint", lambda *args, **kwargs: torch.full((len(index),), 3, dtype=torch.long))
     batch = transposer.batch(index, generator=torch.Generator())
@@ -259,22 +259,22 @@ def test_the_key_invariance_tables_come_from_the_models_own_predictions(chords, 
     ranking = carryover.mode_ranking(p_happy, clips["mode"], n_bootstrap=200)
     assert ranking["value"] > 0.95 and ranking["n"] == 24
     keys = carryover.by_key(clips.assign(p_happy=p_happy), clips, n_bootstrap=200)
-    assert list(keys["key"]) == list(carryover.PITCH_CLASSES) and set(keys["n"]) == {2}
+    assert list(keys["key"]) == list(tonality.KEY_NAMES) and set(keys["n"]) == {2}
     assert keys["balanced_accuracy"].min() >= 0.5
 
 
 def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_model, tmp_path):
     """check() of two real models on the same held-out clips, and compare() side by side, target by target."""
-    from mer import carryover, features, models
+    from mer import carryover, features, interpretable
 
     held = Dataset(name="held", clips=_chords_in_every_key(tmp_path, seed=11), root=tmp_path)
     sets = {name: held for name in ("transpositions", *carryover.HELDOUT_SETS)}
     test = chords.clips[chords.clips["split"] == "test"].assign(tempo_bpm=np.linspace(60, 180, 12),
                                                                  register=np.linspace(48, 72, 12))
     table = features.extract(chords, families=("chroma", "key"), n_jobs=1, progress=False)
-    X, y = models.design(chords, table, columns=features.feature_columns(table, ("chroma", "key")))
-    baseline = models.split_scores(X, y, chords.clips.set_index("clip_id")["split"], model="logreg",
-                                   n_bootstrap=0)
+    X, y = interpretable.design(chords, table, columns=features.feature_columns(table, ("chroma", "key")))
+    baseline = interpretable.split_scores(X, y, chords.clips.set_index("clip_id")["split"], model="logreg",
+                                          n_bootstrap=0)
     vit_test = test[["clip_id", "label"]].assign(
         p_happy=vit.predict_proba(tiny_model.model, vit.model_input(test, tiny_model.meta, progress=False))[:, 1])
     carries = {"ViT": carryover.check(carryover.vit_predictor(tiny_model.model, tiny_model.meta, n_jobs=1),
@@ -283,7 +283,7 @@ def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_
                                            test, sets, n_bootstrap=50)}
     for carry in carries.values():
         assert len(carry.predictions["keys"]) == 24 and carry.summary["mode_ranking_auc"] > 0.6
-        assert set(carry.summary["balanced_accuracy_by_key"]) == set(carryover.PITCH_CLASSES)
+        assert set(carry.summary["balanced_accuracy_by_key"]) == set(tonality.KEY_NAMES)
         assert list(carry.edges["cue"]) == ["tempo_bpm", "tempo_bpm", "register", "register"]
     targets, by_set = carryover.compare(carries)
     assert list(targets.columns) == ["measure", "target", "ViT", "features"]

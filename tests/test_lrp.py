@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mer import ParameterError, evaluation, explainers, lrp, metrics
+from mer import ParameterError, lrp, metrics
+from mer.lrp import checks, explainers
 
 N_MELS, N_FRAMES, PATCH = 16, 24, (16, 2)
 
@@ -144,15 +145,15 @@ def test_each_rule_switches_off_alone_and_only_all_three_conserve():
 
 def test_rule_ablation_runs_the_cascade_per_rule(trained):
     model, x, y, _ = trained
-    table = evaluation.rule_ablation(model, x[:16], y[:16], seed=0, draws=1)
-    assert list(table.columns) == list(evaluation.RULE_ABLATION)
+    table = checks.rule_ablation(model, x[:16], y[:16], seed=0, draws=1)
+    assert list(table.columns) == list(checks.RULE_ABLATION)
     assert (table.loc["none"] == 1.0).all()
     # No rule at all is gradient x input: the same cascade gives the same numbers.
-    gxi = evaluation.randomisation(model, x[:16], y[:16], lambda m, xs, t: lrp.gradient_x_input(m, xs, t),
+    gxi = checks.randomisation(model, x[:16], y[:16], lambda m, xs, t: lrp.gradient_x_input(m, xs, t),
                                    seed=0, draws=1).set_index("randomised")["spearman_abs"]
     pd.testing.assert_series_equal(table["no rule (gradient x input)"], gxi, check_names=False)
     # All three is the chapter's LRP (epsilon 0).
-    full = evaluation.randomisation(model, x[:16], y[:16], lambda m, xs, t: explainers.explain("lrp", m, xs, t),
+    full = checks.randomisation(model, x[:16], y[:16], lambda m, xs, t: explainers.explain("lrp", m, xs, t),
                                     seed=0, draws=1).set_index("randomised")["spearman_abs"]
     pd.testing.assert_series_equal(table["all three (LRP)"], full, check_names=False)
 
@@ -226,14 +227,71 @@ def test_context_restores_the_model_and_leaves_others_alone():
             assert torch.equal(a, b)
 
 
+def test_a_rule_object_plugged_into_a_composite_equals_the_string_path():
+    """A composite mapping the blocks' linear layers to an epsilon (or gamma) rule
+    object gives the same relevance, absorbed and lost as rule="cp", epsilon=...
+    (the string path), bit for bit; so does AttnLRP with gamma."""
+    from torch import nn
+    from transformers.models.vit.modeling_vit import ViTEmbeddings, ViTLayer
+
+    model = randomise_offsets(tiny_vit(seed=10))
+    x = torch.randn(4, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(6))
+    by_hand = lrp.Composite({
+        lrp.ATTENTION: lrp.ATTENTION_RULES["cp"],
+        lrp.Inside(ViTLayer, lrp.activation_types()): lrp.ActivationIdentity(),
+        nn.LayerNorm: lrp.NormConstantScale(),
+        lrp.Inside(ViTLayer, nn.Linear): lrp.LinearEpsilonGamma(epsilon=0.5),
+        nn.Linear: lrp.LinearEpsilonGamma(),  # the first key wins: the blocks' layers keep epsilon
+        lrp.PATCH_CONV: lrp.ConvBias(),
+        ViTEmbeddings: lrp.EmbeddingOffsets(),
+    })
+    ours = lrp.relevance(model, x, target=1, composite=by_hand)
+    strings = lrp.relevance(model, x, target=1, rule="cp", epsilon=0.5)
+    for key in ("relevance", "lost", "explained"):
+        np.testing.assert_array_equal(ours[key], strings[key])
+    for key in strings["absorbed"]:
+        np.testing.assert_array_equal(ours["absorbed"][key], strings["absorbed"][key])
+    assert not np.allclose(ours["relevance"], lrp.relevance(model, x, target=1, rule="cp")["relevance"])
+    gamma = lrp.vit_composite("attn").with_rules({lrp.BLOCK_LINEARS: lrp.LinearEpsilonGamma(gamma=0.25)})
+    np.testing.assert_array_equal(lrp.relevance(model, x, target=1, composite=gamma, account=False)["relevance"],
+                                  lrp.relevance(model, x, target=1, rule="attn", gamma=0.25, account=False)["relevance"])
+    assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(ParameterError, match="composite"):
+        lrp.relevance(model, x, composite=gamma, epsilon=0.5)
+
+
+def test_a_new_rule_class_plugs_in_by_layer_type():
+    """A rule written outside the package (here: the plain gradient, a forward
+    hook that keeps the output) mapped onto the GELUs is the ablation without
+    the GELU rule; and the composite detaches it on exit."""
+
+    class PlainGradient(lrp.ForwardHookRule):
+        calls = 0
+
+        def forward(self, module, inputs, output, state):
+            PlainGradient.calls += 1
+            return None
+
+    model = lrp.zero_offsets(randomise_offsets(tiny_vit(seed=11)))
+    x = torch.randn(4, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(7))
+    composite = lrp.vit_composite("cp").with_rules({lrp.BLOCK_ACTIVATIONS: PlainGradient()})
+    ours = lrp.relevance(model, x, target=0, composite=composite)
+    assert PlainGradient.calls == 2  # one GELU per block, one forward pass
+    ablation = lrp.relevance(model, x, target=0, modified=("attention", "norm"))
+    np.testing.assert_array_equal(ours["relevance"], ablation["relevance"])
+    assert np.abs(ours["lost"]).max() > 1e-4 * np.abs(ours["explained"]).max()  # GELU's gradient does not conserve
+    assert [type(rule).__name__ for _, rule in composite.attachments(model)].count("PlainGradient") == 2
+    assert not model._forward_hooks and all(not m._forward_hooks for m in model.modules())
+
+
 def test_faithfulness_ordering_on_trained_tiny_model(trained):
     model, x, y, _ = trained
     step = 1 / 12  # one patch per step
     areas = {}
     for name in ("lrp", "gradxinput", "random"):
         r = explainers.explain(name, model, x, y)
-        curve = evaluation.region_perturbation(model, x, r, y, order="morf", step=step)
-        areas[name] = evaluation.curve_area(curve, step)
+        curve = checks.region_perturbation(model, x, r, y, order="morf", step=step)
+        areas[name] = checks.curve_area(curve, step)
     print({k: round(v.mean(), 3) for k, v in areas.items()})
     assert areas["lrp"].mean() < areas["random"].mean()
     assert areas["lrp"].mean() < areas["gradxinput"].mean()
@@ -243,30 +301,30 @@ def test_faithfulness_ordering_on_trained_tiny_model(trained):
 
 def test_epsilon_is_chosen_by_morf_area_and_reported_for_every_candidate(trained):
     model, x, y, _ = trained
-    best, table = evaluation.select_epsilon(model, x, y, [1.0, 0, 0.25, 0.25], step=1 / 12)
+    best, table = checks.select_epsilon(model, x, y, [1.0, 0, 0.25, 0.25], step=1 / 12)
     assert list(table["epsilon"]) == [0.0, 0.25, 1.0]  # sorted, duplicates dropped
     assert best == table.loc[table["morf_auc"].idxmin(), "epsilon"]
-    # the table's areas are the evaluation's own, recomputed here for one candidate
+    # the table's areas are the checks' own, recomputed here for one candidate
     r = explainers.explain("lrp", model, x, y, epsilon=0.25)
-    area = evaluation.curve_area(evaluation.region_perturbation(model, x, r, y, order="morf", step=1 / 12), 1 / 12)
+    area = checks.curve_area(checks.region_perturbation(model, x, r, y, order="morf", step=1 / 12), 1 / 12)
     assert table.loc[table["epsilon"] == 0.25, "morf_auc"].item() == pytest.approx(area.mean())
     with pytest.raises(ParameterError):
-        evaluation.select_epsilon(model, x, y, [-1.0])
+        checks.select_epsilon(model, x, y, [-1.0])
 
 
 def test_ground_truth_mass_accuracy_on_trained_tiny_model(trained):
     model, x, y, masks = trained
     r = explainers.explain("lrp", model, x, y)
-    per_bin = evaluation.mass_accuracy(r, masks)
-    per_token = evaluation.mass_accuracy(r, masks, patch=PATCH)
+    per_bin = checks.mass_accuracy(r, masks)
+    per_token = checks.mass_accuracy(r, masks, patch=PATCH)
     print(f"mass accuracy per bin {np.nanmean(per_bin):.3f}, per token {np.nanmean(per_token):.3f}, "
-          f"pointing {evaluation.pointing_game(r, masks).mean():.2f}")
+          f"pointing {checks.pointing_game(r, masks).mean():.2f}")
     assert np.nanmean(per_token) >= 0.8
 
 
 def test_randomisation_destroys_the_lrp_map(trained):
     model, x, y, _ = trained
-    table = evaluation.randomisation(model, x[:32], y[:32], lambda m, xs, t: explainers.explain("lrp", m, xs, t),
+    table = checks.randomisation(model, x[:32], y[:32], lambda m, xs, t: explainers.explain("lrp", m, xs, t),
                                      seed=0, draws=2)
     print(table)
     assert table.loc[0, "spearman"] == pytest.approx(1.0)
@@ -283,7 +341,7 @@ def test_randomisation_flags_a_model_independent_map(trained):
     def edges(m, xs, t):
         return np.abs(np.diff(np.asarray(xs)[:, 0], axis=-1, prepend=0))
 
-    table = evaluation.randomisation(model, x[:8], y[:8], edges, seed=0, draws=2)
+    table = checks.randomisation(model, x[:8], y[:8], edges, seed=0, draws=2)
     assert (table["spearman_abs"] > 0.999).all()
 
 
@@ -310,7 +368,7 @@ def test_matches_lxt_rules():
         for module in theirs_model.modules():
             if isinstance(module, torch.nn.LayerNorm):
                 module.forward = types.MethodType(patches.layer_norm_forward, module)
-            elif isinstance(module, lrp._activation_types()):
+            elif isinstance(module, lrp.activation_types()):
                 module.original_forward = module.forward
                 module.forward = types.MethodType(patches.non_linear_forward, module)
         with lrp.attention_function(theirs_model, "lxt_reference", wrap(eager_attention_forward)):
@@ -349,22 +407,22 @@ def test_greedy_deletion_is_the_reference_no_explainer_beats(trained):
     model, x, y, _ = trained
     x, y = x[:24], y[:24]
     step = 1 / 12  # one patch per step: the search is exact for the first step
-    morf_map = evaluation.greedy_deletion(model, x, y, step=step)
-    lerf_map = evaluation.greedy_deletion(model, x, y, order="lerf", step=step)
-    greedy_morf = evaluation.region_perturbation(model, x, morf_map, y, order="morf", step=step)
-    greedy_lerf = evaluation.region_perturbation(model, x, lerf_map, y, order="lerf", step=step)
+    morf_map = checks.greedy_deletion(model, x, y, step=step)
+    lerf_map = checks.greedy_deletion(model, x, y, order="lerf", step=step)
+    greedy_morf = checks.region_perturbation(model, x, morf_map, y, order="morf", step=step)
+    greedy_lerf = checks.region_perturbation(model, x, lerf_map, y, order="lerf", step=step)
     # The first step: every single-patch removal, by hand.
-    singles = np.stack([evaluation.region_perturbation(model, x, np.eye(12)[p].repeat(2)[None, None, :]
+    singles = np.stack([checks.region_perturbation(model, x, np.eye(12)[p].repeat(2)[None, None, :]
                                                        .repeat(len(x), 0).repeat(N_MELS, 1), y,
                                                        order="morf", step=step)[:, 1] for p in range(12)], 1)
     np.testing.assert_allclose(greedy_morf[:, 1], singles.min(1), atol=1e-6)
     np.testing.assert_allclose(greedy_lerf[:, 1], singles.max(1), atol=1e-6)
     for name in ("lrp", "gradxinput", "occlusion", "random"):
         r = explainers.explain(name, model, x, y)
-        morf = evaluation.region_perturbation(model, x, r, y, order="morf", step=step)
-        lerf = evaluation.region_perturbation(model, x, r, y, order="lerf", step=step)
+        morf = checks.region_perturbation(model, x, r, y, order="morf", step=step)
+        lerf = checks.region_perturbation(model, x, r, y, order="lerf", step=step)
         assert np.all(greedy_morf[:, 1] <= morf[:, 1] + 1e-6), name  # step one is exact per clip
-        assert evaluation.curve_area(greedy_morf, step).mean() <= evaluation.curve_area(morf, step).mean() + 1e-6
-        assert evaluation.curve_area(greedy_lerf, step).mean() >= evaluation.curve_area(lerf, step).mean() - 1e-6
+        assert checks.curve_area(greedy_morf, step).mean() <= checks.curve_area(morf, step).mean() + 1e-6
+        assert checks.curve_area(greedy_lerf, step).mean() >= checks.curve_area(lerf, step).mean() - 1e-6
     with pytest.raises(ParameterError):
-        evaluation.greedy_deletion(model, x, y, order="middle")
+        checks.greedy_deletion(model, x, y, order="middle")

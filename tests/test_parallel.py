@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 

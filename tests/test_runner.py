@@ -6,7 +6,6 @@ root (``MER_ROOT``), with real Papermill kernels and no book build.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mer import ParameterError, audio
+from mer import ParameterError, audio, faithfulness
 from mer import sonify as so
 from mer import spectrogram as spec
+from mer.bench import sonify as sonify_bench
 
 SR = spec.SR
 N = SR * 10
@@ -184,7 +185,7 @@ def test_signed_sonification_gives_one_clip_per_class(music):
 
 
 def test_quadrant_players_offer_original_sonified_complement_and_evidence_against(music, tmp_path, monkeypatch):
-    from mer import explain
+    from mer import display, explain
 
     monkeypatch.setenv("MER_ROOT", str(tmp_path))
     relevance = np.zeros((spec.N_MELS, N_FRAMES))
@@ -197,7 +198,7 @@ def test_quadrant_players_offer_original_sonified_complement_and_evidence_agains
     assert [kind for _, kind, _ in signed][-1] == "against" and "sad" in signed[-1][2]
     against = so.sonify(music, relevance, sign="negative")
     np.testing.assert_array_equal(signed[-1][0], against.kept)
-    row = explain.player_row(signed, sr=SR, stem="04_sonification/TP-x")
+    row = display.player_row(signed, sr=SR, stem="04_sonification/TP-x")
     assert row.data.count("<audio") == 4
     assert len(list((tmp_path / "_static" / "audio" / "04_sonification").glob("TP-x-*.ogg"))) == 4
 
@@ -218,13 +219,13 @@ def test_listening_slider_offers_every_setting_as_files_beside_the_book(music, t
     import json
     import re
 
-    from mer import widgets
+    from mer import display
 
     monkeypatch.setenv("MER_ROOT", str(tmp_path))
     relevance = np.zeros((spec.N_MELS, N_FRAMES))
     relevance[10:40] = 1.0
     settings = so.sonify_shares(music, relevance, shares=(5, 15, 40), exponent=0.0)
-    markup = widgets.listening_slider(music, settings, sr=SR, stem="04_sonification/TP-x", explained="happy").data
+    markup = display.listening_slider(music, settings, sr=SR, stem="04_sonification/TP-x", explained="happy").data
     assert "cdn" not in markup.lower() and "require" not in markup
     assert "value='1'" in markup and "max='2'" in markup  # starts on 15 %
     data = json.loads(re.search(r"class='mer-listen-settings'>(.*?)</script>", markup).group(1))
@@ -246,23 +247,23 @@ P_RANDOM = [0.5, 0.5, 0.6, 0.9]
 
 
 def test_average_increase_drop_gain():
-    assert so.average_increase(P_ORIG, P_KEPT) == pytest.approx(25.0)  # 1 of 4 clips rises
-    assert so.average_drop(P_ORIG, P_KEPT) == pytest.approx(100 * (0.3 / 0.6) / 4)  # 12.5 %
-    assert so.average_gain(P_ORIG, P_KEPT) == pytest.approx(100 * (0.1 / 0.2) / 4)  # 12.5 %
-    assert so.average_gain([1.0], [1.0]) == 0.0
+    assert faithfulness.average_increase(P_ORIG, P_KEPT) == pytest.approx(25.0)  # 1 of 4 clips rises
+    assert faithfulness.average_drop(P_ORIG, P_KEPT) == pytest.approx(100 * (0.3 / 0.6) / 4)  # 12.5 %
+    assert faithfulness.average_gain(P_ORIG, P_KEPT) == pytest.approx(100 * (0.1 / 0.2) / 4)  # 12.5 %
+    assert faithfulness.average_gain([1.0], [1.0]) == 0.0
 
 
 def test_faithfulness_fidelity_and_random_baseline():
-    assert so.faithfulness_on_spectra(P_ORIG, P_COMPLEMENT) == pytest.approx((0.4 + 0 + 0.4 - 0.1) / 4)
-    assert so.input_fidelity([1, 0, 1, 1], [1, 1, 1, 1]) == pytest.approx(0.75)
-    assert so.complement_beats_random_share(P_COMPLEMENT, P_RANDOM) == pytest.approx(0.75)
+    assert faithfulness.faithfulness_on_spectra(P_ORIG, P_COMPLEMENT) == pytest.approx((0.4 + 0 + 0.4 - 0.1) / 4)
+    assert faithfulness.input_fidelity([1, 0, 1, 1], [1, 1, 1, 1]) == pytest.approx(0.75)
+    assert faithfulness.complement_beats_random_share(P_COMPLEMENT, P_RANDOM) == pytest.approx(0.75)
 
 
 def test_metrics_refuse_logits_and_mismatched_lengths():
     with pytest.raises(ParameterError, match="probabilities"):
-        so.average_drop([2.3, -1.0], [0.5, 0.5])
+        faithfulness.average_drop([2.3, -1.0], [0.5, 0.5])
     with pytest.raises(ParameterError, match="same length"):
-        so.faithfulness_on_spectra([0.5, 0.6], [0.5])
+        faithfulness.faithfulness_on_spectra([0.5, 0.6], [0.5])
 
 
 def test_faithfulness_table_with_a_band_energy_classifier(music):
@@ -285,11 +286,11 @@ def test_faithfulness_table_with_a_band_energy_classifier(music):
     relevance = np.zeros((spec.N_MELS, N_FRAMES))
     relevance[(centres > 1100) & (centres < 1900)] = 1.0
     clips = np.stack([music, np.roll(music, SR)])
-    table = so.faithfulness_table(clips, np.stack([relevance, relevance]), predict_proba=predict_proba,
-                                  seed=0, clip_ids=["a", "b"])
+    table = faithfulness.faithfulness_table(clips, np.stack([relevance, relevance]), predict_proba=predict_proba,
+                                            seed=0, clip_ids=["a", "b"])
     assert list(table["clip_id"]) == ["a", "b"]
     assert (table["pred_orig"] == 1).all()
-    summary = so.faithfulness_summary(table)
+    summary = faithfulness.faithfulness_summary(table)
     assert set(summary) >= {"ai", "ad", "ag", "ff", "fid_in", "complement_beats_random_share"}
     assert summary["fid_in"] == 1.0 and summary["ai"] == 100.0 and summary["ff"] > 0.5
     assert summary["complement_beats_random_share"] == 1.0
@@ -309,7 +310,7 @@ def test_positive_relevance_on_quiet_bins():
 
 
 def test_benchmark_reports_ms_per_clip():
-    figures = so.benchmark(n=1)
+    figures = sonify_bench.benchmark(n=1)
     assert figures["sonify_ms_per_clip"] > 0
 
 
@@ -379,8 +380,8 @@ def check_tiny_model(torch, explain, vit):
     assert np.mean(predict_proba(clips[test]).argmax(axis=1) == labels[test]) >= 0.9
 
     found = explain.explain_clips(model, meta, clips[test], explainer="lrp")
-    table = so.faithfulness_table(clips[test], found["relevance"], predict_proba=predict_proba, seed=0,
-                                  top_k_percent=15, exponent=0)
-    summary = so.faithfulness_summary(table)
+    table = faithfulness.faithfulness_table(clips[test], found["relevance"], predict_proba=predict_proba, seed=0,
+                                            top_k_percent=15, exponent=0)
+    summary = faithfulness.faithfulness_summary(table)
     assert summary["complement_beats_random_share"] >= 0.8, table
     assert summary["ff"] > 0.1

@@ -19,7 +19,7 @@ PACKAGE = Path(mer.__file__).resolve().parent
 def _hashes(root: Path, modules: list[str]) -> dict[str, str]:
     """code_hash of each module, computed by a fresh interpreter on the copy under ``root``."""
     code = ("import json, sys; from mer import store; "
-            "print(json.dumps({m: store.code_hash(m) for m in sys.argv[1:]}))")
+            "print(json.dumps({m: store.code_hash(m.split('+')) for m in sys.argv[1:]}))")
     out = subprocess.run([sys.executable, "-c", code, *modules], cwd=root, env={"PYTHONPATH": str(root)},
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
@@ -35,29 +35,37 @@ def _touch(path: Path) -> None:
     path.write_text(path.read_text() + "\n# edited\n")
 
 
-MODULES = ["mer.vit", "mer.spectrogram", "mer.features", "mer.lrp"]
+#: ``a+b``: one key over both (:data:`mer.vit.checkpoint.CHECKPOINT_CODE`, the ViT checkpoints' key).
+VIT_CHECKPOINTS = "mer.vit+mer.data"
+MODULES = [VIT_CHECKPOINTS, "mer.spectrogram", "mer.features", "mer.lrp"]
+
+
+def test_vit_checkpoints_follow_the_vit_and_the_data_code():
+    from mer.vit import checkpoint
+
+    assert checkpoint.CHECKPOINT_CODE == tuple(VIT_CHECKPOINTS.split("+"))
 
 
 def test_copy_hashes_like_the_package(copy):
-    assert _hashes(copy, MODULES) == {m: store.code_hash(m) for m in MODULES}
+    assert _hashes(copy, MODULES) == {m: store.code_hash(m.split("+")) for m in MODULES}
 
 
 def test_editing_an_explainer_keeps_the_model_and_spectrogram_keys(copy):
     before = _hashes(copy, MODULES)
-    _touch(copy / "mer" / "lrp.py")
+    _touch(copy / "mer" / "lrp" / "explainers.py")
     _touch(copy / "mer" / "plots.py")
     after = _hashes(copy, MODULES)
-    assert after["mer.vit"] == before["mer.vit"]
+    assert after[VIT_CHECKPOINTS] == before[VIT_CHECKPOINTS]
     assert after["mer.spectrogram"] == before["mer.spectrogram"]
     assert after["mer.features"] == before["mer.features"]
     assert after["mer.lrp"] != before["mer.lrp"]
 
 
 @pytest.mark.parametrize("edited, changed, kept", [
-    # vit imports spectrogram (module level) and the data package (inside
-    # functions); lrp imports vit (for its benchmark), so it follows vit.
-    ("spectrogram.py", {"mer.vit", "mer.spectrogram", "mer.lrp"}, {"mer.features"}),
-    ("data/synth.py", {"mer.vit", "mer.lrp"}, {"mer.spectrogram", "mer.features"}),
+    # vit imports spectrogram; its checkpoints are keyed on the data package too
+    # (CHECKPOINT_CODE); lrp imports neither (its benchmark, which builds a ViT, is mer.bench.lrp).
+    ("spectrogram.py", {VIT_CHECKPOINTS, "mer.spectrogram"}, {"mer.features", "mer.lrp"}),
+    ("data/synth.py", {VIT_CHECKPOINTS}, {"mer.spectrogram", "mer.features", "mer.lrp"}),
     # every module runs the package's __init__ first.
     ("__init__.py", set(MODULES), set()),
 ])

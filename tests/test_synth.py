@@ -15,7 +15,7 @@ import pandas as pd
 import pretty_midi
 import pytest
 
-from mer import ParameterError
+from mer import ParameterError, tonality
 from mer.data import synth
 
 N_CLIPS = 24
@@ -131,7 +131,7 @@ def test_tempo_and_articulation_are_in_the_midi(dataset):
 def test_chord_timeline_and_key_labels(dataset):
     row = dataset.clips[~dataset.clips["windowed"]].iloc[0]
     truth = json.loads(open(row["truth_path"]).read())
-    assert truth["key"] == f"{synth.PITCH_NAMES[row['tonic']]}:{'maj' if row['mode'] == 'major' else 'min'}"
+    assert truth["key"] == f"{tonality.PITCH_CLASSES[row['tonic']]}:{'maj' if row['mode'] == 'major' else 'min'}"
     starts = [c[0] for c in truth["chords"]]
     assert starts[0] == 0.0 and truth["chords"][-1][1] == pytest.approx(10.0)
     assert all(a[1] == pytest.approx(b[0]) for a, b in zip(truth["chords"][:-1], truth["chords"][1:]))

@@ -24,6 +24,8 @@ import pytest
 import soundfile as sf
 
 from mer import MerError, audio, explain, predict, spectrogram, vit
+from mer.cli import explain as explain_cli
+from mer.cli import predict as predict_cli
 from mer.data import manifest
 
 SR = audio.SR
@@ -102,13 +104,13 @@ def checkpoint(untrained_checkpoint) -> Path:
 
 
 def run_predict(capsys, checkpoint, *args) -> tuple[int, str, str]:
-    status = predict.main([*map(str, args), "--checkpoint", str(checkpoint)])
+    status = predict_cli.main([*map(str, args), "--checkpoint", str(checkpoint)])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
 
 def run_explain(capsys, checkpoint, path, out) -> tuple[int, str, str]:
-    status = explain.main([str(path), "--out", str(out), "--checkpoint", str(checkpoint)])
+    status = explain_cli.main([str(path), "--out", str(out), "--checkpoint", str(checkpoint)])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -268,7 +270,7 @@ def test_predict_gives_the_same_probabilities_as_before(tmp_path, checkpoint):
     windows, real = old_windowing(audio.load_full(path), sr=SR)
     specs = np.stack([spectrogram.logmel(w, params=meta["logmel"]) for w in windows])
     expected = vit.predict_proba(model, vit.fit_input(spectrogram.normalize(specs, meta["stats"]), meta))[:, 1]
-    table = predict.predict_file(path, model_and_meta=(model, meta))
+    table = predict.predict_file(path, vit.Checkpoint(model, meta, checkpoint))
     assert list(table["window"]) == ["0", "1", "2", "3", "all"]
     np.testing.assert_allclose(table["p_happy"].iloc[:4], expected, rtol=0, atol=1e-6)
     assert table["p_happy"].iloc[4] == pytest.approx(np.average(expected, weights=real))
@@ -345,7 +347,7 @@ def test_low_rate_note_on_the_terminal_in_the_table_and_on_the_page(tmp_path, ch
     status, out, err = run_explain(capsys, checkpoint, path, tmp_path / "out")
     assert status == 0, err
     assert f"note: {path}: {note}" in out.splitlines()
-    summary = json.loads((tmp_path / "out" / explain.MARKER).read_text(encoding="utf-8"))
+    summary = json.loads((tmp_path / "out" / explain_cli.MARKER).read_text(encoding="utf-8"))
     assert summary["notes"] == [note]
     page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     import html
@@ -357,11 +359,11 @@ def test_low_rate_note_on_the_terminal_in_the_table_and_on_the_page(tmp_path, ch
 def test_windows_left_unexplained_are_a_note(tmp_path, checkpoint, capsys):
     path = tmp_path / "song.wav"
     sf.write(path, tone(25.0), SR)
-    status = explain.main([str(path), "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
-                           "--max-windows", "1", "--explainer", "gradxinput"])
+    status = explain_cli.main([str(path), "--out", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                               "--max-windows", "1", "--explainer", "gradxinput"])
     out = capsys.readouterr().out
     assert status == 0
-    summary = json.loads((tmp_path / "out" / explain.MARKER).read_text(encoding="utf-8"))
+    summary = json.loads((tmp_path / "out" / explain_cli.MARKER).read_text(encoding="utf-8"))
     assert summary["notes"] == ["explained the first 1 of 3 windows (--max-windows)"]
     assert len(summary["windows"]) == 1
     assert f"note: {path}: explained the first 1 of 3 windows (--max-windows)" in out.splitlines()
@@ -427,7 +429,8 @@ def test_unreadable_files_get_one_line_everywhere(tmp_path, checkpoint):
         predicted = subprocess.run([*prefix, sys.executable, "-m", "mer", "predict", str(locked), str(inside),
                                     "--checkpoint", str(checkpoint)], cwd=ROOT, env=env, capture_output=True,
                                    text=True, timeout=300)
-        script = ("import sys, pandas as pd; from mer import audio, explain; from mer.data import manifest\n"
+        script = ("import sys, pandas as pd; from mer import audio; from mer.cli import explain; "
+                  "from mer.data import manifest\n"
                   "for p in sys.argv[1:3]:\n"
                   "    try: audio.inspect(p)\n"
                   "    except audio.AudioError as e: print('inspect', e)\n"

@@ -274,6 +274,7 @@ def test_masked_pretraining_learns_to_fill_in_and_initialises_the_classifier(wor
 
 def test_predict_file_windows_a_25_s_file(workspace, tmp_path):
     from mer import predict
+    from mer.cli import predict as predict_cli
 
     folder, dataset = workspace
     result = vit.train(dataset, out_dir=folder / "ten-seconds", **dict(TRAIN, epochs=1, logmel={"n_mels": 32}))
@@ -288,7 +289,7 @@ def test_predict_file_windows_a_25_s_file(workspace, tmp_path):
     weights = np.array([10, 10, 5])
     assert table["p_happy"].iloc[3] == pytest.approx(np.average(table["p_happy"].iloc[:3], weights=weights))
     assert len(predict.predict_file(path, checkpoint=result.checkpoint, window="first")) == 2
-    status = predict.main([str(tmp_path / "missing.wav"), "--checkpoint", str(result.checkpoint)])
+    status = predict_cli.main([str(tmp_path / "missing.wav"), "--checkpoint", str(result.checkpoint)])
     assert status != 0
 
 

@@ -20,7 +20,6 @@ from typing import Any, Callable
 import pandas as pd
 
 from .. import MerError, ParameterError
-from ..metrics import LABELS, label_codes  # noqa: F401  (defined in mer.metrics; re-exported for mer.data's users)
 
 log = logging.getLogger(__name__)
 

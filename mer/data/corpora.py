@@ -54,15 +54,17 @@ import hashlib
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
+from joblib import Parallel, delayed
 
 from .. import ParameterError, audio
 from ..metrics import HAPPY, SAD
-from . import COLUMNS, REJECTED_COLUMNS, Dataset, DatasetError
-from . import manifest
+from . import COLUMNS, REJECTED_COLUMNS, Dataset, DatasetError, manifest
 
 log = logging.getLogger(__name__)
 
@@ -623,16 +625,14 @@ def audio_duration(path) -> float:
 
     Notebook: notebooks/00_data.ipynb (the Data page).
     """
-    import soundfile as sf
 
     try:
         return float(sf.info(str(path)).duration)
     except Exception:  # noqa: BLE001 - any decoder's refusal means: ask the next one
         pass
-    import warnings
 
     try:
-        import librosa
+        import librosa  # slow to import (numba); only the analysing functions need it
 
         with warnings.catch_warnings():  # librosa warns that it falls back to audioread
             warnings.simplefilter("ignore")
@@ -651,8 +651,6 @@ def _expand_windows(clips: pd.DataFrame, *, window: str, n_jobs: int) -> pd.Data
     if window != "first":
         todo = clips.index[~np.isfinite(clips["duration_s"].to_numpy())]
         if len(todo):
-            from joblib import Parallel, delayed
-
             jobs = n_jobs if len(todo) > manifest.PARALLEL_FROM else 1
             durations = Parallel(n_jobs=jobs, prefer="threads")(
                 delayed(audio_duration)(p) for p in clips.loc[todo, "path"])

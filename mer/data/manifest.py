@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 
 from .. import ParameterError, audio, store
 from . import COLUMNS, REJECTED_COLUMNS, SPLITS, Dataset, DatasetError
@@ -247,7 +248,6 @@ def usable_audio(clips: pd.DataFrame, *, n_jobs: int,
                  seconds: float | None = audio.DURATION) -> tuple[pd.DataFrame, list[dict]]:
     """Judge every file (:func:`mer.audio.inspect` of the ``seconds`` used, None: all);
     return the usable rows and the rejected ones, each logged as a warning."""
-    from joblib import Parallel, delayed
 
     def reason(path):
         try:
@@ -307,6 +307,7 @@ def draw_split(clip_ids, labels, *, seed: int = 0) -> dict[str, str]:
 
     Notebook: notebooks/00_data.ipynb (the Data page).
     """
+    # scikit-learn takes ~1.5 s to import; only this function needs it
     from sklearn.model_selection import train_test_split
 
     # Sorted first, so the split depends on the set of clips and not on the

@@ -273,6 +273,7 @@ Notebook: notebooks/00_data.ipynb (the Data page) and every chapter.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -281,13 +282,17 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pretty_midi
+import soundfile
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
 
-from .. import MerError, ParameterError
-from .. import store
+from .. import MerError, ParameterError, store
+from ..tonality import PITCH_CLASSES
 from . import Dataset, tonal
 from .tonal import HELDOUT_TEXTURE, TEXTURES, TRAIN_TEXTURES
 
@@ -303,8 +308,6 @@ GENERATOR_VERSION = 4
 SR = 22050
 DURATION = 10.0
 N_SAMPLES = int(SR * DURATION)
-#: Pitch-class names of chord and key labels (mir_eval / librosa spelling).
-PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 #: Lowest note of a chord voicing: G3. Thirds lower than this are not resolved
 #: by a 128-band log-mel at 22 050 Hz (see the module docstring).
 CHORD_FLOOR = 55
@@ -499,14 +502,14 @@ def _nuisances(*, rng: np.random.Generator, brightness: float, mode: str, window
     }
     if windowed:
         out["progression"] = int(rng.integers(len(NEUTRAL_ROOTS)))
-        out["window_s"] = float(rng.uniform(*WINDOW_S))  # rounded to whole beats by _window_beats
+        out["window_s"] = float(rng.uniform(*WINDOW_S))  # rounded to whole beats by window_beats
         out["window_position"] = float(rng.random())
     else:
         out["progression"] = int(rng.integers(len(PROGRESSIONS[mode])))
     return out
 
 
-def _window_beats(params: dict[str, Any]) -> tuple[int, int]:
+def window_beats(params: dict[str, Any]) -> tuple[int, int]:
     """First beat and number of beats of the evidence window."""
     beat = 60.0 / params["tempo_bpm"]
     n_beats = max(1, min(int(round(params["window_s"] / beat)), int(MAX_WINDOW_SHARE * DURATION / beat)))
@@ -553,23 +556,11 @@ def compose(params: dict[str, Any]):
     """
     if params.get("writing") == "tonal":
         return tonal.compose(params)
-    import pretty_midi
-
     rng = np.random.default_rng(params["melody_seed"])
-    mode = params["mode"]
-    tonic = params["transpose"] % 12
     tempo = params["tempo_bpm"]
     beat = 60.0 / tempo
-    art = params["articulation"]
-    vel = params["velocity"]
     n_beats = int(math.ceil(DURATION / beat))
-    windowed = params["windowed"]
-    if windowed:
-        win_first, win_n = _window_beats(params)
-        win_beats = set(range(win_first, win_first + win_n))
-        window = (win_first * beat, (win_first + win_n) * beat)
-    else:
-        win_beats, window = set(), (float("nan"), float("nan"))
+    window = _evidence_window(params, beat)
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
     pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
@@ -577,13 +568,48 @@ def compose(params: dict[str, Any]):
     chords = pretty_midi.Instrument(params["program_chords"], name="chords")
     bass = pretty_midi.Instrument(BASS_PROGRAM, name="bass")
     drums = pretty_midi.Instrument(0, is_drum=True, name="drums")
+    timeline = _accompany(params, chords=chords, bass=bass, drums=drums, beat=beat, n_beats=n_beats,
+                          window=window)
+    _play_melody(params, melody, rng=rng, beat=beat)
+    pm.instruments.extend([melody, chords, bass, drums])
+    return pm, _truth(params, melody.notes, timeline, beat=beat, n_beats=n_beats, window=window)
 
-    def add(inst, pitch, start, end, velocity):
-        end = min(end, DURATION)
-        if start < DURATION and end > start:
-            inst.notes.append(pretty_midi.Note(int(np.clip(round(velocity), 1, 127)), int(pitch), start, end))
 
-    # Harmony: one chord per bar.
+class _Window(NamedTuple):
+    """The evidence window of a windowed clip: first beat, number of beats, and its span in seconds."""
+
+    first: int | None
+    n: int | None
+    beats: set
+    span_s: tuple[float, float]
+
+
+def _evidence_window(params: dict[str, Any], beat: float) -> _Window:
+    """Where a windowed clip's evidence (its thirds) sounds; an empty window for other clips."""
+    if params["windowed"]:
+        win_first, win_n = window_beats(params)
+        return _Window(win_first, win_n, set(range(win_first, win_first + win_n)),
+                       (win_first * beat, (win_first + win_n) * beat))
+    return _Window(None, None, set(), (float("nan"), float("nan")))
+
+
+def _add_note(inst, pitch, start, end, velocity) -> None:
+    """Append a note to ``inst``, cut at the clip's end and dropped if it starts after it."""
+    end = min(end, DURATION)
+    if start < DURATION and end > start:
+        inst.notes.append(pretty_midi.Note(int(np.clip(round(velocity), 1, 127)), int(pitch), start, end))
+
+
+def _accompany(params: dict[str, Any], *, chords, bass, drums, beat: float, n_beats: int,
+               window: _Window) -> list[list]:
+    """Harmony (one chord per bar), bass and drums, beat by beat; returns the chord timeline.
+
+    Draws nothing at random: every choice comes from ``params``.
+    """
+    mode, windowed = params["mode"], params["windowed"]
+    tonic = params["transpose"] % 12
+    art, vel = params["articulation"], params["velocity"]
+    win_first, win_n, win_beats = window.first, window.n, window.beats
     if windowed:
         roots = NEUTRAL_ROOTS[params["progression"]]
         triad = "maj" if mode == "major" else "min"
@@ -603,8 +629,8 @@ def compose(params: dict[str, Any]):
             while end < n_beats and end % 2 != 0 and not (windowed and end in (win_first, win_first + win_n)):
                 end += 1
             for pitch in _voice(root_pc, quality, params["voicing"]):
-                add(chords, pitch, t, t + art * (end - b) * beat, vel - 12 + (6 if b % 4 == 0 else 0))
-        label = f"{PITCH_NAMES[root_pc]}:{quality}"
+                _add_note(chords, pitch, t, t + art * (end - b) * beat, vel - 12 + (6 if b % 4 == 0 else 0))
+        label = f"{PITCH_CLASSES[root_pc]}:{quality}"
         if timeline and timeline[-1][2] == label and b % 4 != 0:
             timeline[-1][1] = min((b + 1) * beat, DURATION)
         else:  # a new bar (annotated per bar even if the chord repeats) or a window edge
@@ -613,14 +639,24 @@ def compose(params: dict[str, Any]):
         # Bass: root on beat 1, fifth on beat 3, octave 2.
         if b % 2 == 0:
             bass_root = 36 + root_pc
-            add(bass, bass_root + (7 if b % 4 == 2 else 0), t, t + 2 * beat * 0.85, vel - 5)
+            _add_note(bass, bass_root + (7 if b % 4 == 2 else 0), t, t + 2 * beat * 0.85, vel - 5)
         # Drums: kick 1 and 3, snare 2 and 4, hi-hat eighths.
-        add(drums, KICK if b % 2 == 0 else SNARE, t, t + 0.1, vel + (5 if b % 4 == 0 else 0))
-        add(drums, HIHAT, t, t + 0.05, vel - 20)
-        add(drums, HIHAT, t + beat / 2, t + beat / 2 + 0.05, vel - 30)
+        _add_note(drums, KICK if b % 2 == 0 else SNARE, t, t + 0.1, vel + (5 if b % 4 == 0 else 0))
+        _add_note(drums, HIHAT, t, t + 0.05, vel - 20)
+        _add_note(drums, HIHAT, t + beat / 2, t + beat / 2 + 0.05, vel - 30)
+    return timeline
 
-    # Melody: a random walk on the scale around the register centre, in
-    # eighths, quarters and halves on the beat grid, no rests.
+
+def _play_melody(params: dict[str, Any], melody, *, rng: np.random.Generator, beat: float) -> None:
+    """The melody: a random walk on the scale around the register centre, in
+    eighths, quarters and halves on the beat grid, no rests.
+
+    Every random draw of :func:`compose` is here, in this order: the note
+    lengths first, then per note its step and its velocity's jitter.
+    """
+    mode, windowed = params["mode"], params["windowed"]
+    tonic = params["transpose"] % 12
+    art, vel = params["articulation"], params["velocity"]
     scale = NEUTRAL_SCALE if windowed else (MAJOR_SCALE if mode == "major" else MINOR_SCALE)
     centre = params["register"]
     pitches = [p for p in range(int(centre) - 8, int(centre) + 9) if (p - tonic) % 12 in scale]
@@ -637,31 +673,55 @@ def compose(params: dict[str, Any]):
             index += -1 if pitches[index] > centre else 1
         on_beat = abs(start / beat - round(start / beat)) < 1e-6
         accent = 6 if on_beat and round(start / beat) % 4 == 0 else (2 if on_beat else -3)
-        add(melody, pitches[index], start, start + art * (nxt - start),
-            vel + accent + rng.normal(0.0, 3.0))
+        _add_note(melody, pitches[index], start, start + art * (nxt - start),
+                  vel + accent + rng.normal(0.0, 3.0))
 
-    pm.instruments.extend([melody, chords, bass, drums])
-    notes = melody.notes
+
+def melody_cues(notes) -> dict[str, float]:
+    """The cues a clip realises in its melody, measured on the composed notes.
+
+    Parameters
+    ----------
+    notes : list of pretty_midi.Note, length n_notes >= 2
+        The melody in time order.
+
+    Returns
+    -------
+    dict
+        ``register`` (mean MIDI pitch), ``articulation`` (mean over notes of
+        sounding duration / inter-onset interval to the next note) and
+        ``velocity`` (mean MIDI velocity): the values of the truth file and
+        of ``clips``.
+
+    Notebook: notebooks/00_data.ipynb
+    """
     iois = [b.start - a.start for a, b in zip(notes[:-1], notes[1:])]
-    truth = {
+    return {"register": float(np.mean([n.pitch for n in notes])),
+            "articulation": float(np.mean([(a.end - a.start) / ioi for a, ioi in zip(notes[:-1], iois)])),
+            "velocity": float(np.mean([n.velocity for n in notes]))}
+
+
+def _truth(params: dict[str, Any], notes, timeline: list[list], *, beat: float, n_beats: int,
+           window: _Window) -> dict[str, Any]:
+    """The truth file of a composed clip: realised cues measured on the melody's notes, key, chords, beats."""
+    mode, windowed = params["mode"], params["windowed"]
+    tonic = params["transpose"] % 12
+    return {
         "mode": mode,
         "tonic": tonic,
         "transpose": params["transpose"],
-        "tempo_bpm": tempo,
-        "register": float(np.mean([n.pitch for n in notes])),
-        "articulation": float(np.mean([(a.end - a.start) / ioi for a, ioi in zip(notes[:-1], iois)])),
-        "velocity": float(np.mean([n.velocity for n in notes])),
+        "tempo_bpm": params["tempo_bpm"],
+        **melody_cues(notes),
         "brightness": params["brightness"],
-        "key": f"{PITCH_NAMES[tonic]}:{'maj' if mode == 'major' else 'min'}",
+        "key": f"{PITCH_CLASSES[tonic]}:{'maj' if mode == 'major' else 'min'}",
         "chords": [[round(s, 6), round(e, 6), lab] for s, e, lab in timeline],
         "beats_s": [round(b * beat, 6) for b in range(n_beats)],
         "downbeats_s": [round(b * beat, 6) for b in range(0, n_beats, 4)],
         "windowed": windowed,
         "window_evidence": bool(params["window_evidence"]) if windowed else None,
-        "window_start_s": window[0],
-        "window_end_s": window[1],
+        "window_start_s": window.span_s[0],
+        "window_end_s": window.span_s[1],
     }
-    return pm, truth
 
 
 def latent(truth: dict[str, Any], *, noise_valence: float = 0.0,
@@ -718,6 +778,7 @@ def reference_scores(clips: pd.DataFrame) -> pd.DataFrame:
 
     Notebook: notebooks/02_vit.ipynb
     """
+    # scikit-learn takes ~1.5 s to import; only this function needs it
     from sklearn.metrics import balanced_accuracy_score
 
     missing = {"label", "mode", "valence_noiseless"} - set(clips.columns)
@@ -801,6 +862,7 @@ def implied_weights(clips: pd.DataFrame, p_happy, *, n_bootstrap: int = 1000, se
 
     Notebook: notebooks/02_vit.ipynb
     """
+    # scikit-learn takes ~1.5 s to import; only this function needs it
     from sklearn.linear_model import LogisticRegression
 
     z = standardised_cues(clips)
@@ -897,8 +959,6 @@ def soundfont_path(soundfont: str = "FluidR3_GM") -> Path:
         raise ParameterError(f"unknown soundfont {soundfont!r}; expected one of {sorted(SOUNDFONTS)}")
     path, package = SOUNDFONTS[soundfont]
     if path is None:
-        import pretty_midi
-
         path = os.path.join(pretty_midi.__path__[0], "TimGM6mb.sf2")
         package = "pip package pretty_midi"
     if not os.path.exists(path):
@@ -918,9 +978,8 @@ def _float_samples(synth, n_frames: int) -> np.ndarray:
     before (seen: a clip rendered in the test process differed from the same
     clip rendered in a fresh worker). The float output has no dither.
     """
-    import ctypes
 
-    import fluidsynth
+    import fluidsynth  # needs the system's libfluidsynth; only rendering needs it
 
     write = fluidsynth._fl.fluid_synth_write_float
     write.restype = ctypes.c_int
@@ -952,7 +1011,7 @@ def render(pm, *, soundfont: str = "FluidR3_GM") -> np.ndarray:
 
     Notebook: notebooks/00_data.ipynb
     """
-    import fluidsynth
+    import fluidsynth  # needs the system's libfluidsynth; only rendering needs it
 
     path = soundfont_path(soundfont)
     # A fresh synthesizer per clip: a reused one keeps voices and effect state
@@ -1018,7 +1077,7 @@ def _compose_shifted(params: dict[str, Any]):
 
     def moved(label: str) -> str:
         root, _, rest = label.partition(":")
-        return f"{PITCH_NAMES[(PITCH_NAMES.index(root) + shift) % 12]}:{rest}"
+        return f"{PITCH_CLASSES[(PITCH_CLASSES.index(root) + shift) % 12]}:{rest}"
 
     truth.update(tonic=tonic, transpose=tonic, register=truth["register"] + shift,
                  key=moved(truth["key"]), chords=[[a, b, moved(c)] for a, b, c in truth["chords"]])
@@ -1028,7 +1087,6 @@ def _compose_shifted(params: dict[str, Any]):
 def _make_clip(*, clip_id: str, params: dict[str, Any], root: str, soundfont: str,
                twin: bool) -> dict[str, Any]:
     """Compose, render and write one clip; return its row of ``clips``."""
-    import soundfile
 
     root = Path(root)
     tonal_writing = params.get("writing") == "tonal"
@@ -1201,8 +1259,6 @@ def _read(root: Path, *, name: str) -> Dataset:
 def _generate(root: Path, *, kind: str, options: dict[str, Any], jobs: list[dict[str, Any]],
               n_jobs: int, twin: bool) -> None:
     """Render ``jobs`` into a temporary folder beside ``root``, then rename it."""
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
 
     for soundfont in options.get("soundfonts", [options.get("soundfont")]):
         soundfont_path(soundfont)  # fail early, before any worker starts
@@ -1587,7 +1643,6 @@ def load_in_keys(dataset: Dataset, clip_ids, *, keys=range(-5, 7), data_dir: str
 
     Notebook: notebooks/02_vit.ipynb (key invariance)
     """
-    from joblib import Parallel, delayed
 
     ids, keys = [str(i) for i in clip_ids], [int(k) for k in keys]
     soundfont = dataset.info["options"]["soundfont"]

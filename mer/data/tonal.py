@@ -26,8 +26,10 @@ import math
 from typing import Any
 
 import numpy as np
+import pretty_midi
 
 from .. import ParameterError
+from ..tonality import PITCH_CLASSES
 
 #: Bump when the tonal writing changes: it is part of its datasets' options
 #: (and so of their folder names), independently of the classic writing's
@@ -171,7 +173,7 @@ def draw_nuisances(*, rng: np.random.Generator, brightness: float, mode: str, wi
 
     Notebook: notebooks/00_data.ipynb
     """
-    from .synth import PROGRAMS, WINDOW_S
+    from .synth import PROGRAMS, WINDOW_S  # synth imports this module at its top (circular)
 
     texture = str(textures[rng.integers(len(textures))])
     registers = ("middle", "high") if windowed else tuple(ACCOMP_FLOORS)
@@ -376,9 +378,8 @@ def numeral_label(seg: dict[str, Any]) -> str:
 
 def chord_label(seg: dict[str, Any], tonic: int) -> str:
     """mir_eval-style chord label, e.g. ``"G:7"``, ``"E:min/b3"``, ``"C:5"``."""
-    from .synth import PITCH_NAMES
 
-    label = f"{PITCH_NAMES[(tonic + seg['root']) % 12]}:{seg['quality']}"
+    label = f"{PITCH_CLASSES[(tonic + seg['root']) % 12]}:{seg['quality']}"
     if seg["inversion"]:
         label += "/" + _DEGREES[INTERVALS[seg["quality"]][seg["inversion"]]]
     return label
@@ -416,7 +417,7 @@ def melody(params: dict[str, Any], segs: list[dict[str, Any]], *, tonic: int,
 
     Notebook: notebooks/00_data.ipynb
     """
-    from .synth import DURATION
+    from .synth import DURATION  # synth imports this module at its top (circular)
 
     centre = params["register"]
     scale = {(tonic + d) % 12 for d in (MAJOR_SCALE if params["mode"] == "major" else MINOR_SCALE)}
@@ -496,9 +497,7 @@ class _Score:
     """A pretty_midi score written in beats, cut at the clip's end."""
 
     def __init__(self, params: dict[str, Any]):
-        import pretty_midi
-
-        from .synth import DURATION
+        from .synth import DURATION  # synth imports this module at its top (circular)
 
         self.pm = pretty_midi.PrettyMIDI(initial_tempo=params["tempo_bpm"])
         self.pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
@@ -507,16 +506,12 @@ class _Score:
         self.parts: dict[str, Any] = {}
 
     def part(self, name: str, program: int, is_drum: bool = False):
-        import pretty_midi
-
         if name not in self.parts:
             self.parts[name] = pretty_midi.Instrument(int(program), is_drum=is_drum, name=name)
             self.pm.instruments.append(self.parts[name])
         return self.parts[name]
 
     def add(self, part, pitch: int, start: float, beats: float, velocity: float) -> None:
-        import pretty_midi
-
         start_s = start * self.beat
         end_s = min(start_s + beats * self.beat, self.end)
         if start_s < self.end and end_s > start_s:
@@ -542,7 +537,7 @@ def _bass_root_fifth(score: _Score, segs, tonic: int) -> None:
 
 
 def _bass_program() -> int:
-    from .synth import BASS_PROGRAM
+    from .synth import BASS_PROGRAM  # synth imports this module at its top (circular)
 
     return BASS_PROGRAM
 
@@ -687,7 +682,7 @@ _TEXTURE_FUNCTIONS = {name: globals()[f"_texture_{name}"] for name in TEXTURES}
 
 
 def _drums(score: _Score, n_beats: int) -> None:
-    from .synth import HIHAT, KICK, SNARE
+    from .synth import HIHAT, KICK, SNARE  # synth imports this module at its top (circular)
 
     drums = score.part("drums", 0, is_drum=True)
     for b in range(n_beats):
@@ -722,7 +717,7 @@ def compose(params: dict[str, Any]):
 
     Notebook: notebooks/00_data.ipynb
     """
-    from .synth import DURATION, PITCH_NAMES, _window_beats
+    from .synth import DURATION, window_beats  # synth imports this module at its top (circular)
 
     rng = np.random.default_rng(params["melody_seed"])
     tonic = params["transpose"] % 12
@@ -730,7 +725,7 @@ def compose(params: dict[str, Any]):
     beat = score.beat
     n_beats = int(math.ceil(DURATION / beat - 1e-9))
     windowed = params["windowed"]
-    window = _window_beats(params) if windowed else None
+    window = window_beats(params) if windowed else None
     segs = segments(params, n_beats=n_beats, window=window, rng=rng)
     # The lines that must not change when the window's thirds are removed (bass, hymn voices) follow
     # the open-fifth chords of the twin.
@@ -774,7 +769,7 @@ def compose(params: dict[str, Any]):
         "articulation": float(np.mean([(a.end - a.start) / ioi for a, ioi in zip(melody_notes[:-1], iois)])),
         "velocity": float(np.mean([n.velocity for n in melody_notes])),
         "brightness": params["brightness"],
-        "key": f"{PITCH_NAMES[tonic]}:{'maj' if mode == 'major' else 'min'}",
+        "key": f"{PITCH_CLASSES[tonic]}:{'maj' if mode == 'major' else 'min'}",
         "chords": [seconds(s) + [chord_label(s, tonic)] for s in segs],
         "numerals": [seconds(s) + [numeral_label(s)] for s in segs],
         "cadences": cadences,

@@ -1,5 +1,6 @@
 """Linear and shallow models on interpretable features, and what they recover.
 
+The scikit-learn models of chapter 1 (the ViT of chapter 2 is :mod:`mer.vit`).
 Every model is a scikit-learn ``Pipeline``: median imputation of undefined
 features (a silent stretch has no key, a clip without onsets no rhythm), then
 standardisation, then the model, so coefficients are *standardised*: the
@@ -13,9 +14,12 @@ change in log-odds (or valence) per standard deviation of a feature.
 - :func:`ground_truth_recovery`: Spearman ρ between recovered importance and
   the synthetic generator's true cue weights;
 - :func:`interpretability_table`: accuracy beside interpretability, for every
-  model of the book (the ViT of chapter 2 when its results exist).
+  model of the book (the ViT of chapter 2 when its results exist);
+- :func:`features_baseline`, :func:`band_statistics_baseline`,
+  :func:`cue_probes`, :func:`reading_ceiling`: chapter 2's interpretable
+  baselines on the ViT's split and the linear probes of its representations.
 
-Notebook: notebooks/01_features.ipynb
+Notebook: notebooks/01_features.ipynb and notebooks/02_vit.ipynb
 """
 
 from __future__ import annotations
@@ -27,8 +31,19 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
+from sklearn.impute import SimpleImputer
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, r2_score, roc_auc_score
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
-from . import ParameterError, store
+from . import ParameterError, spectrogram, store
+from . import features as F
+from .data import synth
 from .metrics import HAPPY, LABELS, SAD, bootstrap_metrics, label_codes
 
 log = logging.getLogger(__name__)
@@ -41,7 +56,7 @@ MODELS = {
 }
 
 
-def make_model(name: str = "logreg", *, random_state: int = 0, hidden: int = 16):
+def make_model(name: str = "logreg", *, seed: int = 0, hidden: int = 16):
     """The chapter's pipeline: median imputation, standardisation, model.
 
     Parameters
@@ -53,7 +68,7 @@ def make_model(name: str = "logreg", *, random_state: int = 0, hidden: int = 16)
         ``10**-2 .. 10**3`` (RidgeCV: ordinary least squares with ~50
         features on a few dozen clips overfits; with many clips the chosen
         penalty is small and the coefficients are those of least squares).
-    random_state : int
+    seed : int
         Seed of the network's initialisation.
 
     Returns
@@ -64,17 +79,11 @@ def make_model(name: str = "logreg", *, random_state: int = 0, hidden: int = 16)
 
     Notebook: notebooks/01_features.ipynb
     """
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression, RidgeCV
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
     if name == "logreg":
         model = LogisticRegression(C=1.0, max_iter=2000)
     elif name == "mlp":
         model = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-2, solver="lbfgs", max_iter=2000,
-                              random_state=random_state)
+                              random_state=seed)
     elif name == "linreg":
         model = RidgeCV(alphas=np.logspace(-2, 3, 11))
     else:
@@ -157,9 +166,6 @@ def cross_validate(X: pd.DataFrame, y: pd.Series, *, model: str = "logreg", cv_f
 
     Notebook: notebooks/01_features.ipynb
     """
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, r2_score, roc_auc_score
-    from sklearn.model_selection import KFold, StratifiedKFold
-
     task = _task(model)
     if cv_folds < 2:
         raise ParameterError(f"cv_folds must be >= 2, got {cv_folds!r}")
@@ -173,7 +179,7 @@ def cross_validate(X: pd.DataFrame, y: pd.Series, *, model: str = "logreg", cv_f
     oof = pd.Series(np.nan, index=X.index, name="prediction")
     per_fold: dict[str, list[float]] = {}
     for train, test in splitter.split(X, y):
-        pipe = make_model(model, random_state=seed).fit(X.iloc[train], y.iloc[train])
+        pipe = make_model(model, seed=seed).fit(X.iloc[train], y.iloc[train])
         if task == "classification":
             p = pipe.predict_proba(X.iloc[test])[:, 1]
             oof.iloc[test] = p
@@ -207,11 +213,11 @@ def coefficients(X: pd.DataFrame, y: pd.Series, *, model: str = "logreg") -> pd.
     return pd.Series(np.ravel(pipe.named_steps["model"].coef_), index=X.columns, name="coef")
 
 
-def bootstrap_coefficients(X: pd.DataFrame, y: pd.Series, *, model: str = "logreg", n_boot: int = 200,
+def bootstrap_coefficients(X: pd.DataFrame, y: pd.Series, *, model: str = "logreg", n_bootstrap: int = 200,
                            seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """Standardised coefficients with percentile bootstrap intervals.
 
-    The pipeline (imputation and scaling included) is refitted on ``n_boot``
+    The pipeline (imputation and scaling included) is refitted on ``n_bootstrap``
     resamples of the clips drawn with replacement (stratified by class for
     classification, so every resample has both classes); the interval is the
     ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles (Efron & Tibshirani
@@ -225,14 +231,14 @@ def bootstrap_coefficients(X: pd.DataFrame, y: pd.Series, *, model: str = "logre
 
     Notebook: notebooks/01_features.ipynb
     """
-    if n_boot < 10:
-        raise ParameterError(f"n_boot must be >= 10 for an interval, got {n_boot!r}")
+    if n_bootstrap < 10:
+        raise ParameterError(f"n_bootstrap must be >= 10 for an interval, got {n_bootstrap!r}")
     rng = np.random.default_rng(seed)
     point = coefficients(X, y, model=model)
-    draws = np.empty((n_boot, X.shape[1]))
+    draws = np.empty((n_bootstrap, X.shape[1]))
     yv = np.asarray(y)
     groups = [np.flatnonzero(yv == c) for c in np.unique(yv)] if model == "logreg" else [np.arange(len(yv))]
-    for b in range(n_boot):
+    for b in range(n_bootstrap):
         idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
         draws[b] = coefficients(X.iloc[idx], y.iloc[idx], model=model).to_numpy()
     alpha = (1 - level) / 2
@@ -260,16 +266,13 @@ def permutation_importances(X: pd.DataFrame, y: pd.Series, *, model: str = "mlp"
 
     Notebook: notebooks/01_features.ipynb
     """
-    from sklearn.inspection import permutation_importance
-    from sklearn.model_selection import KFold, StratifiedKFold
-
     task = _task(model)
     splitter = (StratifiedKFold if task == "classification" else KFold)(n_splits=cv_folds, shuffle=True,
                                                                         random_state=seed)
     scoring = "roc_auc" if task == "classification" else "r2"
     drops = []
     for train, test in splitter.split(X, y):
-        pipe = make_model(model, random_state=seed).fit(X.iloc[train], y.iloc[train])
+        pipe = make_model(model, seed=seed).fit(X.iloc[train], y.iloc[train])
         result = permutation_importance(pipe, X.iloc[test], y.iloc[test], scoring=scoring, n_repeats=n_repeats,
                                         random_state=seed)
         drops.append(result.importances)  # (n_features, n_repeats)
@@ -322,7 +325,7 @@ def true_weights(dataset) -> pd.Series:
 
 
 def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "score", target: str = "valence",
-                          n_boot: int = 100, seed: int = 0) -> dict[str, Any]:
+                          n_bootstrap: int = 100, seed: int = 0) -> dict[str, Any]:
     """Does the feature route recover the generator's cue weights?
 
     A linear regression of the valence (``target="valence"``: the quantity
@@ -339,7 +342,7 @@ def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "sc
     ----------
     proxies : {"score", "audio"}
         Which proxy set (:data:`CUE_PROXIES`).
-    n_boot : int
+    n_bootstrap : int
         Bootstrap resamples for the coefficients' intervals.
 
     Returns
@@ -355,8 +358,6 @@ def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "sc
 
     Notebook: notebooks/01_features.ipynb
     """
-    from scipy.stats import spearmanr
-
     if proxies not in CUE_PROXIES:
         raise ParameterError(f"proxies must be one of {sorted(CUE_PROXIES)}, got {proxies!r}")
     mapping = CUE_PROXIES[proxies]
@@ -372,7 +373,7 @@ def ground_truth_recovery(dataset, features: pd.DataFrame, *, proxies: str = "sc
         raise ParameterError(f"target must be 'valence' or 'label', got {target!r}")
     X, y = design(dataset, merged, columns=columns, target=target)
     coefs = bootstrap_coefficients(X, y, model="linreg" if target == "valence" else "logreg",
-                                   n_boot=n_boot, seed=seed)
+                                   n_bootstrap=n_bootstrap, seed=seed)
     # Proxies measured in the opposite direction of their cue: minorness and
     # minor (cue: major = +1), staccato-ness (cue: legato = 1).
     flip = {"key_minorness": -1.0, "ml_minorness": -1.0, "sym_minor": -1.0, "ml_articulation": -1.0}
@@ -521,7 +522,7 @@ def split_scores(X: pd.DataFrame, y: pd.Series, split: pd.Series, *, model: str 
     fit, test = np.isin(where, ("train", "val")), where == "test"
     if not fit.any() or not test.any():
         raise ParameterError("split_scores needs train/val and test clips")
-    pipe = make_model(model, random_state=seed).fit(X[fit], y[fit])
+    pipe = make_model(model, seed=seed).fit(X[fit], y[fit])
     p_happy = pipe.predict_proba(X[test])[:, list(pipe.classes_).index(1)]
     labels = y[test].to_numpy()
     predictions = pd.DataFrame({"clip_id": X.index[test], "label": [LABELS[int(v)] for v in labels],
@@ -561,8 +562,6 @@ def cue_probes(representations: dict[str, pd.DataFrame], clips: pd.DataFrame, *,
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from .data import synth
-
     truth = clips.set_index("clip_id")
     cues, split = synth.standardised_cues(truth), truth["split"].astype(str)
     rng = np.random.default_rng(seed)
@@ -631,10 +630,6 @@ def reading_ceiling(clips: pd.DataFrame, *, r2: float | dict[str, float] = 1.0, 
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from sklearn.metrics import balanced_accuracy_score
-
-    from .data import synth
-
     cues = synth.standardised_cues(clips)
     shares = {cue: (r2.get(cue, 1.0) if isinstance(r2, dict) else float(r2)) for cue in cues.columns if cue != "mode"}
     bad = {cue: v for cue, v in shares.items() if not 0 < v <= 1}
@@ -733,8 +728,6 @@ def features_baseline(dataset, *, families: Sequence[str], n_jobs: int = 2, n_bo
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from . import features as F
-
     table = F.extract(dataset, families=F.extractable_families(dataset.clips), n_jobs=n_jobs)
     columns = F.feature_columns(table[table["status"] == "ok"], families)
     X, y = design(dataset, table, columns=columns)
@@ -759,8 +752,6 @@ def band_statistics_baseline(dataset, *, logmel: dict | None = None, n_jobs: int
 
     Notebook: notebooks/02_vit.ipynb
     """
-    from . import spectrogram
-
     clips = dataset.clips.reset_index(drop=True)
     specs, _ = spectrogram.compute(clips, params=spectrogram.LogMelParams(**(logmel or {})), n_jobs=n_jobs,
                                    progress=progress)
@@ -799,7 +790,20 @@ def representation_scores(dataset, X: pd.DataFrame, *, n_bootstrap: int = 1000, 
 
 
 def vit_results(path: str | Path | None = None) -> dict[str, Any] | None:
-    """Chapter 2's headline numbers (``_build/results/02_vit.json``), or None."""
+    """Chapter 2's headline numbers (``_build/results/02_vit.json``), or None.
+
+    Parameters
+    ----------
+    path : path, optional
+        The results file; default chapter 2's under :func:`mer.store.results_dir`.
+
+    Returns
+    -------
+    dict or None
+        Its ``results``; None if the file is missing or unreadable.
+
+    Notebook: notebooks/01_features.ipynb (the ViT's row of :func:`interpretability_table`)
+    """
     path = Path(path) if path else store.results_dir() / "02_vit.json"
     if not path.exists():
         return None

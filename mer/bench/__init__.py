@@ -2,9 +2,11 @@
 
 Benchmarks, not timed tests: they measure this machine and are reported in
 the issues' notes and the Reproducing page; no test fails on a number here.
-Each module that has a figure to report offers a ``benchmark()`` function
-returning a flat dict; this module calls those that exist and adds the whole
-book's cold and warm build times.
+Each module of this package measures one part of ``mer`` with a
+``benchmark()`` function returning a flat dict (:data:`GROUPS`); :func:`run`
+calls them, adds the synthetic sets' generation times and the whole book's
+cold and warm build times, and merges everything into the file.
+``python -m mer bench`` (:mod:`mer.cli.bench`) is its command.
 
 Keys (each documented where it is measured):
 
@@ -16,15 +18,15 @@ Keys (each documented where it is measured):
   built from no derived artefact (the rendered audio excepted), then the
   same with nothing changed;
 - ``features_*``, ``vit_*``, ``lrp_*``, ``sonify_*``: from
-  ``mer.features.benchmark``, ``mer.parallel.benchmark``,
-  ``mer.vit.benchmark``, ``mer.lrp.benchmark``, ``mer.sonify.benchmark``.
+  ``mer.bench.features.benchmark``, ``mer.bench.parallel.benchmark``,
+  ``mer.bench.vit.benchmark``, ``mer.bench.lrp.benchmark``,
+  ``mer.bench.sonify.benchmark``.
 
 Notebook: book/reproducing.md reports them.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
@@ -37,18 +39,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import profiles, store
+from .. import profiles, store
+from ..data import synth
 
 log = logging.getLogger(__name__)
 
-#: Modules whose ``benchmark()`` is called, in this order.
-MODULES = ("mer.features", "mer.parallel", "mer.vit", "mer.lrp", "mer.sonify")
+#: Modules of this package whose ``benchmark()`` is called, in this order; their
+#: names are the groups of :func:`run` (``mer.bench.sonify`` is the group ``sonify``).
+GROUPS = ("features", "parallel", "vit", "lrp", "sonify")
 
 
 def synth_generate_s(profile: str = "default") -> dict[str, Any]:
     """Generate the profile's synthetic set into an empty folder and time it."""
-    from .data import synth
-
     params = profiles.get(profile)
     with tempfile.TemporaryDirectory(prefix="mer-bench-synth-") as tmp:
         start = time.perf_counter()
@@ -61,8 +63,6 @@ def synth_generate_s(profile: str = "default") -> dict[str, Any]:
 
 def synth_tonal_generate_s(profile: str = "default") -> dict[str, Any]:
     """Generate the profile's number of clips in the tonal writing into an empty folder and time it."""
-    from .data import synth
-
     params = profiles.get(profile)
     with tempfile.TemporaryDirectory(prefix="mer-bench-tonal-") as tmp:
         start = time.perf_counter()
@@ -82,9 +82,9 @@ def book_times(profile: str = "default") -> dict[str, Any]:
     ``data/synth``: rendering is measured on its own by ``synth_generate_s``.
     """
     with tempfile.TemporaryDirectory(prefix="mer-bench-data-") as tmp:
-        synth = store.data_dir() / "synth"
-        synth.mkdir(parents=True, exist_ok=True)
-        (Path(tmp) / "synth").symlink_to(synth, target_is_directory=True)
+        rendered = store.data_dir() / "synth"
+        rendered.mkdir(parents=True, exist_ok=True)
+        (Path(tmp) / "synth").symlink_to(rendered, target_is_directory=True)
         env = dict(os.environ, MER_DATA=tmp)
         times = {}
         for key, extra in (("book_cold_s", ["--force"]), ("book_warm_s", [])):
@@ -101,8 +101,8 @@ def run(keys: list[str] | None = None, *, profile: str = "default") -> dict[str,
     Parameters
     ----------
     keys : list of str, optional
-        Restrict to these groups: ``synth``, ``synth_tonal``, ``book`` or a module name
-        (``features``, ``vit``, ``lrp``, ``sonify``). ``None`` runs all.
+        Restrict to these groups: ``synth``, ``synth_tonal``, ``book`` or one of
+        :data:`GROUPS` (``features``, ``parallel``, ``vit``, ``lrp``, ``sonify``). ``None`` runs all.
     profile : str
         Profile whose dataset and model sizes are measured.
 
@@ -117,10 +117,11 @@ def run(keys: list[str] | None = None, *, profile: str = "default") -> dict[str,
         "synth": lambda: synth_generate_s(profile),
         "synth_tonal": lambda: synth_tonal_generate_s(profile),
     }
-    for module_name in MODULES:
-        short = module_name.split(".")[1]
+    for short in GROUPS:
+        # Imported by name so that a group whose module or optional dependency is
+        # missing is skipped, and only the groups asked for need torch and the rest.
         try:
-            module = importlib.import_module(module_name)
+            module = importlib.import_module(f"{__name__}.{short}")
         except ImportError:
             continue
         if hasattr(module, "benchmark"):
@@ -140,13 +141,5 @@ def run(keys: list[str] | None = None, *, profile: str = "default") -> dict[str,
     return figures
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mer bench [GROUP...] [--profile NAME]``."""
-    parser = argparse.ArgumentParser(prog="python -m mer bench", description=__doc__.splitlines()[0])
-    parser.add_argument("groups", nargs="*", help="synth, synth_tonal, book, features, vit, lrp, sonify (default: all)")
-    parser.add_argument("--profile", default="default")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    figures = run(args.groups or None, profile=args.profile)
-    print(json.dumps(figures, indent=2, sort_keys=True))
-    return 0
+
+__all__ = ["GROUPS", "synth_generate_s", "synth_tonal_generate_s", "book_times", "run"]

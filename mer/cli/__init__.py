@@ -1,4 +1,13 @@
-"""What every ``python -m mer`` command shares: checked numbers and errors as messages.
+"""Command line of the companion: ``python -m mer COMMAND``, and what every command shares.
+
+``python -m mer run [CHAPTER...] [--profile quick|default|thesis] [-p NAME VALUE]... [--force] [--no-build] [--debug]``
+    Execute chapters with Papermill (cached) and build the book (:mod:`mer.cli.run`).
+``python -m mer predict|explain|train|bench ...``
+    :mod:`mer.cli.predict`, :mod:`mer.cli.explain`, :mod:`mer.cli.train`, :mod:`mer.cli.bench`.
+
+Each command is a module of this package with ``main(argv) -> int``; it
+parses arguments and prints, and leaves the computing to the rest of ``mer``.
+:func:`main` dispatches to them.
 
 A user of ``predict``, ``explain``, ``train`` or ``run`` sees, for a bad file,
 a bad argument or a broken checkpoint, one line on stderr naming what was
@@ -13,11 +22,12 @@ Notebook: book/reproducing.md shows the commands.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
 from typing import Callable
 
-from . import MerError, ParameterError
+from .. import MerError, ParameterError
 
 
 def _number(kind: type, test: Callable[[float], bool], wanted: str) -> Callable[[str], float]:
@@ -128,3 +138,76 @@ def guarded(prog: str, action: Callable[[], int], *, debug: bool = False,
         return 130
     except Exception as error:  # the last line of defence: a user sees a sentence, not a traceback
         return report(prog, error, debug=debug)
+
+
+#: The commands: name -> help. ``python -m mer NAME ...`` runs ``mer.cli.NAME.main(argv)``.
+COMMANDS = {
+    "run": "execute chapters with Papermill and build the book",
+    "predict": "predict Happy/Sad for audio files with a trained ViT",
+    "explain": "explain a prediction (LRP relevance, sonification)",
+    "train": "fine-tune the ViT on a dataset",
+    "bench": "measure speed on this machine into _build/bench.json",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The top-level parser: ``python -m mer --help`` and a refused unknown command.
+
+    Each command parses its own options (its ``--help`` included); here a
+    command only takes the rest of the line.
+    """
+    top = argparse.ArgumentParser(
+        prog="python -m mer",
+        description="Explainability Methods in Music Emotion Recognition: run the chapters, "
+                    "build the book, predict and explain.")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for name, text in COMMANDS.items():
+        sub = commands.add_parser(name, help=text, add_help=False,
+                                  description=f"{text} (options: python -m mer {name} --help)")
+        sub.add_argument("args", nargs=argparse.REMAINDER)
+    return top
+
+
+def dispatch(name: str, argv: list[str]) -> int:
+    """Run the command ``name`` (a key of :data:`COMMANDS`) on ``argv``; its exit status.
+
+    The command's module is imported only now: most of them import torch,
+    pandas or librosa, and ``python -m mer --help`` or ``run`` should not wait
+    for what they do not use.
+    """
+    module_name = f"{__name__}.{name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:  # the module exists but one of its imports is missing
+            raise
+        print(f"python -m mer {name}: {module_name} is not available in this checkout "
+              f"(no {module_name.replace('.', '/')}.py)", file=sys.stderr)
+        return 2
+    if not hasattr(module, "main"):
+        print(f"python -m mer {name}: {module_name} has no main(argv)", file=sys.stderr)
+        return 2
+    return int(module.main(argv) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mer COMMAND ...``: entry point; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``python -m mer`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The command's exit status (2 for an unknown command, as argparse).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # A command parses its own options (``--help`` included): argparse's REMAINDER
+    # would not pass on a first argument that looks like an option (``run --force``).
+    if argv and argv[0] in COMMANDS:
+        return dispatch(argv[0], argv[1:])
+    options = parser().parse_args(argv)  # --help, or an error: no command, an unknown one
+    return dispatch(options.command, options.args)

@@ -30,8 +30,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import ParameterError, lrp
-from .metrics import bootstrap_interval
+from .. import ParameterError
+from ..metrics import bootstrap_interval
+from .attribution import as_input, patch_grid, per_patch, relevance
+from .composite import PARTS, vit_parts
+from .explainers import explain_batched, spread_tokens
 
 
 # ---------------------------------------------------------------------------
@@ -80,9 +83,9 @@ def _perturbation_setup(model: nn.Module, x, target, order: str, step: float):
     at each step and the targets as a tensor."""
     if order not in ("morf", "lerf"):
         raise ParameterError(f"order must be 'morf' or 'lerf', got {order!r}")
-    inputs = lrp.as_input(x)
+    inputs = as_input(x)
     n_clips, _, n_mels, n_frames = inputs.shape
-    patch = lrp.patch_grid(model)
+    patch = patch_grid(model)
     n_patches = (n_mels // patch[0]) * (n_frames // patch[1])
     counts = np.rint(perturbation_fractions(step) * n_patches).astype(int)
     target = torch.as_tensor(np.broadcast_to(np.asarray(target), (n_clips,)).astype(np.int64))
@@ -115,7 +118,7 @@ def region_perturbation(model: nn.Module, x, relevance: np.ndarray, target, *, o
     """
     inputs, patch, n_patches, counts, target = _perturbation_setup(model, x, target, order, step)
     n_clips = len(inputs)
-    patch_scores = lrp.per_patch(relevance, patch).reshape(n_clips, -1)
+    patch_scores = per_patch(relevance, patch).reshape(n_clips, -1)
     # Stable sort: ties (constant maps) fall back to token order, the same for every explainer.
     ranking = np.argsort(-patch_scores if order == "morf" else patch_scores, axis=1, kind="stable")
     curves = np.zeros((n_clips, len(counts)))
@@ -200,8 +203,6 @@ def greedy_deletion(model: nn.Module, x, target, *, order: str = "morf", step: f
         model.train(was_training)
     # Larger value = removed earlier (MoRF) / later (LeRF), spread over each patch's bins as the
     # token-level explainers spread theirs.
-    from .explainers import spread_tokens
-
     value = (n_patches - rank).to(torch.float32) if order == "morf" else rank.to(torch.float32)
     return spread_tokens(value, model, (n_mels, n_frames))
 
@@ -290,14 +291,12 @@ def select_epsilon(model: nn.Module, x, target, epsilons, *, explainer: str = "l
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    from . import explainers
-
     candidates = sorted({float(e) for e in epsilons})
     if not candidates or candidates[0] < 0:
         raise ParameterError(f"epsilons must be non-negative and not empty, got {epsilons!r}")
     rows = []
     for epsilon in candidates:
-        maps = explainers.explain_batched(explainer, model, x, target, epsilon=epsilon)
+        maps = explain_batched(explainer, model, x, target, epsilon=epsilon)
         areas = {order: float(curve_area(region_perturbation(model, x, maps, target, order=order, step=step,
                                                              fill_value=fill_value), step).mean())
                  for order in ("morf", "lerf")}
@@ -400,7 +399,7 @@ def mass_accuracy(relevance: np.ndarray, masks: np.ndarray, *, patch: tuple[int,
         total = positive.sum(1)
     else:
         ph, pw = patch
-        tokens = np.clip(lrp.per_patch(r, patch), 0, None)  # (n_clips, rows, cols)
+        tokens = np.clip(per_patch(r, patch), 0, None)  # (n_clips, rows, cols)
         cols = tokens.shape[2]
         share = masks[:, :cols * pw].reshape(len(masks), cols, pw).mean(2)  # (n_clips, cols)
         inside = (tokens * share[:, None, :]).sum((1, 2))
@@ -454,7 +453,7 @@ def cascade_steps(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    parts = lrp.vit_parts(model)
+    parts = vit_parts(model)
     blocks = parts["blocks"]
     in_blocks = {id(m) for b in blocks for m in b.modules()} | {id(m) for m in parts["embeddings"].modules()}
     head = [m for m in model.modules()
@@ -480,7 +479,7 @@ def _randomise(modules: list[nn.Module], generator: torch.Generator) -> None:
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # slow to import; only the randomisation checks need it
 
     a, b = np.ravel(a), np.ravel(b)
     if np.all(a == a[0]) or np.all(b == b[0]):
@@ -524,9 +523,9 @@ def randomisation(model: nn.Module, x, target, explainer: Callable[..., np.ndarr
     """
     if draws < 1:
         raise ParameterError(f"draws must be >= 1, got {draws}")
-    patch = lrp.patch_grid(model)
+    patch = patch_grid(model)
     reference = np.asarray(explainer(copy.deepcopy(model), x, target))
-    ref_tokens = lrp.per_patch(reference, patch)
+    ref_tokens = per_patch(reference, patch)
     f = np.abs if absolute else (lambda v: v)
     names = ["none"] + [name for name, _ in cascade_steps(model)]
     rho = {k: [] for k in range(len(names))}
@@ -538,7 +537,7 @@ def randomisation(model: nn.Module, x, target, explainer: Callable[..., np.ndarr
         for k, (_, modules) in enumerate(steps):
             _randomise(modules, generator)
             maps = reference if k == 0 else np.asarray(explainer(work, x, target))
-            tokens = lrp.per_patch(maps, patch)
+            tokens = per_patch(maps, patch)
             rho[k] += [_spearman(f(reference[i]), f(maps[i])) for i in range(len(maps))]
             rho_t[k] += [_spearman(f(ref_tokens[i]), f(tokens[i])) for i in range(len(maps))]
     rows = []
@@ -557,7 +556,7 @@ RULE_ABLATION = {
     "attention rule only": ("attention",),
     "LayerNorm rule only": ("norm",),
     "GELU rule only": ("activation",),
-    "all three (LRP)": lrp.PARTS,
+    "all three (LRP)": PARTS,
 }
 
 
@@ -591,7 +590,12 @@ def rule_ablation(model: nn.Module, x, target, *, rule: str = "cp", seed: int = 
     columns = {}
     for label, parts in RULE_ABLATION.items():
         def explainer(m, xs, t, parts=parts):
-            return lrp.relevance(m, xs, t, rule=rule, modified=parts, account=False)["relevance"]
+            return relevance(m, xs, t, rule=rule, modified=parts, account=False)["relevance"]
         table = randomisation(model, x, target, explainer, seed=seed, draws=draws)
         columns[label] = table.set_index("randomised")["spearman_abs"]
     return pd.DataFrame(columns)
+
+
+__all__ = ["perturbation_fractions", "region_perturbation", "greedy_deletion", "search_reference", "curve_area",
+           "select_epsilon", "perturbation_summary", "window_mask", "mass_accuracy", "pointing_game",
+           "qualifying_probes", "cascade_steps", "randomisation", "RULE_ABLATION", "rule_ablation"]

@@ -15,6 +15,10 @@
 Token-level methods (rollout, chefer, occlusion) spread each token's value
 evenly over the bins of its patch, so a patch's bins sum to the token's value.
 
+A new explainer is a function ``(model, x, target=None, **options) -> array
+(batch, n_mels, n_frames)`` added to :data:`METHODS` (its key becomes the
+name in :data:`EXPLAINERS`).
+
 Notebook: notebooks/03_lrp.ipynb
 """
 
@@ -26,15 +30,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ParameterError, lrp
-
-EXPLAINERS = ("lrp", "attnlrp", "gradxinput", "ig", "rollout", "chefer", "occlusion", "random")
-
+from .. import ParameterError
+from .attribution import as_input, explained_output, gradient_x_input, patch_grid, relevance
+from .composite import PARTS
+from .rules import attention_function
 
 def spread_tokens(tokens: torch.Tensor, model: nn.Module, shape: tuple[int, int]) -> np.ndarray:
     """(batch, n_patches) token values -> (batch, n_mels, n_frames), each patch's
-    bins sharing its token's value evenly."""
-    ph, pw = lrp.patch_grid(model)
+    bins sharing its token's value evenly.
+
+    Parameters
+    ----------
+    tokens : torch.Tensor, shape (batch, n_patches)
+        Row-major over the patch grid (the ViT's token order).
+    model : transformers.ViTForImageClassification
+        Gives the patch size.
+    shape : (int, int)
+        ``(n_mels, n_frames)`` of the input; bins outside the patch grid get 0.
+
+    Returns
+    -------
+    np.ndarray, shape (batch, n_mels, n_frames), float32
+
+    Notebook: notebooks/03_lrp.ipynb (token-level explainers; the greedy search's map)
+    """
+    ph, pw = patch_grid(model)
     rows, cols = shape[0] // ph, shape[1] // pw
     grid = tokens.detach().reshape(-1, rows, cols).to(torch.float32) / (ph * pw)
     out = grid.repeat_interleave(ph, 1).repeat_interleave(pw, 2)
@@ -65,10 +85,10 @@ def _attention_maps(model: nn.Module, x: torch.Tensor, target, with_grad: bool):
     was_training = model.training
     model.eval()
     try:
-        with lrp.attention_function(model, "mer_record_attention", _recording_attention(store)):
+        with attention_function(model, "mer_record_attention", _recording_attention(store)):
             with torch.set_grad_enabled(with_grad):
                 logits = model(pixel_values=x).logits
-                value, _ = lrp.explained_output(logits, target)
+                value, _ = explained_output(logits, target)
                 if with_grad:
                     value.sum().backward(inputs=store)
     finally:
@@ -82,7 +102,7 @@ def rollout(model: nn.Module, x, target=None, **_: Any) -> np.ndarray:
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = lrp.as_input(x)
+    inputs = as_input(x)
     maps = _attention_maps(model, inputs, target, with_grad=False)
     n = maps[0].shape[-1]
     joint = torch.eye(n).expand(inputs.shape[0], n, n)
@@ -99,7 +119,7 @@ def chefer(model: nn.Module, x, target=None, **_: Any) -> np.ndarray:
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = lrp.as_input(x)
+    inputs = as_input(x)
     maps = _attention_maps(model, inputs, target, with_grad=True)
     n = maps[0].shape[-1]
     joint = torch.eye(n).expand(inputs.shape[0], n, n).clone()
@@ -115,8 +135,8 @@ def occlusion(model: nn.Module, x, target=None, *, fill_value: float = 0.0, chun
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = lrp.as_input(x)
-    ph, pw = lrp.patch_grid(model)
+    inputs = as_input(x)
+    ph, pw = patch_grid(model)
     batch, _, n_mels, n_frames = inputs.shape
     rows, cols = n_mels // ph, n_frames // pw
     was_training = model.training
@@ -124,7 +144,7 @@ def occlusion(model: nn.Module, x, target=None, *, fill_value: float = 0.0, chun
     try:
         with torch.no_grad():
             logits = model(pixel_values=inputs).logits
-            full, target_t = lrp.explained_output(logits, target)
+            full, target_t = explained_output(logits, target)
             drops = torch.zeros(batch, rows * cols)
             pairs = [(b, p) for b in range(batch) for p in range(rows * cols)]
             for start in range(0, len(pairs), chunk):
@@ -149,14 +169,14 @@ def integrated_gradients(model: nn.Module, x, target=None, *, fill_value: float 
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    from captum.attr import IntegratedGradients
+    from captum.attr import IntegratedGradients  # slow to import, and only this explainer needs it
 
-    inputs = lrp.as_input(x)
+    inputs = as_input(x)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            _, target_t = lrp.explained_output(model(pixel_values=inputs).logits, target)
+            _, target_t = explained_output(model(pixel_values=inputs).logits, target)
         method = IntegratedGradients(lambda batch: model(pixel_values=batch).logits)
         attribution = method.attribute(inputs, baselines=torch.full_like(inputs, fill_value),
                                        target=target_t, n_steps=n_steps,
@@ -171,22 +191,22 @@ def random_map(model: nn.Module, x, target=None, *, seed: int = 0, **_: Any) -> 
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = lrp.as_input(x)
+    inputs = as_input(x)
     rng = np.random.default_rng(seed)
     return rng.standard_normal((inputs.shape[0], *inputs.shape[-2:])).astype(np.float32)
 
 
 def _lrp(rule: str) -> Callable[..., np.ndarray]:
-    def method(model, x, target=None, *, gamma=None, epsilon=0.0, modified=lrp.PARTS, **_: Any) -> np.ndarray:
+    def method(model, x, target=None, *, gamma=None, epsilon=0.0, modified=PARTS, **_: Any) -> np.ndarray:
         # Only the map: the bookkeeping of absorbed relevance is the
         # conservation check's (mer.lrp.relevance(account=True)).
-        return lrp.relevance(model, x, target, rule=rule, gamma=gamma, epsilon=epsilon, account=False,
-                             modified=modified)["relevance"]
+        return relevance(model, x, target, rule=rule, gamma=gamma, epsilon=epsilon, account=False,
+                         modified=modified)["relevance"]
     return method
 
 
 def _gradxinput(model, x, target=None, **_: Any) -> np.ndarray:
-    return lrp.gradient_x_input(model, x, target)
+    return gradient_x_input(model, x, target)
 
 
 METHODS: dict[str, Callable[..., np.ndarray]] = {
@@ -199,6 +219,8 @@ METHODS: dict[str, Callable[..., np.ndarray]] = {
     "occlusion": occlusion,
     "random": random_map,
 }
+#: The explainers' names, in the order the chapter lists them.
+EXPLAINERS = tuple(METHODS)
 
 
 def explain(name: str, model: nn.Module, x, target=None, **options: Any) -> np.ndarray:
@@ -244,3 +266,7 @@ def explain_batched(name: str, model: nn.Module, x, target=None, *, batch_size: 
             opts["seed"] = int(options.get("seed", 0)) + start
         parts.append(explain(name, model, x[start:start + batch_size], t, **opts))
     return np.concatenate(parts) if parts else np.zeros((0, *x.shape[-2:]), np.float32)
+
+
+__all__ = ["EXPLAINERS", "METHODS", "spread_tokens", "rollout", "chefer", "occlusion", "integrated_gradients",
+           "random_map", "explain", "explain_batched"]

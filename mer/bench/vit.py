@@ -1,0 +1,98 @@
+"""Speed of the ViT on this machine: training steps, inference, the front ends (``make bench``).
+
+Notebook: book/reproducing.md reports them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import spectrogram, tonality
+from ..vit import LOGFREQ_LOGMEL, build_model, predict_proba
+
+
+def logmel_ms(n: int = 5) -> float:
+    """Milliseconds for the log-mel of one 10 s clip (mean of ``n``)."""
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal(int(spectrogram.SR * 10)).astype(np.float32) * 0.1
+    spectrogram.logmel(y)
+    start = time.perf_counter()
+    for _ in range(n):
+        spectrogram.logmel(y)
+    return (time.perf_counter() - start) / n * 1000
+
+
+def benchmark(*, batch_size: int = 32, repeats: int = 3) -> dict[str, Any]:
+    """Speed of the default model on this CPU.
+
+    Returns
+    -------
+    dict
+        ``vit_train_spectrograms_per_s``: forward + backward + AdamW step on
+        batches of 32 default-size inputs (128 x 108). ``vit_infer_ms_per_clip``:
+        one 10 s clip from audio to probability (log-mel included), batch 1.
+        ``vit_logmel_ms_per_clip``: the log-mel part alone.
+        ``vit_every_key_train_spectrograms_per_s``: the same step for the
+        every-key design's input (192 log-frequency rows x 108);
+        ``vit_every_key_tonic_ms_per_clip``: its tonic estimate (CQT chroma).
+
+    Notebook: book/reproducing.md
+    """
+    model = build_model("default", seed=0)
+    train_rate = _train_rate(model, n_rows=128, batch_size=batch_size, repeats=repeats)
+    model.eval()
+    y = np.random.default_rng(0).standard_normal(spectrogram.SR * 10).astype(np.float32) * 0.1
+    stats = {"mean": -40.0, "std": 20.0}
+
+    def infer():
+        spec = spectrogram.normalize(spectrogram.logmel(y), stats)[None]
+        return predict_proba(model, spec)
+
+    infer()
+    start = time.perf_counter()
+    for _ in range(5):
+        infer()
+    infer_ms = (time.perf_counter() - start) / 5 * 1000
+    return {"vit_train_spectrograms_per_s": round(train_rate, 1), "vit_infer_ms_per_clip": round(infer_ms, 1),
+            "vit_logmel_ms_per_clip": round(logmel_ms(), 1),
+            "vit_parameters": int(sum(p.numel() for p in model.parameters())),
+            **_every_key_benchmark(y, batch_size=batch_size, repeats=repeats)}
+
+
+def _train_rate(model, *, n_rows: int, batch_size: int, repeats: int) -> float:
+    """Spectrograms per second through forward, backward and an AdamW step, on random batches (after one warm-up step)."""
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = torch.randn(batch_size, 1, n_rows, 108)
+    target = torch.randint(0, 2, (batch_size,), generator=torch.Generator().manual_seed(0))
+    model.train()
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(pixel_values=batch).logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return batch_size * repeats / (time.perf_counter() - start)
+
+
+def _every_key_benchmark(y: np.ndarray, *, batch_size: int, repeats: int) -> dict[str, Any]:
+    """Speed of the every-key design (``--front-end logfreq --canonicalise tonic``): its larger input and its tonic step."""
+    params = spectrogram.LogMelParams(**LOGFREQ_LOGMEL)
+    train_rate = _train_rate(build_model("default", n_mels=params.n_mels, seed=0), n_rows=params.n_mels,
+                             batch_size=batch_size, repeats=repeats)
+    tonality.tonic_chroma(y)
+    start = time.perf_counter()
+    for _ in range(3):
+        tonality.tonic_chroma(y)
+    tonic_ms = (time.perf_counter() - start) / 3 * 1000
+    return {"vit_every_key_train_spectrograms_per_s": round(train_rate, 1),
+            "vit_every_key_tonic_ms_per_clip": round(tonic_ms, 1)}

@@ -1,0 +1,60 @@
+"""``python -m mer predict``: Happy or Sad per 10 s window and for the whole file.
+
+``python -m mer predict FILE... [--checkpoint DIR | --profile NAME] [--first] [--debug]`` prints
+the model it uses (:func:`mer.predict.describe_model`), then :func:`mer.predict.predict_file`'s
+table for each file. A file that cannot be used is one line on stderr and the others go on.
+
+Notebook: notebooks/02_vit.ipynb
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import profiles
+from ..predict import describe_model, load_model, predict_file
+from . import add_debug, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mer predict FILE... [--checkpoint DIR | --profile NAME] [--first] [--debug]``.
+
+    Prints the model (:func:`mer.predict.describe_model`), then a table per file.
+    Returns 0, 1 if a file or the model could not be used (one line on
+    stderr each), 2 for bad options.
+    """
+    parser = argparse.ArgumentParser(prog="python -m mer predict",
+                                     description="Happy or Sad per 10 s window and for the whole file.")
+    parser.add_argument("files", nargs="+", metavar="FILE")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", default=None, metavar="DIR",
+                       help="checkpoint folder (default: chapter 2's model for the profile rendered last)")
+    which.add_argument("--profile", default=None, choices=sorted(profiles.PROFILES),
+                       help="chapter 2's model for this profile")
+    parser.add_argument("--first", action="store_true", help="only the first 10 s")
+    add_debug(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    prog = "python -m mer predict"
+    try:
+        loaded, card = load_model(args.checkpoint, profile=args.profile)
+    except Exception as error:
+        return report(prog, error, debug=args.debug)
+    print(describe_model(card))
+    status = 0
+    for path in args.files:
+        try:
+            table = predict_file(path, loaded, window="first" if args.first else "all")
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as error:  # one file's failure, however odd, is a line; the others go on
+            status = max(status, report(prog, error, debug=args.debug))
+            continue
+        print(f"{path}")
+        for note in table.attrs["notes"]:
+            print(f"note: {path}: {note}")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return status

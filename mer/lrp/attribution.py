@@ -1,0 +1,259 @@
+"""Relevance maps: one forward and one backward pass under a composite, and
+what the chapter reads from them.
+
+:func:`relevance` is LRP for a batch of spectrograms (the rules of
+:func:`mer.lrp.composite.lrp_context`, or any :class:`~mer.lrp.composite.Composite`);
+:func:`gradient_x_input` the same pass without rules; :func:`conservation`
+checks that the input's relevance adds up to the explained logit on a copy
+of the model without offsets (:func:`zero_offsets`). :func:`as_input`,
+:func:`explained_output`, :func:`patch_grid` and :func:`per_patch` are what
+every explainer and check shares.
+
+(Named ``attribution`` rather than ``relevance`` so that ``mer.lrp.relevance``
+is the function, never a module.)
+
+Notebook: notebooks/03_lrp.ipynb
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import ParameterError
+from .composite import PARTS, Composite, lrp_context, vit_parts
+from .rules import LRPState
+
+
+def as_input(x) -> torch.Tensor:
+    """Spectrograms as the model's input tensor, shape (batch, 1, n_mels, n_frames), float32.
+
+    Parameters
+    ----------
+    x : array-like or torch.Tensor, shape (batch, n_mels, n_frames) or (batch, 1, n_mels, n_frames)
+
+    Notebook: notebooks/03_lrp.ipynb (every explainer and check takes its input through it).
+    """
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ParameterError(f"expected spectrograms of shape (batch, n_mels, n_frames) or "
+                             f"(batch, 1, n_mels, n_frames), got {tuple(x.shape)}")
+    return x.detach().to(torch.float32)
+
+
+def _targets(target, logits: torch.Tensor) -> torch.Tensor:
+    batch = logits.shape[0]
+    if target is None:
+        return logits.argmax(-1)
+    target = torch.as_tensor(np.array(target, dtype=np.int64)).reshape(-1)
+    if target.numel() == 1:
+        target = target.expand(batch)
+    if target.numel() != batch or (target < 0).any() or (target >= logits.shape[1]).any():
+        raise ParameterError(f"target must be a class index in [0, {logits.shape[1]}) or one per clip, "
+                             f"got {target.tolist()}")
+    return target
+
+
+def explained_output(logits: torch.Tensor, target, versus=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logit being explained, per clip: ``logit[target]`` or, with
+    ``versus``, the contrast ``logit[target] - logit[versus]``.
+
+    Returns
+    -------
+    value : torch.Tensor, shape (batch,)
+    target : torch.Tensor, shape (batch,), long
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    target = _targets(target, logits)
+    value = logits.gather(1, target[:, None])[:, 0]
+    if versus is not None:
+        versus = _targets(versus, logits)
+        value = value - logits.gather(1, versus[:, None])[:, 0]
+    return value, target
+
+
+def patch_grid(model: nn.Module) -> tuple[int, int]:
+    """Patch size ``(mel bands, frames)`` of a ViT, read from its patch convolution.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    conv = vit_parts(model)["conv"]
+    return tuple(int(k) for k in conv.kernel_size)
+
+
+def per_patch(relevance: np.ndarray | torch.Tensor, patch: tuple[int, int]) -> np.ndarray:
+    """Sum a per-bin map over each patch.
+
+    Parameters
+    ----------
+    relevance : array, shape (batch, n_mels, n_frames)
+    patch : (int, int)
+        Patch height (mel bands) and width (frames).
+
+    Returns
+    -------
+    np.ndarray, shape (batch, n_mels // patch[0], n_frames // patch[1])
+        Row-major over the patch grid, the order of the ViT's tokens.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    r = np.asarray(relevance.detach().cpu() if isinstance(relevance, torch.Tensor) else relevance,
+                   dtype=np.float64)
+    batch, n_mels, n_frames = r.shape
+    ph, pw = patch
+    rows, cols = n_mels // ph, n_frames // pw
+    r = r[:, :rows * ph, :cols * pw].reshape(batch, rows, ph, cols, pw)
+    return r.sum(axis=(2, 4))
+
+
+def relevance(model: nn.Module, x, target=None, *, rule: str = "cp", gamma: float | None = None,
+              epsilon: float = 0.0, versus=None, account: bool = True,
+              modified: tuple[str, ...] = PARTS, composite: Composite | None = None) -> dict[str, Any]:
+    """LRP relevance of every input bin for a batch of spectrograms.
+
+    One forward and one backward pass with the rules of :func:`~mer.lrp.composite.lrp_context`.
+
+    Parameters
+    ----------
+    model : transformers.ViTForImageClassification
+    x : array or torch.Tensor, shape (batch, n_mels, n_frames) or (batch, 1, n_mels, n_frames)
+        Model input (normalised log-mel).
+    target : int, sequence of int or None
+        Class explained per clip; ``None`` = the predicted class.
+    rule : {"cp", "attn"}
+    gamma, epsilon, modified : see :func:`~mer.lrp.composite.lrp_context`
+    versus : int, sequence of int or None
+        Explain ``logit[target] - logit[versus]`` (class-contrastive).
+    account : bool
+        Also account for the relevance the biases, LayerNorm offsets, CLS
+        token and position embeddings absorb (``absorbed``, ``lost``); with
+        ``False`` those two entries are NaN and the maps are unchanged.
+    composite : Composite, optional
+        Rules to apply instead of those ``rule``, ``gamma``, ``epsilon`` and
+        ``modified`` name (:func:`mer.lrp.composite.vit_composite`); give
+        one or the other.
+
+    Returns
+    -------
+    dict
+        ``relevance`` : np.ndarray (batch, n_mels, n_frames), float32;
+        ``patch`` : np.ndarray (batch, n_rows, n_cols), per-patch sums;
+        ``explained`` : np.ndarray (batch,), the logit (or contrast) explained;
+        ``target`` : np.ndarray (batch,);
+        ``logits`` : np.ndarray (batch, n_classes);
+        ``absorbed`` : dict of np.ndarray (batch,) for ``bias``,
+        ``norm_offset``, ``cls``, ``position``;
+        ``lost`` : np.ndarray (batch,), what no part accounts for
+        (``explained - input - absorbed``): zero for a conservative rule
+        up to rounding; AttnLRP's softmax rule and epsilon lose some.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    inputs = as_input(x).requires_grad_(True)
+    if composite is None:
+        context = lrp_context(model, rule=rule, gamma=gamma, epsilon=epsilon, account=account,
+                              modified=tuple(modified))
+    elif rule != "cp" or gamma is not None or epsilon != 0 or tuple(modified) != PARTS:
+        raise ParameterError("give either a composite or rule/gamma/epsilon/modified, not both")
+    else:
+        context = composite.context(model, LRPState(rule="composite", gamma=None, epsilon=0.0, account=account))
+    with context as state:
+        state.reset()
+        logits = model(pixel_values=inputs).logits
+        value, target = explained_output(logits, target, versus)
+        (grad,) = torch.autograd.grad(value.sum(), inputs)
+        absorbed = state.absorbed_per_sample(inputs.shape[0])
+    per_bin = (inputs.detach() * grad)[:, 0]
+    input_total = per_bin.to(torch.float64).flatten(1).sum(1)
+    explained = value.detach().to(torch.float64)
+    if account:
+        lost = explained - input_total - sum(absorbed.values())
+    else:
+        absorbed = {name: torch.full_like(explained, float("nan")) for name in absorbed}
+        lost = torch.full_like(explained, float("nan"))
+    return {
+        "relevance": per_bin.numpy(),
+        "patch": per_patch(per_bin, patch_grid(model)),
+        "explained": explained.numpy(),
+        "target": target.numpy(),
+        "logits": logits.detach().numpy(),
+        "absorbed": {k: v.numpy() for k, v in absorbed.items()},
+        "lost": lost.numpy(),
+    }
+
+
+def gradient_x_input(model: nn.Module, x, target=None, *, versus=None) -> np.ndarray:
+    """Plain gradient x input (no rules): the baseline LRP is timed against.
+
+    Returns
+    -------
+    np.ndarray, shape (batch, n_mels, n_frames)
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    inputs = as_input(x).requires_grad_(True)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(pixel_values=inputs).logits
+        value, _ = explained_output(logits, target, versus)
+        (grad,) = torch.autograd.grad(value.sum(), inputs)
+    finally:
+        model.train(was_training)
+    return (inputs.detach() * grad)[:, 0].numpy()
+
+
+# ---------------------------------------------------------------------------
+# Conservation
+# ---------------------------------------------------------------------------
+
+def zero_offsets(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every bias, LayerNorm offset, the CLS token and
+    the position embeddings set to zero: the network LRP must conserve on.
+
+    Found by type: biases of ``nn.Linear``/``nn.Conv2d``/``nn.LayerNorm`` and
+    the embeddings module's own parameters (CLS token, position embeddings).
+
+    Notebook: notebooks/03_lrp.ipynb (the conservation check)
+    """
+    clone = copy.deepcopy(model)
+    parts = vit_parts(clone)
+    with torch.no_grad():
+        for module in clone.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d, nn.LayerNorm)) and module.bias is not None:
+                module.bias.zero_()
+        for parameter in parts["embeddings"].parameters(recurse=False):
+            parameter.zero_()
+    return clone
+
+
+def conservation(model: nn.Module, x, target=None, *, rule: str = "cp", gamma: float | None = None,
+                 epsilon: float = 0.0) -> "pd.DataFrame":
+    """Sum of input relevance against the explained logit, per clip.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per clip: ``logit``, ``input`` (sum of input relevance),
+        ``bias``, ``norm_offset``, ``cls``, ``position`` (absorbed), ``lost``,
+        ``rel_error`` = ``|logit - input| / |logit|``.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    out = relevance(model, x, target, rule=rule, gamma=gamma, epsilon=epsilon)
+    total = out["relevance"].astype(np.float64).reshape(len(out["relevance"]), -1).sum(1)
+    table = pd.DataFrame({"logit": out["explained"], "input": total, **out["absorbed"], "lost": out["lost"]})
+    table["rel_error"] = np.abs(table["logit"] - table["input"]) / np.maximum(np.abs(table["logit"]), 1e-12)
+    return table
+
+
+__all__ = ["as_input", "explained_output", "patch_grid", "per_patch", "relevance", "gradient_x_input",
+           "zero_offsets", "conservation"]
