@@ -117,7 +117,7 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    specs, db = vit.audio_input(clips, meta)
+    specs, db, semitones = vit.audio_input_and_shift(clips, meta)
     proba = vit.predict_proba(model, specs)
     predicted = proba.argmax(axis=1)
     target = predicted if target is None else np.array(np.broadcast_to(np.asarray(target), predicted.shape))
@@ -130,12 +130,7 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
     return {"proba": proba, "predicted": predicted, "target": np.asarray(target),
             "relevance": np.asarray(relevance)[..., :n_frames], "logmel_db": db,
             "model_input": specs[:, 0, :, :n_frames],
-            "semitones": _semitones(clips, meta), "logmel": dict(meta["logmel"])}
-
-
-def _semitones(clips, meta) -> np.ndarray:
-    moved = vit.audio_canonical_semitones(np.atleast_2d(np.asarray(clips, dtype=np.float32)), meta)
-    return np.zeros(len(np.atleast_2d(clips)), dtype=int) if moved is None else moved
+            "semitones": semitones, "logmel": dict(meta["logmel"])}
 
 
 # ----------------------------------------------------------------------------

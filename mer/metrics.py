@@ -66,6 +66,33 @@ def quadrant(label: str, predicted: str) -> str:
     return {(HAPPY, HAPPY): "TP", (SAD, SAD): "TN", (SAD, HAPPY): "FP", (HAPPY, SAD): "FN"}[(label, predicted)]
 
 
+def sample_by_quadrant(quadrants, n: int, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Up to ``n`` clips of each quadrant, drawn at random without replacement.
+
+    Parameters
+    ----------
+    quadrants : array-like of str, shape (n_clips,)
+        Each clip's quadrant (:func:`quadrant`).
+    n : int
+    seed : int
+        One generator, drawn from in the order of :data:`QUADRANTS`.
+
+    Returns
+    -------
+    dict quadrant -> np.ndarray of int
+        Row positions; empty for a quadrant with no clip.
+
+    Notebook: notebooks/03_lrp.ipynb (the example relevance maps)
+    """
+    rng = np.random.default_rng(seed)
+    quadrants = np.asarray(quadrants)
+    chosen = {}
+    for q in QUADRANTS:
+        rows = np.flatnonzero(quadrants == q)
+        chosen[q] = rng.choice(rows, size=min(n, len(rows)), replace=False) if len(rows) else rows
+    return chosen
+
+
 def classification_metrics(labels: np.ndarray, p_happy: np.ndarray) -> dict[str, float]:
     """Accuracy, balanced accuracy, F1 (Happy positive) and ROC AUC.
 
@@ -170,5 +197,6 @@ def bootstrap_interval(values: np.ndarray, *, n_bootstrap: int = 2000, seed: int
     return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-__all__ = ["LABELS", "SAD", "HAPPY", "LABEL2ID", "ID2LABEL", "THRESHOLD", "QUADRANTS", "label_codes",
-           "label_names", "called", "quadrant", "classification_metrics", "bootstrap_metrics", "bootstrap_interval"]
+__all__ = ["LABELS", "SAD", "HAPPY", "LABEL2ID", "ID2LABEL", "THRESHOLD", "QUADRANTS", "label_codes", "label_names",
+           "called", "quadrant", "sample_by_quadrant", "classification_metrics", "bootstrap_metrics",
+           "bootstrap_interval"]

@@ -56,3 +56,14 @@ def test_bootstrap_interval_of_a_mean_holds_the_mean():
     mean, low, high = metrics.bootstrap_interval(values, n_bootstrap=500)
     assert mean == pytest.approx(values.mean()) and low < mean < high
     assert high - low == pytest.approx(2 * 1.96 * values.std() / np.sqrt(len(values)), rel=0.25)
+
+
+def test_sample_by_quadrant_draws_up_to_n_of_each_quadrant_reproducibly():
+    quadrants = np.array(["TP", "TN", "TP", "FN", "TP", "TN"])
+    chosen = metrics.sample_by_quadrant(quadrants, 2, seed=3)
+    assert list(chosen) == list(metrics.QUADRANTS)
+    assert len(chosen["TP"]) == 2 and set(chosen["TP"]) <= {0, 2, 4}
+    assert list(chosen["TN"]) in ([1, 5], [5, 1]) and list(chosen["FN"]) == [3] and len(chosen["FP"]) == 0
+    again = metrics.sample_by_quadrant(quadrants, 2, seed=3)
+    assert all(np.array_equal(chosen[q], again[q]) for q in metrics.QUADRANTS)
+

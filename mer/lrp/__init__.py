@@ -71,8 +71,8 @@ Notebook: notebooks/03_lrp.ipynb
 
 from __future__ import annotations
 
-from .attribution import (as_input, conservation, explained_output, gradient_x_input, patch_grid, per_patch,
-                          relevance, zero_offsets)
+from .attribution import (as_input, conservation, example_maps, explained_output, gradient_x_input, patch_grid,
+                          per_patch, relevance, zero_offsets)
 from .composite import (ATTENTION, BLOCK_ACTIVATIONS, BLOCK_LINEARS, PARTS, PATCH_CONV, RULES, Composite, Inside,
                         activation_types, lrp_context, part_rules, select, vit_composite, vit_parts)
 from .explainers import EXPLAINERS, explain, explain_batched
@@ -82,7 +82,7 @@ from .rules import (ATTENTION_RULES, ActivationIdentity, AttentionFunction, Conv
 
 __all__ = [
     # relevance maps
-    "relevance", "gradient_x_input", "conservation", "zero_offsets", "as_input", "explained_output",
+    "relevance", "gradient_x_input", "conservation", "zero_offsets", "as_input", "example_maps", "explained_output",
     "patch_grid", "per_patch",
     # the composite and the context
     "lrp_context", "LRPState", "Composite", "Inside", "ATTENTION", "BLOCK_LINEARS", "BLOCK_ACTIVATIONS",

@@ -190,6 +190,25 @@ def relevance(model: nn.Module, x, target=None, *, rule: str = "cp", gamma: floa
     }
 
 
+def example_maps(model: nn.Module, x, *, rule: str = "cp") -> tuple[np.ndarray, np.ndarray]:
+    """What chapter 3 shows for one clip: the relevance of the predicted class, and of Happy versus Sad.
+
+    Parameters
+    ----------
+    x : array or tensor, shape (1, 1, n_rows, n_frames)
+
+    Returns
+    -------
+    own, contrast : np.ndarray, shape (n_rows, n_frames) each
+        :func:`relevance` of the predicted logit, and of the Happy logit minus the Sad one.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    own = relevance(model, x, rule=rule)
+    contrast = relevance(model, x, target=1, versus=0, rule=rule)
+    return own["relevance"][0], contrast["relevance"][0]
+
+
 def gradient_x_input(model: nn.Module, x, target=None, *, versus=None) -> np.ndarray:
     """Plain gradient x input (no rules): the baseline LRP is timed against.
 

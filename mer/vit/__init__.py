@@ -63,7 +63,7 @@ from .model import (SIZES, CheckpointError, PretrainedNotFound, model_config, bu
 from .inputs import (CANONICALISE, LOGFREQ_LOGMEL, STATS_CLIPS, shift_set, augment_record, key_options,
                      key_invariance_record, tall_logmel_params, canonical_semitones, tonic_profile,
                      audio_canonical_semitones, input_filterbank, crop_each, prepare, model_input, fit_input,
-                     audio_input)
+                     audio_input, audio_input_and_shift)
 from .augment import spec_augment, roll_time, mixup, balanced_order, epoch_generator, Transposer
 from .pretrain import PRETRAIN_DIR, span_mask, masked_pretrain
 from .checkpoint import (META_FILE, WEIGHTS_FILE, VALENCE_HEAD_FILE, REQUIRED_META, CHECKPOINT_REMEDY,
@@ -79,11 +79,11 @@ __all__ = [
     "representation", "clip_representations", "valence_head", "CANONICALISE", "LOGFREQ_LOGMEL", "STATS_CLIPS",
     "shift_set", "augment_record", "key_options", "key_invariance_record", "tall_logmel_params",
     "canonical_semitones", "tonic_profile", "audio_canonical_semitones", "input_filterbank", "crop_each",
-    "prepare", "model_input", "fit_input", "audio_input", "spec_augment", "roll_time", "mixup", "balanced_order",
-    "epoch_generator", "Transposer", "PRETRAIN_DIR", "span_mask", "masked_pretrain", "META_FILE", "WEIGHTS_FILE",
-    "VALENCE_HEAD_FILE", "REQUIRED_META", "CHECKPOINT_REMEDY", "Checkpoint", "dataset_fingerprint",
-    "checkpoint_dir", "load_checkpoint", "weights_sha256", "describe_checkpoint", "latest_checkpoint",
-    "TrainOptions", "TrainResult", "train", "accelerator", "valence_weight_for", "Evaluation", "evaluate",
-    "seed_spread", "CHAPTER_MODEL_DIR", "LAST_PROFILE_FILE", "chapter_model", "chapter_model_records",
-    "record_chapter_model", "recorded_chapter_model",
+    "prepare", "model_input", "fit_input", "audio_input", "audio_input_and_shift", "spec_augment", "roll_time",
+    "mixup", "balanced_order", "epoch_generator", "Transposer", "PRETRAIN_DIR", "span_mask", "masked_pretrain",
+    "META_FILE", "WEIGHTS_FILE", "VALENCE_HEAD_FILE", "REQUIRED_META", "CHECKPOINT_REMEDY", "Checkpoint",
+    "dataset_fingerprint", "checkpoint_dir", "load_checkpoint", "weights_sha256", "describe_checkpoint",
+    "latest_checkpoint", "TrainOptions", "TrainResult", "train", "accelerator", "valence_weight_for",
+    "Evaluation", "evaluate", "seed_spread", "CHAPTER_MODEL_DIR", "LAST_PROFILE_FILE", "chapter_model",
+    "chapter_model_records", "record_chapter_model", "recorded_chapter_model",
 ]

@@ -341,14 +341,33 @@ def audio_input(clips: np.ndarray | Sequence[np.ndarray], meta: dict[str, Any]) 
 
     Notebook: notebooks/04_sonification.ipynb
     """
+    model_input, logmel_db, _ = audio_input_and_shift(clips, meta)
+    return model_input, logmel_db
+
+
+def audio_input_and_shift(clips: np.ndarray | Sequence[np.ndarray], meta: dict[str, Any]
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`audio_input`, and how far each clip was moved to the canonical key.
+
+    Returns
+    -------
+    model_input, logmel_db
+        As :func:`audio_input`.
+    semitones : np.ndarray of int, shape (n_clips,)
+        The move of each clip (0 unless the checkpoint canonicalises), to map
+        relevance back to STFT bins (:func:`mer.sonify.front_end_options`).
+
+    Notebook: notebooks/04_sonification.ipynb
+    """
     params = meta["logmel"]
     clips = [np.asarray(y, dtype=np.float32) for y in (clips if isinstance(clips, (list, tuple))
                                                        else np.atleast_2d(clips))]
     semitones = audio_canonical_semitones(clips, meta) if clips else None
     if semitones is None:
         db = np.stack([spectrogram.logmel(y, params=params) for y in clips])
+        semitones = np.zeros(len(clips), dtype=int)
     else:  # a canonicalised checkpoint: the same move to the canonical key as in training
         tall_params = tall_logmel_params(spectrogram.LogMelParams(**params), 6)
         tall = np.stack([spectrogram.logmel(y, params=tall_params) for y in clips])
         db = crop_each(tall, tall_params, semitones, params["top_db"])
-    return fit_input(spectrogram.normalize(db, meta["stats"]), meta), db[:, 0]
+    return fit_input(spectrogram.normalize(db, meta["stats"]), meta), db[:, 0], semitones
