@@ -68,7 +68,7 @@ _TICK_PRIORITY = (69, 81, 57, 93, 45, 105, 33, 117, 21, 129)
 
 def _min_font(fig) -> float:
     """Font size (pt) at this figure's size that still shows as :data:`MIN_FONT_PT` in the book."""
-    shrink = min(1.0, BOOK_WIDTH_PX / (fig.get_figwidth() * BOOK_DPI))
+    shrink = min(1.0, BOOK_WIDTH_PX / (fig.figure.get_figwidth() * BOOK_DPI))  # a SubFigure's root
     return MIN_FONT_PT / shrink
 
 
@@ -143,10 +143,9 @@ def _note_ticks(ax, position, low: float, high: float, *, fontsize: float, axis:
     """
     import librosa  # slow to import (numba); only the note and hertz axes need it
 
-    fig = ax.figure
-    box = ax.get_position()
+    box = ax.get_window_extent()  # pixels, also for an axes inside a SubFigure
     span = abs(np.diff(ax.get_ylim() if axis == "y" else ax.get_xlim())[0]) or 1.0
-    length_pt = (box.height * fig.get_figheight() if axis == "y" else box.width * fig.get_figwidth()) * 72
+    length_pt = (box.height if axis == "y" else box.width) / ax.figure.figure.dpi * 72
     gap = 1.3 * fontsize * span / max(length_pt, 1.0)
     chosen: list[tuple[float, float]] = []
     for midi in _TICK_PRIORITY:
@@ -710,6 +709,10 @@ def _symmetric_limit(values) -> float:
     return limit if limit > 0 else 1.0
 
 
+#: Width and height (inches) of one :func:`lrp_example`.
+EXAMPLE_SIZE = (10, 5.6)
+
+
 def lrp_example(spec: np.ndarray, relevance: np.ndarray, contrast: np.ndarray, *, frame_s: float,
                 title: str = "", window: tuple[float, float] | None = None, params=None, semitones: int = 0):
     """One explained clip: spectrogram with relevance overlaid, relevance summed
@@ -746,10 +749,52 @@ def lrp_example(spec: np.ndarray, relevance: np.ndarray, contrast: np.ndarray, *
 
     Notebook: notebooks/03_lrp.ipynb
     """
+    fig = plt.figure(figsize=EXAMPLE_SIZE, layout="constrained")
+    _draw_lrp_example(fig, spec, relevance, contrast, frame_s=frame_s, title=title, window=window, params=params,
+                      semitones=semitones)
+    return fig
+
+
+def lrp_examples(examples, *, frame_s: float, params=None, semitones: int = 0):
+    """Several explained clips in one figure, one :func:`lrp_example` under the other.
+
+    One figure per call keeps a captioned notebook cell to one figure (and one
+    figure name) whatever the profile's ``n_examples``.
+
+    Parameters
+    ----------
+    examples : sequence of (spec, relevance, contrast, title)
+        Each as :func:`lrp_example`'s arguments: arrays of shape (n_mels, n_frames) and a str.
+    frame_s, params, semitones
+        As :func:`lrp_example`, shared by every clip.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        None when ``examples`` is empty.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    examples = list(examples)
+    if not examples:  # a quadrant without clips: the chapter says so in words
+        return None
+    if len(examples) == 1:
+        spec, relevance, contrast, title = examples[0]
+        return lrp_example(spec, relevance, contrast, frame_s=frame_s, title=title, params=params,
+                           semitones=semitones)
+    width, height = EXAMPLE_SIZE
+    fig = plt.figure(figsize=(width, height * len(examples)), layout="constrained")
+    for sub, (spec, relevance, contrast, title) in zip(np.atleast_1d(fig.subfigures(len(examples), 1)), examples):
+        _draw_lrp_example(sub, spec, relevance, contrast, frame_s=frame_s, title=title, params=params,
+                          semitones=semitones)
+    return fig
+
+
+def _draw_lrp_example(fig, spec, relevance, contrast, *, frame_s, title, window=None, params=None, semitones=0):
+    """Draw :func:`lrp_example`'s panels into ``fig`` (a Figure or a SubFigure)."""
     n_mels, n_frames = spec.shape
     p = _front_end(params, n_rows=n_mels)
     extent = (0, n_frames * frame_s, 0, n_mels)
-    fig = plt.figure(figsize=(10, 5.6), layout="constrained")
     grid = fig.add_gridspec(2, 3, width_ratios=(4, 4, 1.5), height_ratios=(3, 1.2))
     ax_spec = fig.add_subplot(grid[0, 0])
     ax_con = fig.add_subplot(grid[0, 1], sharey=ax_spec)
@@ -794,7 +839,6 @@ def lrp_example(spec: np.ndarray, relevance: np.ndarray, contrast: np.ndarray, *
     ax_freq.tick_params(labelleft=False)
     _row_note_ticks(ax_spec, _row_frequencies(p, semitones=semitones), fontsize=size, scale=p.front_end)
     fig.suptitle(title)
-    return fig
 
 
 def conservation_plot(tables: dict):

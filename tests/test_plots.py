@@ -78,6 +78,13 @@ def draw_lrp(mel, **kw):
     return plots.lrp_example(db, relevance, -0.5 * relevance, frame_s=FRAME_S, title="TP: a clip", **kw)
 
 
+def draw_lrp_pair(mel, **kw):
+    """Two clips (the thesis profile's ``n_examples = 2``) in one figure."""
+    db, relevance = mel
+    return plots.lrp_examples([(db, relevance, -relevance, "TP: first"), (db[:, ::-1], relevance, relevance, "TP: second")],
+                              frame_s=FRAME_S, **kw)
+
+
 def draw_overlay(mel, **kw):
     db, relevance = mel
     return plots.relevance_overlay(db[None], relevance, title="relevance", **kw)
@@ -87,7 +94,7 @@ def draw_patches(mel, **kw):
     return plots.vit_patches(mel[0][None], patch_size=(128, 2), title="what the ViT sees", **kw)
 
 
-DRAW = {"lrp_example": draw_lrp, "relevance_overlay": draw_overlay, "vit_patches": draw_patches}
+DRAW = {"lrp_example": draw_lrp, "lrp_examples": draw_lrp_pair, "relevance_overlay": draw_overlay, "vit_patches": draw_patches}
 
 
 @pytest.mark.parametrize("name", sorted(DRAW))
@@ -105,6 +112,22 @@ def test_frequency_axis_in_notes_and_hz_at_the_right_rows(name, mel):
         name_, hz = text.split()[0], float(text.split()[1])
         assert abs(librosa.note_to_hz(name_) - hz) < 0.5
         assert int(np.floor(where)) == int(np.argmin(np.abs(centres - hz)))
+
+
+def test_several_examples_are_one_figure_each_with_its_own_axes(mel):
+    """A captioned chapter-3 cell draws one figure however many clips the profile explains."""
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    fig = draw_lrp_pair(mel)
+    assert len(plt.get_fignums()) == before + 1
+    single = draw_lrp(mel)
+    assert len(fig.axes) == 2 * len(single.axes)
+    assert fig.get_figheight() == pytest.approx(2 * single.get_figheight())
+    assert [sub._suptitle.get_text() for sub in fig.subfigs] == ["TP: first", "TP: second"]
+    first, second = (sub.axes[0] for sub in fig.subfigs)
+    assert tick_rows(first) == tick_rows(second) == tick_rows(single.axes[0])
+    assert plots.lrp_examples([], frame_s=FRAME_S) is None
 
 
 def test_the_a4_tick_sits_on_the_a4_tone(mel):
