@@ -335,6 +335,19 @@ def listening_slider(y, settings: Sequence, *, sr: int, stem: str, initial: int 
 #: Titles of the confusion quadrants (Happy is the positive class).
 QUADRANT_TITLES = {"TP": "Happy heard as Happy (TP)", "TN": "Sad heard as Sad (TN)",
                    "FP": "Sad heard as Happy (FP)", "FN": "Happy heard as Sad (FN)"}
+#: What to look at in each quadrant's relevance figure (shown under it: one cell draws all four
+#: quadrants with their players in between, so the figures cannot carry a numbered caption).
+QUADRANT_CAPTIONS = {
+    "TP": "The spectrogram in grey, the relevance for Happy over it (red for, blue against). A right call for "
+          "a musical reason puts the red on the notes, the major thirds above all; red spread evenly over "
+          "the clip points to a global cue such as the tempo.",
+    "TN": "The relevance for Sad over the spectrogram. Look for red on the minor thirds, and compare the "
+          "sonified player with the complement: the reason should be in the first.",
+    "FP": "A Sad clip the model called Happy: the red is what pushed it towards Happy. A fast, high or bright "
+          "passage is an error a listener might share; red on silence or on one narrow band is not.",
+    "FN": "A Happy clip the model called Sad: the red is what it took for Sad. Listen to the sonified clip for "
+          "the passage that misled it, and to the complement for the Happy evidence it outweighed.",
+}
 
 
 def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio_clips: np.ndarray, *,
@@ -385,6 +398,7 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
                 semitones=int(found["semitones"][i]),
                 title=f"{row.clip_id}: p({row.predicted}) = {row.p_predicted:.2f}; relevance for {row.predicted}")
             show_figure(figure)
+            display(Markdown(f"*{QUADRANT_CAPTIONS[name]}*"))
             sounds = sonification_sounds(audio_clips[i], found["relevance"][i], sonified[i],
                                          predicted=row.predicted, signed=signed, **mask_options)
             if listening is None:
@@ -418,5 +432,5 @@ def show_figure(figure) -> None:
 
 __all__ = (
     "player", "audio_dir", "page_dir", "AUDIO_SUFFIXES", "player_file", "page_file", "player_row",
-    "LISTEN_SCRIPT", "listening_slider", "QUADRANT_TITLES", "show_quadrants", "show_figure",
+    "LISTEN_SCRIPT", "listening_slider", "QUADRANT_TITLES", "QUADRANT_CAPTIONS", "show_quadrants", "show_figure",
 )

@@ -164,6 +164,10 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
                                              f"(p = {float(found['proba'][0].max()):.2f}); mask keeps "
                                              f"{100 * clip.area:.0f} % of the plane, gain {clip.gain_db:+.1f} dB")
     display.show_figure(figure)
+    IPython.display.display(IPython.display.Markdown(
+        "*Top: the original and the mask (yellow kept, dark removed); bottom: the sonified clip and its "
+        "complement, in dB on one scale after loudness matching. The kept energy should lie on the notes "
+        "the relevance marked.*"))
     players = [(y, "original", "original"), (clip.kept, "sonified", f"for {predicted} (sonified)"),
                (clip.complement, "complement", "complement (ignored)")]
     if signed:

@@ -16,6 +16,7 @@ the tests rendering the synthetic set again.
 from __future__ import annotations
 
 import functools
+import html
 import importlib.util
 import http.server
 import os
@@ -151,8 +152,10 @@ UNCAPTIONED_CALLS = {
     "widgets.feature_model_panel": "in the book it shows mer.widgets.STATIC_NOTE only; the next cell draws "
                                    "its static figure, captioned",
     "widgets.sonification_panel": "in the book it shows mer.widgets.STATIC_NOTE only",
-    "widgets.sonification_view": "a figure and its players, per setting, under headings",
-    "display.show_quadrants": "a heading per quadrant and, per example, a figure and its players",
+    "widgets.sonification_view": "a figure and its players, per setting, under headings; the figure is "
+                                 "followed by a caption line (checked on the built page)",
+    "display.show_quadrants": "a heading per quadrant and, per example, a figure, its caption line "
+                              "(display.QUADRANT_CAPTIONS, checked on the built page) and its players",
 }
 #: A figure's name: its HTML id and the target of {numref}, ``fig-<chapter>-<slug>``.
 FIGURE_NAME = re.compile(r"fig-[a-z]+(?:-[a-z0-9]+)+")
@@ -560,6 +563,19 @@ def test_a_chapter_opens_with_its_title_and_prose_not_code(book, chapter):
     assert page.count("mer-stamp") == 1, f"{chapter}: the reproducibility stamp should appear once"
     assert "&#39;run_time_s&#39;" not in page and "'run_time_s'" not in page, \
         f"{chapter}: the stamp is also printed as a raw dict"
+
+
+def test_uncaptioned_figures_are_followed_by_what_to_look_at(book):
+    """The figures the UNCAPTIONED_CALLS cells draw carry a caption line under them in the page."""
+    if "04_sonification" not in CHAPTERS:
+        pytest.skip("no chapter 4 in this run")
+    from mer.display import QUADRANT_CAPTIONS
+
+    text = re.sub(r"<[^>]+>", "", html.unescape(_chapter_html(book, "04_sonification")))
+    text = re.sub(r"\s+", " ", text)
+    shown = [q for q, caption in QUADRANT_CAPTIONS.items() if caption in text]
+    assert shown, "no quadrant figure of chapter 4 is followed by its caption line"
+    assert "The kept energy should lie on the notes the relevance marked." in text
 
 
 def test_pages_load_nothing_from_another_host(book):
