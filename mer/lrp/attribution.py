@@ -190,23 +190,32 @@ def relevance(model: nn.Module, x, target=None, *, rule: str = "cp", gamma: floa
     }
 
 
-def example_maps(model: nn.Module, x, *, rule: str = "cp") -> tuple[np.ndarray, np.ndarray]:
-    """What chapter 3 shows for one clip: the relevance of the predicted class, and of Happy versus Sad.
+def example_maps(model: nn.Module, x, rows, titles, *, rule: str = "cp") -> list[tuple]:
+    """What chapter 3 draws for some test clips: each input with the relevance of the predicted
+    class and of Happy versus Sad, ready for :func:`mer.plots.lrp_examples`.
 
     Parameters
     ----------
-    x : array or tensor, shape (1, 1, n_rows, n_frames)
+    x : array or tensor, shape (n_clips, 1, n_rows, n_frames)
+    rows : sequence of int
+        The clips of ``x`` to explain (e.g. one quadrant of :func:`mer.metrics.sample_by_quadrant`).
+    titles : mapping int -> str
+        Each row's figure title.
 
     Returns
     -------
-    own, contrast : np.ndarray, shape (n_rows, n_frames) each
-        :func:`relevance` of the predicted logit, and of the Happy logit minus the Sad one.
+    list of (spec, own, contrast, title)
+        Per row: ``x[row, 0]``, the :func:`relevance` of the predicted logit and of the Happy
+        logit minus the Sad one (each shape (n_rows, n_frames)), and ``titles[row]``.
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    own = relevance(model, x, rule=rule)
-    contrast = relevance(model, x, target=1, versus=0, rule=rule)
-    return own["relevance"][0], contrast["relevance"][0]
+    examples = []
+    for i in rows:
+        own = relevance(model, x[i:i + 1], rule=rule)
+        contrast = relevance(model, x[i:i + 1], target=1, versus=0, rule=rule)
+        examples.append((x[i, 0], own["relevance"][0], contrast["relevance"][0], titles[i]))
+    return examples
 
 
 def gradient_x_input(model: nn.Module, x, target=None, *, versus=None) -> np.ndarray:
