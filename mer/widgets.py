@@ -155,7 +155,6 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
         found = explain.explain_clips(model, meta, y[None], explainer=explainer)
     sr = int(meta["logmel"]["sr"])
     predicted = ID2LABEL[int(found["predicted"][0])]
-    other = ID2LABEL[1 - int(found["predicted"][0])]
     relevance = found["relevance"][0]
     clip = sonify.sonify(y, relevance, sr=sr, threshold=threshold, top_k_percent=top_k_percent,
                         exponent=exponent, **sonify.front_end_options(meta))
@@ -168,12 +167,9 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
         "*Top: the original and the mask (yellow kept, dark removed); bottom: the sonified clip and its "
         "complement, in dB on one scale after loudness matching. The kept energy should lie on the notes "
         "the relevance marked.*"))
-    players = [(y, "original", "original"), (clip.kept, "sonified", f"for {predicted} (sonified)"),
-               (clip.complement, "complement", "complement (ignored)")]
-    if signed:
-        against = sonify.sonify(y, relevance, sr=sr, sign="negative", threshold=threshold,
-                                top_k_percent=top_k_percent, exponent=exponent, **sonify.front_end_options(meta))
-        players.append((against.kept, "against", f"for {other} (negative relevance)"))
+    players = explain.sonification_sounds(y, relevance, clip, predicted=predicted, signed=signed, sr=sr,
+                                          threshold=threshold, top_k_percent=top_k_percent, exponent=exponent,
+                                          **sonify.front_end_options(meta))
     IPython.display.display(display.player_row(players, sr=sr, stem=path))
 
 
