@@ -103,7 +103,7 @@ def test_training_is_deterministic_and_normalises_with_train_only(workspace):
     first = vit.train(dataset, out_dir=folder / "run-a", **TRAIN)
     second = vit.train(dataset, out_dir=folder / "run-b", **TRAIN)
     assert _same(_weights(first.checkpoint), _weights(second.checkpoint))
-    assert first.history.drop(columns="lr").equals(second.history.drop(columns="lr"))
+    assert first.history.drop(columns="learning_rate").equals(second.history.drop(columns="learning_rate"))
     specs, _ = spectrogram.compute(dataset.clips, params=LOGMEL, n_jobs=1, progress=False)
     train_rows = (dataset.clips["split"] == "train").to_numpy()
     expected = spectrogram.fit_normalizer(specs[train_rows])

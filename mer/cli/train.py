@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset = load_dataset(name, params.get("data_dir") or None, **options)
         options = vit.TrainOptions(
             size=params.get("model_size", "default"), epochs=int(params.get("epochs", 20)),
-            batch_size=int(params.get("batch_size", 32)), lr=float(params.get("learning_rate", 3e-4)),
+            batch_size=int(params.get("batch_size", 32)), learning_rate=float(params.get("learning_rate", 3e-4)),
             seed=int(params.get("seed", 0)), time_budget_s=params.get("time_budget_s") or None,
             pretrained=params.get("pretrained") or None, pretrain_epochs=int(params.get("pretrain_epochs", 0)),
             valence_weight=float(params.get("valence_weight", 0.0)),

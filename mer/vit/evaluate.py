@@ -117,7 +117,7 @@ def seed_spread(dataset, seeds, options: TrainOptions | None = None, *, progress
     progress, n_jobs, num_threads
         As for :func:`train`.
     **changes
-        Fields of :class:`TrainOptions` to change (``size``, ``epochs``, ``lr``...).
+        Fields of :class:`TrainOptions` to change (``size``, ``epochs``, ``learning_rate``...).
 
     Returns
     -------

@@ -75,7 +75,7 @@ def _patch_rows(specs, patch: tuple[int, int]):
 
 
 def masked_pretrain(specs: np.ndarray, config, *, out_dir: str | Path, epochs: int = 40, batch_size: int = 32,
-                    lr: float = 1e-3, weight_decay: float = 0.05, mask_ratio: float = 0.5, span: int = 3,
+                    learning_rate: float = 1e-3, weight_decay: float = 0.05, mask_ratio: float = 0.5, span: int = 3,
                     seed: int = 0, init: dict | None = None, progress: bool = True) -> dict:
     """Pretrain the ViT encoder by filling in hidden spans of unlabelled spectrograms.
 
@@ -97,7 +97,7 @@ def masked_pretrain(specs: np.ndarray, config, *, out_dir: str | Path, epochs: i
         Where the stage checkpoints itself after every epoch (weights, AdamW
         moments, scheduler: safetensors and JSON) and resumes from, like
         :func:`train`; ``encoder.safetensors`` once done.
-    epochs, batch_size, lr, weight_decay : schedule (AdamW, 5 % warm-up, cosine)
+    epochs, batch_size, learning_rate, weight_decay : schedule (AdamW, 5 % warm-up, cosine)
     mask_ratio, span : see :func:`span_mask`
     seed : int
         Seeds the clip order and the masks of every epoch.
@@ -128,11 +128,11 @@ def masked_pretrain(specs: np.ndarray, config, *, out_dir: str | Path, epochs: i
     patch = tuple(config.patch_size) if isinstance(config.patch_size, (list, tuple)) else (config.patch_size,) * 2
     head = torch.nn.Linear(config.hidden_size, patch[0] * patch[1])
     parameters = list(encoder.parameters()) + list(head.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(specs) / batch_size)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(round(0.05 * steps_per_epoch * epochs)),
                                                 steps_per_epoch * epochs)
-    hyper = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+    hyper = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
              "mask_ratio": mask_ratio, "span": span, "seed": seed, "n_clips": int(len(specs))}
     history: list[dict] = []
     seconds, first = 0.0, 0

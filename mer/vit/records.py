@@ -128,7 +128,7 @@ def recorded_chapter_model(profile: str | None = None) -> dict[str, Any] | None:
 
 
 def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default", epochs: int = 12,
-                  batch_size: int = 32, lr: float = 3e-4, seed: int = 0, time_budget_s: float | None = None,
+                  batch_size: int = 32, learning_rate: float = 3e-4, seed: int = 0, time_budget_s: float | None = None,
                   pretrained: str | None = None, pretrain_epochs: int = 0, valence_weight: float = 0.0,
                   front_end: str = "mel", transpose_augment: int = 0, canonicalise: str | None = None,
                   progress: bool = True) -> Checkpoint:
@@ -151,8 +151,8 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
     Notebook: notebooks/03_lrp.ipynb, notebooks/04_sonification.ipynb
     """
     if not checkpoint:
-        checkpoint = train(dataset, size=size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                           time_budget_s=time_budget_s or None, pretrained=pretrained or None,
+        checkpoint = train(dataset, size=size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                           seed=seed, time_budget_s=time_budget_s or None, pretrained=pretrained or None,
                            pretrain_epochs=int(pretrain_epochs), valence_weight=float(valence_weight),
                            progress=progress, **key_options(front_end, transpose_augment, canonicalise)).checkpoint
     return Checkpoint.load(checkpoint)

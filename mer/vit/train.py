@@ -53,7 +53,7 @@ class TrainOptions:
     Two runs with equal options on the same dataset write to the same
     content-hashed folder (:func:`mer.vit.checkpoint_dir` of
     :meth:`record`), so a finished one is read back and an interrupted one
-    resumes. Change one field with ``dataclasses.replace(options, lr=1e-3)``
+    resumes. Change one field with ``dataclasses.replace(options, learning_rate=1e-3)``
     or pass it to :func:`train` as a keyword.
 
     Attributes
@@ -64,7 +64,7 @@ class TrainOptions:
         Length of the warm-up + cosine schedule (``warmup_fraction`` of the
         steps warm up linearly, the rest decay to 0).
     batch_size : int
-    lr : float
+    learning_rate : float
         AdamW peak learning rate (``weight_decay`` decoupled).
     seed : int
         Seeds the weights and, per epoch, the balanced sampler and the masks.
@@ -105,7 +105,7 @@ class TrainOptions:
         (labels unread; :func:`mer.vit.masked_pretrain`), whose encoder then
         initialises the classifier. 0 = off. Checkpointed in the run's
         ``pretrain/`` folder and resumed like the rest.
-    pretrain_mask_ratio, pretrain_span, pretrain_lr : float, int, float
+    pretrain_mask_ratio, pretrain_span, pretrain_learning_rate : float, int, float
         See :func:`mer.vit.masked_pretrain`.
     valence_weight : float
         Weight of a second loss (0 = off): a linear head on the same CLS
@@ -142,7 +142,7 @@ class TrainOptions:
     size: str = "default"
     epochs: int = 20
     batch_size: int = 32
-    lr: float = 3e-4
+    learning_rate: float = 3e-4
     seed: int = 0
     time_budget_s: float | None = None
     weight_decay: float = 0.05
@@ -161,15 +161,15 @@ class TrainOptions:
     pretrain_epochs: int = 0
     pretrain_mask_ratio: float = 0.5
     pretrain_span: int = 3
-    pretrain_lr: float = 1e-3
+    pretrain_learning_rate: float = 1e-3
     valence_weight: float = 0.0
     transpose_augment: int | Sequence[int] = 0
     canonicalise: str | None = None
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ParameterError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {self.epochs}, "
-                                 f"{self.batch_size}, {self.lr}")
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ParameterError(f"need epochs >= 1, batch_size >= 1, learning_rate > 0; got {self.epochs}, "
+                                 f"{self.batch_size}, {self.learning_rate}")
         if self.valence_weight < 0:
             raise ParameterError(f"valence_weight must be >= 0, got {self.valence_weight}")
         if self.valence_weight > 0 and self.mixup_alpha > 0:
@@ -193,14 +193,15 @@ class TrainOptions:
         of runs from before an option existed do not move.
         """
         hyper = {"size": self.size, "epochs": int(self.epochs), "batch_size": int(self.batch_size),
-                 "lr": float(self.lr), "seed": int(self.seed), "time_budget_s": self.time_budget_s,
+                 "learning_rate": float(self.learning_rate), "seed": int(self.seed),
+                 "time_budget_s": self.time_budget_s,
                  "weight_decay": self.weight_decay, "warmup_fraction": self.warmup_fraction,
                  "label_smoothing": self.label_smoothing, "time_mask": self.time_mask,
                  "freq_mask": self.freq_mask, "patience": self.patience, "min_delta": self.min_delta,
                  "time_shift": bool(self.time_shift), "dropout": float(self.dropout),
                  "mixup_alpha": float(self.mixup_alpha), "pretrain_epochs": int(self.pretrain_epochs),
                  "pretrain_mask_ratio": float(self.pretrain_mask_ratio), "pretrain_span": int(self.pretrain_span),
-                 "pretrain_lr": float(self.pretrain_lr), "pretrained": self.pretrained or None,
+                 "pretrain_learning_rate": float(self.pretrain_learning_rate), "pretrained": self.pretrained or None,
                  "patch_size": list(self.patch_size) if self.patch_size else None}
         if self.valence_weight:
             hyper["valence_weight"] = float(self.valence_weight)
@@ -236,7 +237,7 @@ class TrainResult:
         parameters, training parameters, history, selected epoch, timing.
     history : pandas.DataFrame
         One row per epoch: ``epoch, train_loss, train_acc, val_loss, val_acc,
-        val_balanced_accuracy, lr, selected``.
+        val_balanced_accuracy, learning_rate, selected``.
     """
 
     model: Any
@@ -360,7 +361,7 @@ class _Run:
             # without a second forward pass (and through the data-parallel wrapper, if any).
             self.hook = self.model.classifier.register_forward_hook(
                 lambda module, args, output: self.cls_tokens.append(args[0]))
-        self.optimizer = torch.optim.AdamW(self.trained, lr=options.lr, weight_decay=options.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.trained, lr=options.learning_rate, weight_decay=options.weight_decay)
         # An epoch is one balanced_order (its length does not depend on the draw).
         self.steps_per_epoch = math.ceil(len(balanced_order(self.y_train, generator=torch.Generator()))
                                          / options.batch_size)
@@ -396,7 +397,8 @@ class _Run:
         with self.parallel.main_process_first():
             encoder = masked_pretrain(
                 train_specs, self.model.config, out_dir=self.out / PRETRAIN_DIR, epochs=int(options.pretrain_epochs),
-                batch_size=options.batch_size, lr=options.pretrain_lr, weight_decay=options.weight_decay,
+                batch_size=options.batch_size, learning_rate=options.pretrain_learning_rate,
+                weight_decay=options.weight_decay,
                 mask_ratio=options.pretrain_mask_ratio, span=options.pretrain_span, seed=options.seed,
                 init=self.model.vit.state_dict(), progress=self.progress)
         self.model.vit.load_state_dict(encoder["state"])
@@ -468,7 +470,7 @@ class _Run:
             bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}", acc=f"{sums['correct'] / sums['seen']:.3f}")
         row = {"epoch": epoch + 1, "train_loss": sums["loss"] / sums["seen"],
                "train_acc": sums["correct"] / sums["seen"],
-               "lr": float(self.scheduler.get_last_lr()[0])}
+               "learning_rate": float(self.scheduler.get_last_lr()[0])}
         if self.head is not None:  # on this process's share of the batches
             row["train_valence_mse"] = sums["valence_loss"] / max(1.0, sums["valence_seen"])
         return row
