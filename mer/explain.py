@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 import torch
-from transformers import ViTConfig, ViTForImageClassification
+from transformers import ViTConfig
 
 from . import ParameterError, audio, plots, sonify, vit
 from .lrp import explainers
@@ -81,7 +81,7 @@ def randomised_model(meta: dict[str, Any], *, seed: int = 0):
     config = ViTConfig.from_dict(meta["model_config"])
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
-    return ViTForImageClassification(config).eval()
+    return vit.vit_from_config(config).eval()
 
 
 def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: str = "lrp",

@@ -100,6 +100,24 @@ def test_cp_lrp_conserves_on_zeroed_offsets():
     print(f"CP median rel. error {table['rel_error'].median():.2e}; AttnLRP {attn['rel_error'].median():.2e}")
 
 
+def test_cp_lrp_conserves_through_the_onset_channels():
+    """The derived channels are positively homogeneous with no offset: relevance on the
+    one-channel input still sums to the logit, and it lies on the spectrogram's grid."""
+    from transformers import ViTConfig
+
+    from mer import vit
+
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=[N_MELS, N_FRAMES], patch_size=list(PATCH), num_channels=3, num_labels=2)
+    config.input_channels = "onsets"
+    torch.manual_seed(5)
+    model = lrp.zero_offsets(randomise_offsets(vit.vit_from_config(config).eval()))
+    x = torch.randn(16, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(2))
+    table = lrp.conservation(model, x, rule="cp")
+    assert table["rel_error"].median() <= 1e-6
+    assert lrp.relevance(model, x[:2], rule="cp")["relevance"].shape[-2:] == (N_MELS, N_FRAMES)
+
+
 def test_absorbed_relevance_accounts_for_the_logit():
     """With offsets present, input + biases + LayerNorm offsets + CLS + position = logit (CP)."""
     model = randomise_offsets(tiny_vit(seed=4))

@@ -98,6 +98,36 @@ def test_model_takes_one_channel_non_square_input():
         vit.build_model("quick", n_mels=128, n_frames=107)
 
 
+def test_onset_channels_mark_where_energy_rises_and_falls():
+    step = torch.zeros(1, 1, 2, 6)
+    step[..., 2:4] = 1.5  # a note sounding in frames 2 and 3
+    channels = vit.onset_channels(step)
+    assert channels.shape == (1, 3, 2, 6)
+    assert torch.equal(channels[:, :1], step)
+    assert channels[0, 1, 0].tolist() == [0, 0, 1.5, 0, 0, 0]  # onset at its first frame
+    assert channels[0, 2, 0].tolist() == [0, 0, 0, 0, 1.5, 0]  # release after its last
+
+
+def test_a_model_with_onset_channels_trains_records_them_and_reloads_whole(workspace):
+    folder, dataset = workspace
+    assert "input_channels" not in vit.TrainOptions().record()  # the default folders do not move
+    result = vit.train(dataset, out_dir=folder / "run-onsets", input_channels="onsets", **TRAIN)
+    assert result.meta["train"]["input_channels"] == "onsets"
+    assert result.meta["model_config"]["input_channels"] == "onsets"
+    assert result.model.config.num_channels == 3
+    model, meta = vit.load_checkpoint(result.checkpoint)
+    x = torch.as_tensor(vit.model_input(dataset.clips, meta, n_jobs=1, progress=False))
+    assert x.shape[1] == 1  # the derived channels are computed inside the model
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values=x).logits, result.model(pixel_values=x).logits)
+    plain = vit.train(dataset, out_dir=folder / "run-plain-for-onsets", **TRAIN)
+    assert plain.checkpoint != result.checkpoint
+    with pytest.raises(ParameterError, match="pretrain"):
+        vit.TrainOptions(input_channels="onsets", pretrain_epochs=2)
+    with pytest.raises(ParameterError, match="input_channels"):
+        vit.TrainOptions(input_channels="chroma")
+
+
 def test_training_is_deterministic_and_normalises_with_train_only(workspace):
     folder, dataset = workspace
     first = vit.train(dataset, out_dir=folder / "run-a", **TRAIN)

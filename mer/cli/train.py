@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-size", choices=sorted(vit.SIZES), default=None)
     parser.add_argument("--front-end", choices=spectrogram.FRONT_ENDS, default=None)
     parser.add_argument("--canonicalise", choices=vit.CANONICALISE, default=None)
+    parser.add_argument("--input-channels", choices=sorted(vit.INPUT_CHANNELS), default=None,
+                        help="onsets: the patch embedding also sees where each bin's energy rises and falls")
     parser.add_argument("--writing", choices=("classic", "tonal"), default=None,
                         help="the synthetic set's composer (tonal: every key, textures, three SoundFonts)")
     parser.add_argument("--no-resume", dest="resume", action="store_false")
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=int(params.get("seed", 0)), time_budget_s=params.get("time_budget_s") or None,
             pretrained=params.get("pretrained") or None, pretrain_epochs=int(params.get("pretrain_epochs", 0)),
             valence_weight=float(params.get("valence_weight", 0.0)),
+            input_channels=params.get("input_channels") or "spectrogram",
             **vit.key_options(params.get("front_end") or "mel", int(params.get("transpose_augment") or 0),
                               params.get("canonicalise") or None))
         result = vit.train(dataset, options, out_dir=params.get("out_dir"), resume=args.resume,

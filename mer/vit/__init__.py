@@ -31,6 +31,13 @@ estimate moves with them. Measured on the keyed synthetic set (1,200 clips,
 keys -6..+6, chapter settings): augmentation alone made the model ignore the
 mode within 30 epochs; canonicalisation learnt it.
 
+Optionally (``input_channels="onsets"``; off by default) the patch embedding
+also sees where each bin's energy rises and falls from one frame to the next
+(:func:`onset_channels`, computed inside the model from its one-channel
+input). On the tonal writing it doubled the weight the model gives the tempo
+and lifted the every-key design by 0.02-0.04 on every seed tried (book/design.md,
+"Every key").
+
 Optionally (``pretrain_epochs``; off in the default profile) the encoder first
 learns without labels to fill in hidden spans of the training spectrograms
 (:func:`masked_pretrain`), a stand-in for the pretrained weights the thesis
@@ -58,8 +65,9 @@ Notebook: notebooks/02_vit.ipynb
 
 from __future__ import annotations
 
-from .model import (SIZES, CheckpointError, PretrainedNotFound, model_config, build_model, predict_proba,
-                    representation, clip_representations, valence_head)
+from .model import (SIZES, INPUT_CHANNELS, CheckpointError, PretrainedNotFound, model_config, onset_channels,
+                    vit_from_config, build_model, predict_proba, representation, clip_representations,
+                    valence_head)
 from .inputs import (CANONICALISE, LOGFREQ_LOGMEL, STATS_CLIPS, shift_set, augment_record, key_options,
                      key_invariance_record, tall_logmel_params, canonical_semitones, tonic_profile,
                      audio_canonical_semitones, input_filterbank, crop_each, prepare, model_input, fit_input,
@@ -75,7 +83,8 @@ from .records import (CHAPTER_MODEL_DIR, LAST_PROFILE_FILE, chapter_model, chapt
                       record_chapter_model, recorded_chapter_model)
 
 __all__ = [
-    "SIZES", "CheckpointError", "PretrainedNotFound", "model_config", "build_model", "predict_proba",
+    "SIZES", "INPUT_CHANNELS", "CheckpointError", "PretrainedNotFound", "model_config", "onset_channels",
+    "vit_from_config", "build_model", "predict_proba",
     "representation", "clip_representations", "valence_head", "CANONICALISE", "LOGFREQ_LOGMEL", "STATS_CLIPS",
     "shift_set", "augment_record", "key_options", "key_invariance_record", "tall_logmel_params",
     "canonical_semitones", "tonic_profile", "audio_canonical_semitones", "input_filterbank", "crop_each",

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from transformers import ViTConfig, ViTForImageClassification
+from transformers import ViTConfig
 
-from .. import spectrogram, store
+from .. import ParameterError, spectrogram, store
 from ..metrics import LABELS
 from .inputs import audio_input
-from .model import CheckpointError, predict_proba
+from .model import CheckpointError, predict_proba, vit_from_config
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ def load_checkpoint(path: str | Path, *, attn_implementation: str = "eager"):
     try:
         config = ViTConfig.from_dict(meta["model_config"])
         config._attn_implementation = attn_implementation
-        model = ViTForImageClassification(config)
-    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        model = vit_from_config(config)
+    except (TypeError, ValueError, KeyError, AttributeError, ParameterError) as error:
         raise broken(f"{META_FILE}'s model_config does not describe a ViT ({one_line(error)})") from error
     try:
         state = load_file(str(weights))

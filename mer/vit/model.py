@@ -4,7 +4,9 @@
 of one of :data:`SIZES` (or adapts local ImageNet weights);
 :func:`predict_proba` and :func:`representation` run it on normalised
 spectrograms (:mod:`mer.vit.inputs`). No subclassing: chapter 3 swaps the
-attention function through transformers' registry.
+attention function through transformers' registry, and the optional onset
+and release channels (:func:`onset_channels`) are a forward pre-hook on the
+patch embedding that :func:`vit_from_config` installs.
 
 Notebook: notebooks/02_vit.ipynb
 """
@@ -36,6 +38,11 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+#: What the patch embedding sees (``TrainOptions.input_channels``) -> its number of channels:
+#: the spectrogram alone, or with two channels derived from it (:func:`onset_channels`).
+INPUT_CHANNELS = {"spectrogram": 1, "onsets": 3}
+
+
 class CheckpointError(MerError):
     """A checkpoint folder is missing, incomplete or inconsistent."""
 
@@ -46,7 +53,7 @@ class PretrainedNotFound(MerError):
 
 def model_config(size: str = "default", *, n_mels: int = 128, n_frames: int = 108,
                  patch_size: tuple[int | None, int] | None = None, dropout: float = 0.0,
-                 attn_implementation: str = "eager"):
+                 attn_implementation: str = "eager", input_channels: str = "spectrogram"):
     """The ``ViTConfig`` of a model size for ``(1, n_mels, n_frames)`` inputs.
 
     Parameters
@@ -57,6 +64,10 @@ def model_config(size: str = "default", *, n_mels: int = 128, n_frames: int = 10
     patch_size : (int or None, int), optional
         ``(mel bands, frames)`` of a patch; ``None`` bands = full height.
         Default: the size's own (full-height stripes 2 frames wide).
+    input_channels : {"spectrogram", "onsets"}
+        :data:`INPUT_CHANNELS`; ``"onsets"`` gives the patch embedding three
+        input channels and records ``input_channels`` in the config, which
+        :func:`vit_from_config` reads.
 
     Returns
     -------
@@ -74,17 +85,83 @@ def model_config(size: str = "default", *, n_mels: int = 128, n_frames: int = 10
     if n_mels % bands or n_frames % frames:
         raise ParameterError(f"input {n_mels} x {n_frames} is not a whole number of "
                              f"{bands} x {frames} patches")
-    config = ViTConfig(**spec, image_size=(n_mels, n_frames), patch_size=(bands, frames), num_channels=1,
+    if input_channels not in INPUT_CHANNELS:
+        raise ParameterError(f"unknown input_channels {input_channels!r}; expected one of {sorted(INPUT_CHANNELS)}")
+    config = ViTConfig(**spec, image_size=(n_mels, n_frames), patch_size=(bands, frames),
+                       num_channels=INPUT_CHANNELS[input_channels],
                        num_labels=2, id2label=dict(ID2LABEL), label2id=dict(LABEL2ID),
                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
                        qkv_bias=True)
+    if input_channels != "spectrogram":  # absent by default: the configs of earlier checkpoints stay as they were
+        config.input_channels = input_channels
     config._attn_implementation = attn_implementation
     return config
 
 
+def onset_channels(pixel_values: torch.Tensor) -> torch.Tensor:
+    """The spectrogram with where its energy rises and where it falls, as three channels.
+
+    A ViT whose patches are 2 frames wide sees a note's start or end only as
+    a change inside or between patches; on the tonal writing it hardly
+    weighted the tempo and the articulation (see book/design.md, "Every
+    key"). These two channels give the patch embedding the frame-to-frame
+    rise (onsets) and fall (releases) of every bin directly. Both are
+    positively homogeneous functions of the input with no offset, so an
+    explanation by gradient x input still sums to the logit, and every
+    channel lies on the spectrogram's own time-frequency grid: the relevance
+    of the input (one channel) is where the model looked, in bins chapter 4
+    can sonify.
+
+    Parameters
+    ----------
+    pixel_values : torch.Tensor, shape (batch, 1, n_mels, n_frames)
+        Normalised spectrograms.
+
+    Returns
+    -------
+    torch.Tensor, shape (batch, 3, n_mels, n_frames)
+        The input, ``relu(x[t] - x[t-1])`` and ``relu(x[t-1] - x[t])`` (0 at
+        the first frame).
+
+    Notebook: book/design.md (section "Every key")
+    """
+    rise = torch.diff(pixel_values, dim=-1, prepend=pixel_values[..., :1])
+    return torch.cat([pixel_values, torch.relu(rise), torch.relu(-rise)], dim=1)
+
+
+def _derive_channels(module, args):
+    return (onset_channels(args[0]),)
+
+
+def vit_from_config(config) -> ViTForImageClassification:
+    """``ViTForImageClassification(config)`` with the input channels its config names.
+
+    Every model ``mer`` builds or loads goes through here, so a checkpoint
+    trained with ``input_channels="onsets"`` gets its :func:`onset_channels`
+    pre-hook back when loaded (the hook holds no weights; ``model.safetensors``
+    is a stock ViT's with a three-channel patch embedding).
+
+    Returns
+    -------
+    transformers.ViTForImageClassification
+        Input ``pixel_values`` of shape (batch, 1, n_mels, n_frames) in either case.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    model = ViTForImageClassification(config)
+    channels = getattr(config, "input_channels", "spectrogram")
+    if channels not in INPUT_CHANNELS:
+        raise ParameterError(f"model config names unknown input_channels {channels!r}; "
+                             f"this mer knows {sorted(INPUT_CHANNELS)}")
+    if channels == "onsets":
+        model.vit.embeddings.patch_embeddings.register_forward_pre_hook(_derive_channels)
+    return model
+
+
 def build_model(size: str = "default", *, n_mels: int = 128, n_frames: int = 108,
                 patch_size: tuple[int | None, int] | None = None, pretrained: str | None = None,
-                dropout: float = 0.0, attn_implementation: str = "eager", seed: int = 0):
+                dropout: float = 0.0, attn_implementation: str = "eager", seed: int = 0,
+                input_channels: str = "spectrogram"):
     """A ``ViTForImageClassification`` for one-channel log-mel spectrograms.
 
     Parameters
@@ -107,6 +184,8 @@ def build_model(size: str = "default", *, n_mels: int = 128, n_frames: int = 108
         transformers' attention function (chapter 3 registers its own).
     seed : int
         ``torch.manual_seed`` before the weights are drawn.
+    input_channels : {"spectrogram", "onsets"}
+        :data:`INPUT_CHANNELS` (:func:`onset_channels`); not with ``pretrained``.
 
     Returns
     -------
@@ -124,11 +203,14 @@ def build_model(size: str = "default", *, n_mels: int = 128, n_frames: int = 108
 
     torch.manual_seed(seed)
     if pretrained:
+        if input_channels != "spectrogram":
+            raise ParameterError("input_channels other than 'spectrogram' cannot start from pretrained weights "
+                                 "(their patch embedding has one channel here)")
         return _adapt_pretrained(pretrained, n_mels=n_mels, n_frames=n_frames,
                                  attn_implementation=attn_implementation)
     config = model_config(size, n_mels=n_mels, n_frames=n_frames, patch_size=patch_size,
-                          dropout=dropout, attn_implementation=attn_implementation)
-    return ViTForImageClassification(config)
+                          dropout=dropout, attn_implementation=attn_implementation, input_channels=input_channels)
+    return vit_from_config(config)
 
 
 def _adapt_pretrained(pretrained: str, *, n_mels: int, n_frames: int, attn_implementation: str):

@@ -40,7 +40,7 @@ from .augment import Transposer, balanced_order, epoch_generator, mixup, roll_ti
 from .checkpoint import (META_FILE, VALENCE_HEAD_FILE, checkpoint_dir, dataset_fingerprint, load_checkpoint,
                          restore_optimizer, save_tensors, write_final, write_resume)
 from .inputs import augment_record, key_invariance_record, prepare, shift_set
-from .model import SIZES, build_model, predict_proba, valence_head
+from .model import INPUT_CHANNELS, SIZES, build_model, predict_proba, valence_head
 from .pretrain import PRETRAIN_DIR, masked_pretrain
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,12 @@ class TrainOptions:
         Log-frequency front end only: move every clip (training, validation,
         test, and :func:`mer.vit.model_input`) to a canonical key estimated
         from the clip itself (:func:`mer.vit.canonical_semitones`) before the model.
+    input_channels : {"spectrogram", "onsets"}
+        What the patch embedding sees (:data:`mer.vit.INPUT_CHANNELS`):
+        ``"onsets"`` adds where each bin's energy rises and falls from one
+        frame to the next (:func:`mer.vit.onset_channels`), computed inside
+        the model from its one-channel input. Not with ``pretrained`` or
+        ``pretrain_epochs``.
 
     Notebook: notebooks/02_vit.ipynb
     """
@@ -165,6 +171,7 @@ class TrainOptions:
     valence_weight: float = 0.0
     transpose_augment: int | Sequence[int] = 0
     canonicalise: str | None = None
+    input_channels: str = "spectrogram"
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -175,6 +182,12 @@ class TrainOptions:
         if self.valence_weight > 0 and self.mixup_alpha > 0:
             raise ParameterError("valence_weight and mixup_alpha cannot be combined "
                                  "(mixup blends labels, not valences)")
+        if self.input_channels not in INPUT_CHANNELS:
+            raise ParameterError(f"unknown input_channels {self.input_channels!r}; "
+                                 f"expected one of {sorted(INPUT_CHANNELS)}")
+        if self.input_channels != "spectrogram" and (self.pretrained or self.pretrain_epochs):
+            raise ParameterError(f"input_channels={self.input_channels!r} cannot be combined with pretrained "
+                                 f"weights or masked pretraining (both expect a one-channel patch embedding)")
 
     @classmethod
     def of(cls, options: "TrainOptions | None" = None, **changes: Any) -> "TrainOptions":
@@ -209,6 +222,8 @@ class TrainOptions:
             hyper["transpose_augment"] = augment_record(self.transpose_augment)
         if self.canonicalise:
             hyper["canonicalise"] = str(self.canonicalise)
+        if self.input_channels != "spectrogram":
+            hyper["input_channels"] = str(self.input_channels)
         return hyper
 
     @property
@@ -343,7 +358,8 @@ class _Run:
             self.valence_train, valence_standard = _valence_targets(data["clips"], split)
         self.valence_standard = valence_standard
         self.model = build_model(options.size, n_mels=n_mels, n_frames=n_frames, patch_size=options.patch_size,
-                                 pretrained=options.pretrained, seed=options.seed, dropout=options.dropout)
+                                 pretrained=options.pretrained, seed=options.seed, dropout=options.dropout,
+                                 input_channels=options.input_channels)
         pretrain_seconds, pretrain_history = self._pretrain(specs[split == "train"], resume)
         self.device = parallel.device
         self.model.to(self.device)
