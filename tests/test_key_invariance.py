@@ -211,8 +211,8 @@ def tiny_model(chords):
 
     started = time.perf_counter()
     logmel = {"duration": 2.0, "front_end": "logfreq", "n_mels": 96, "fmin": 130.81}
-    result = vit.train(chords, size="quick", epochs=12, batch_size=8, learning_rate=1e-3, seed=0, progress=False, n_jobs=1,
-                       logmel=logmel, canonicalise="tonic", time_mask=0, freq_mask=0, patience=100)
+    result = vit.train(chords, size="quick", epochs=12, batch_size=8, learning_rate=1e-3, seed=0, progress=False,
+                       n_jobs=1, logmel=logmel, canonicalise="tonic", time_mask=0, freq_mask=0, patience=100)
     result.meta["train_wall_s"] = time.perf_counter() - started
     return result
 

@@ -43,6 +43,13 @@ SIZES: dict[str, dict[str, Any]] = {
 INPUT_CHANNELS = {"spectrogram": 1, "onsets": 3}
 
 
+def check_input_channels(name: str) -> str:
+    """``name`` if it is one of :data:`INPUT_CHANNELS`, else a one-line :class:`ParameterError`."""
+    if name not in INPUT_CHANNELS:
+        raise ParameterError(f"unknown input_channels {name!r}; expected one of {sorted(INPUT_CHANNELS)}")
+    return name
+
+
 class CheckpointError(MerError):
     """A checkpoint folder is missing, incomplete or inconsistent."""
 
@@ -85,10 +92,8 @@ def model_config(size: str = "default", *, n_mels: int = 128, n_frames: int = 10
     if n_mels % bands or n_frames % frames:
         raise ParameterError(f"input {n_mels} x {n_frames} is not a whole number of "
                              f"{bands} x {frames} patches")
-    if input_channels not in INPUT_CHANNELS:
-        raise ParameterError(f"unknown input_channels {input_channels!r}; expected one of {sorted(INPUT_CHANNELS)}")
     config = ViTConfig(**spec, image_size=(n_mels, n_frames), patch_size=(bands, frames),
-                       num_channels=INPUT_CHANNELS[input_channels],
+                       num_channels=INPUT_CHANNELS[check_input_channels(input_channels)],
                        num_labels=2, id2label=dict(ID2LABEL), label2id=dict(LABEL2ID),
                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
                        qkv_bias=True)
@@ -149,11 +154,7 @@ def vit_from_config(config) -> ViTForImageClassification:
     Notebook: notebooks/02_vit.ipynb
     """
     model = ViTForImageClassification(config)
-    channels = getattr(config, "input_channels", "spectrogram")
-    if channels not in INPUT_CHANNELS:
-        raise ParameterError(f"model config names unknown input_channels {channels!r}; "
-                             f"this mer knows {sorted(INPUT_CHANNELS)}")
-    if channels == "onsets":
+    if check_input_channels(getattr(config, "input_channels", "spectrogram")) == "onsets":
         model.vit.embeddings.patch_embeddings.register_forward_pre_hook(_derive_channels)
     return model
 

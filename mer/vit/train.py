@@ -40,7 +40,7 @@ from .augment import Transposer, balanced_order, epoch_generator, mixup, roll_ti
 from .checkpoint import (META_FILE, VALENCE_HEAD_FILE, checkpoint_dir, dataset_fingerprint, load_checkpoint,
                          restore_optimizer, save_tensors, write_final, write_resume)
 from .inputs import augment_record, key_invariance_record, prepare, shift_set
-from .model import INPUT_CHANNELS, SIZES, build_model, predict_proba, valence_head
+from .model import SIZES, build_model, check_input_channels, predict_proba, valence_head
 from .pretrain import PRETRAIN_DIR, masked_pretrain
 
 log = logging.getLogger(__name__)
@@ -182,10 +182,7 @@ class TrainOptions:
         if self.valence_weight > 0 and self.mixup_alpha > 0:
             raise ParameterError("valence_weight and mixup_alpha cannot be combined "
                                  "(mixup blends labels, not valences)")
-        if self.input_channels not in INPUT_CHANNELS:
-            raise ParameterError(f"unknown input_channels {self.input_channels!r}; "
-                                 f"expected one of {sorted(INPUT_CHANNELS)}")
-        if self.input_channels != "spectrogram" and (self.pretrained or self.pretrain_epochs):
+        if check_input_channels(self.input_channels) != "spectrogram" and (self.pretrained or self.pretrain_epochs):
             raise ParameterError(f"input_channels={self.input_channels!r} cannot be combined with pretrained "
                                  f"weights or masked pretraining (both expect a one-channel patch embedding)")
 
