@@ -17,7 +17,7 @@ from .. import bench
 def main(argv: list[str] | None = None) -> int:
     """``python -m mer bench [GROUP...] [--profile NAME]``."""
     parser = argparse.ArgumentParser(prog="python -m mer bench", description=bench.__doc__.splitlines()[0])
-    parser.add_argument("groups", nargs="*", help="synth, synth_tonal, book, features, vit, lrp, sonify (default: all)")
+    parser.add_argument("groups", nargs="*", help="synth, synth_classic, book, features, vit, lrp, sonify (default: all)")
     parser.add_argument("--profile", default="default")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
