@@ -1,11 +1,13 @@
 """The three parameter sets a chapter can be run with.
 
 ``quick``
-    Seconds per chapter: a few dozen clips rendered with the small TimGM6mb
-    SoundFont, a tiny model, one short training run. For tests.
+    Seconds per chapter: a few dozen clips of the tonal writing rendered with
+    the small TimGM6mb SoundFont, a tiny model, one short training run. For
+    tests.
 ``default``
-    The embedded synthetic dataset (FluidR3_GM SoundFont) and the models the
-    book reports, sized for a 2-core laptop CPU.
+    The embedded synthetic dataset (the tonal writing: every key, six
+    textures, three SoundFonts) and the every-key models the book reports,
+    sized for a 2-core laptop CPU.
 ``thesis``
     A real corpus from the user's disk (``-p dataset deam -p data_dir ...``),
     a larger ViT, a GPU where there is one.
@@ -31,6 +33,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "synth",
         "data_dir": "",
         "n_clips": 48,
+        "writing": "tonal",
         "soundfont": "TimGM6mb",
         "seed": 0,
         # chapter 1: features and interpretable models
@@ -42,12 +45,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "scheduler": "",
         # chapter 2: the ViT (also read by chapters 3 and 4 to find its checkpoint)
         "model_size": "quick",
+        "front_end": "logfreq",
+        "canonicalise": "tonic",
+        "input_channels": "onsets",
         "epochs": 1,
         "batch_size": 16,
         "learning_rate": 3e-4,
         "time_budget_s": 0,
         "pretrained": "",
-        "pretrain_epochs": 1,
+        "pretrain_epochs": 0,
         "valence_weight": 5.0,
         "n_seeds": 2,
         "n_transposition_scores": 1,
@@ -70,7 +76,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "synth",
         "data_dir": "",
         "n_clips": 1200,
-        "soundfont": "FluidR3_GM",
+        "writing": "tonal",
+        "soundfont": "",
         "seed": 0,
         "families": "chroma,key,chords,midlevel,lowlevel",
         "model": "logreg",
@@ -79,6 +86,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_jobs": 2,
         "scheduler": "",
         "model_size": "default",
+        "front_end": "logfreq",
+        "canonicalise": "tonic",
+        "input_channels": "onsets",
         "epochs": 30,
         "batch_size": 32,
         "learning_rate": 6e-4,
@@ -105,7 +115,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "deam",
         "data_dir": "",
         "n_clips": 0,
-        "soundfont": "FluidR3_GM",
+        "writing": "tonal",
+        "soundfont": "",
         "seed": 0,
         "families": "chroma,key,chords,midlevel,lowlevel",
         "model": "logreg",
@@ -114,6 +125,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_jobs": 2,
         "scheduler": "",
         "model_size": "thesis",
+        "front_end": "logfreq",
+        "canonicalise": "tonic",
+        "input_channels": "onsets",
         "epochs": 30,
         "batch_size": 32,
         "learning_rate": 1e-4,
@@ -147,7 +161,8 @@ DESCRIPTIONS: dict[str, str] = {
     "dataset": "dataset adapter: synth (the generated set), manifest, deam, pmemo, fourq, ...",
     "data_dir": "where a real dataset lives (empty: its default location)",
     "n_clips": "number of synthetic clips (0: all clips of a corpus)",
-    "soundfont": "General MIDI SoundFont that plays the synthetic clips",
+    "writing": "how the synthetic clips are composed: tonal (every key, six textures) or classic (C only, block chords)",
+    "soundfont": "General MIDI SoundFont that plays the synthetic clips (empty: the writing's own)",
     "seed": "seed of every random choice: data, splits, training, explanations",
     "families": "feature families the models use (chapter 2: its comparison row)",
     "model": "model of the interactive panel's first view (logreg or mlp)",
@@ -156,6 +171,9 @@ DESCRIPTIONS: dict[str, str] = {
     "n_jobs": "worker processes of the feature extraction",
     "scheduler": "empty: local processes; tcp://HOST:PORT: a Dask cluster",
     "model_size": "size of the ViT (quick, default, thesis)",
+    "front_end": "the ViT's spectrogram: logfreq (24 bands per octave, a transposition is a shift) or mel",
+    "canonicalise": "move each clip to its estimated tonic before the ViT hears it: tonic, or empty (off)",
+    "input_channels": "the ViT's input: onsets (spectrogram, its rises and its falls) or spectrogram",
     "epochs": "training epochs of the ViT (model selection may keep an earlier one)",
     "batch_size": "training batch size",
     "learning_rate": "AdamW peak learning rate (warm-up, then cosine decay)",

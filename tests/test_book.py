@@ -89,6 +89,7 @@ TYPED_NUMBERS_ALLOWED = {
     "30 %": "the largest share of a clip a probe window may cover for chapter 3's mass target",
     "5 %": "the step of chapter 3's region-perturbation curves",
     "2.1": "the version of lxt's PyPI release that chapter 3 names",
+    "10.2": "the top band of the log-frequency front end in kHz (a setting of mer.spectrogram)",
 }
 #: Decimals, percentages and "one clip in ten" style shares in prose.
 _MEASURED = re.compile(r"(?<![\w.])(\d+\.\d+(?:\s?%)?|\d+\s?%)|\b(?:one|two|three|four|five|six|seven|eight|nine)"
@@ -332,6 +333,24 @@ def test_every_chapter_runs_and_the_book_builds(book):
             assert 'class="caption-number"' in page, f"{chapter}: no numbered figure caption on the page"
             assert any(re.search(rf'<figure\b[^>]*\bid="{re.escape(name)}"', page) for name in names), \
                 f"{chapter}: none of the captioned figures {names} is on the page"
+
+
+def test_the_model_predict_and_explain_use_heard_every_key(book):
+    """Chapter 2 records, for ``python -m mer predict`` and ``explain``, the every-key model of the tonal writing."""
+    import json
+
+    from mer import vit
+
+    record = vit.recorded_chapter_model("quick")
+    assert record is not None and record["profile"] == "quick"
+    meta = json.loads((Path(record["checkpoint"]) / vit.META_FILE).read_text())
+    assert meta["status"] == "done"
+    assert meta["key_invariance"]["front_end"] == "logfreq" and meta["key_invariance"]["canonicalise"] == "tonic"
+    assert meta["model_config"]["input_channels"] == "onsets" and meta["model_config"]["num_channels"] == 3
+    results = json.loads((book[0] / "_build" / "results" / "02_vit.json").read_text())
+    assert results["parameters"]["writing"] == "tonal"
+    by_key = results["results"]["balanced_accuracy_by_key"]  # the carry-over check's keys (a few in quick)
+    assert len(by_key) > 1 and set(by_key) <= {"C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"}
 
 
 def test_second_build_with_nothing_changed_is_skipped(book):

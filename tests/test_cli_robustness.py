@@ -298,7 +298,8 @@ def test_an_unwritable_output_is_one_message(machine, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "-1"], ["--learning-rate", "0"],
-                                  ["--n-clips", "-5"], ["--time-budget-s", "-1"], ["--model-size", "huge"]])
+                                  ["--n-clips", "-5"], ["--time-budget-s", "-1"], ["--model-size", "huge"],
+                                  ["--canonicalise", "key"], ["--writing", "atonal"]])
 def test_train_refuses_bad_numbers_like_argparse(tmp_path, monkeypatch, capsys, argv):
     monkeypatch.setenv("MER_DATA", str(tmp_path / "data"))  # were it accepted, nothing reaches the repository
     with pytest.raises(SystemExit) as stop:

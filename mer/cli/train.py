@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from .. import cli, profiles, spectrogram, vit
-from ..data import load_dataset
+from ..data import load_dataset, synth_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{name}", type=kind, default=None)
     parser.add_argument("--model-size", choices=sorted(vit.SIZES), default=None)
     parser.add_argument("--front-end", choices=spectrogram.FRONT_ENDS, default=None)
-    parser.add_argument("--canonicalise", choices=vit.CANONICALISE, default=None)
+    parser.add_argument("--canonicalise", choices=(*vit.CANONICALISE, "none"), default=None,
+                        help="tonic: move each clip to its estimated tonic first (none: off)")
     parser.add_argument("--input-channels", choices=sorted(vit.INPUT_CHANNELS), default=None,
                         help="onsets: the patch embedding also sees where each bin's energy rises and falls")
     parser.add_argument("--writing", choices=("classic", "tonal"), default=None,
-                        help="the synthetic set's composer (tonal: every key, textures, three SoundFonts)")
+                        help="the synthetic set's composer (tonal: every key, textures, three SoundFonts; "
+                             "classic: every clip in C, block chords)")
     parser.add_argument("--no-resume", dest="resume", action="store_false")
     parser.add_argument("-q", "--quiet", action="store_true")
     cli.add_debug(parser)
@@ -50,15 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             params[key] = value
 
     def run() -> int:
-        options = {"n_clips": params.get("n_clips"), "soundfont": params.get("soundfont"), "seed": params.get("seed", 0)}
-        options = {k: v for k, v in options.items() if v not in (None, "", 0) or k == "seed"}
-        if args.writing == "tonal":
-            options["writing"] = "tonal"
-            if args.soundfont is None:  # the profile's one SoundFont is the classic writing's
-                options.pop("soundfont", None)
         name = params.get("dataset", "synth")
-        if name not in ("synth", "synth_probe"):
-            options = {}
+        options = synth_options(name, n_clips=int(params.get("n_clips") or 0), writing=params.get("writing", "tonal"),
+                                soundfont=params.get("soundfont") or "", seed=int(params.get("seed", 0)))
         accelerator = vit.accelerator()
         with accelerator.main_process_first():  # under accelerate launch: render or read the data once
             dataset = load_dataset(name, params.get("data_dir") or None, **options)
@@ -70,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             valence_weight=float(params.get("valence_weight", 0.0)),
             input_channels=params.get("input_channels") or "spectrogram",
             **vit.key_options(params.get("front_end") or "mel", int(params.get("transpose_augment") or 0),
-                              params.get("canonicalise") or None))
+                              None if params.get("canonicalise") in ("", "none") else params.get("canonicalise")))
         result = vit.train(dataset, options, out_dir=params.get("out_dir"), resume=args.resume,
                            progress=not args.quiet)
         if not accelerator.is_main_process:

@@ -109,6 +109,20 @@ def _adapters() -> dict[str, Callable[..., Dataset]]:
     }
 
 
+def synth_options(dataset: str, *, n_clips: int, writing: str, soundfont: str, seed: int) -> dict[str, Any]:
+    """The options a chapter passes to :func:`load_dataset`: its synthetic-set parameters, or none for a corpus.
+
+    ``soundfont=""`` means the writing's own (FluidR3_GM for the classic
+    writing; for the tonal writing one of its three training SoundFonts per
+    clip, :data:`mer.data.synth.TRAIN_SOUNDFONTS`).
+
+    Notebook: every chapter's setup cell (notebooks/00_data.ipynb first).
+    """
+    if not dataset.startswith("synth"):
+        return {}
+    return dict(n_clips=n_clips, writing=writing, soundfont=soundfont or None, seed=seed)
+
+
 def load_dataset(name: str = "synth", data_dir: str | Path | None = None, **options: Any) -> Dataset:
     """Load dataset ``name`` into the common table shape.
 

@@ -2,10 +2,11 @@ r"""The embedded synthetic dataset: short pieces composed and played by the pack
 
 Two writings share the cues, the label model and the renderer:
 ``writing="classic"`` (the default of :func:`load`, described first: every
-clip in C, natural minor, block triads; what the book is built on today) and
-``writing="tonal"`` (section "Tonal writing" below: every key, a harmonic
-grammar with cadences, seven textures, four SoundFonts), which becomes the
-default together with the chapter-2 model that learns it.
+clip in C, natural minor, block triads; the book's writing before the
+every-key model) and ``writing="tonal"`` (section "Tonal writing" below:
+every key, a harmonic grammar with cadences, seven textures, four
+SoundFonts), the writing of the book's profiles (:mod:`mer.profiles`) and of
+the every-key model chapter 2 trains on it.
 
 Each clip is a 10 s piece in 4/4 (chord progression, melody, bass line and a
 drum kit) composed as MIDI with :mod:`pretty_midi` and rendered to audio by
@@ -230,7 +231,7 @@ writing it ~0.06 s of CPU on average over the three training SoundFonts
 clips with ``n_jobs=2``, took 197 s (6.1 clips/s) on two cores that three
 other jobs were loading (load average 8-11); about 70 s of CPU, so roughly
 40 s on two idle cores (an extrapolation). ``make bench`` reports it as
-``synth_tonal_generate_s``. On those 1,200 clips the label agrees with the
+``synth_generate_s``. On those 1,200 clips the label agrees with the
 mode on 82.7 % and with the Bayes rule on 98.4 % (classic: 83.8 %, 98.1 %).
 
 Rendering
@@ -324,7 +325,8 @@ HELDOUT_SOUNDFONT = "MuseScore_General"
 #: SoundFonts the tonal writing draws from by default (one per clip).
 TRAIN_SOUNDFONTS = ("FluidR3_GM", "TimGM6mb", "OPL3_FM")
 #: Writings of the synthetic set: "classic" (every clip in C, block triads;
-#: the default until chapter 2's model of the tonal writing exists) and "tonal".
+#: :func:`load`'s default, the book's before its every-key model) and "tonal"
+#: (every key; the book's profiles).
 WRITINGS = ("classic", "tonal")
 #: Output gain per SoundFont, applied to FluidSynth's mix (int16 / 2**15);
 #: chosen so the loudest clips peak near 0.9 and velocity stays audible as

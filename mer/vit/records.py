@@ -131,7 +131,7 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
                   batch_size: int = 32, learning_rate: float = 3e-4, seed: int = 0, time_budget_s: float | None = None,
                   pretrained: str | None = None, pretrain_epochs: int = 0, valence_weight: float = 0.0,
                   front_end: str = "mel", transpose_augment: int = 0, canonicalise: str | None = None,
-                  progress: bool = True) -> Checkpoint:
+                  input_channels: str = "spectrogram", progress: bool = True) -> Checkpoint:
     """Chapter 2's model for ``dataset`` and these training parameters.
 
     Chapters 3 and 4 explain the model chapter 2 trained. They declare the
@@ -140,8 +140,9 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
     without training; if chapter 2 has not run (a chapter re-run alone), it
     trains it exactly as chapter 2 would. ``checkpoint`` overrides all of it.
     ``front_end``, ``transpose_augment`` and ``canonicalise`` are the
-    key-invariance options of :func:`train` (:func:`key_options`); their
-    defaults name the checkpoints of before these options.
+    key-invariance options of :func:`train` (:func:`key_options`) and
+    ``input_channels`` its :class:`TrainOptions` field; their defaults name
+    the checkpoints of before these options.
 
     Returns
     -------
@@ -154,5 +155,6 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
         checkpoint = train(dataset, size=size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                            seed=seed, time_budget_s=time_budget_s or None, pretrained=pretrained or None,
                            pretrain_epochs=int(pretrain_epochs), valence_weight=float(valence_weight),
-                           progress=progress, **key_options(front_end, transpose_augment, canonicalise)).checkpoint
+                           input_channels=input_channels, progress=progress,
+                           **key_options(front_end, transpose_augment, canonicalise or None)).checkpoint
     return Checkpoint.load(checkpoint)
