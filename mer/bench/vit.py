@@ -15,15 +15,19 @@ from .. import spectrogram, tonality
 from ..vit import LOGFREQ_LOGMEL, build_model, predict_proba
 
 
-def front_end_ms(params: spectrogram.LogMelParams | dict | None = None, n: int = 5) -> float:
-    """Milliseconds for the spectrogram of one 10 s clip with ``params`` (default: the log-mel), mean of ``n``."""
-    rng = np.random.default_rng(0)
-    y = rng.standard_normal(int(spectrogram.SR * 10)).astype(np.float32) * 0.1
-    spectrogram.logmel(y, params=params)
+def _mean_ms(fn, n: int) -> float:
+    """Milliseconds per call of ``fn``, mean of ``n`` calls after one warm-up call."""
+    fn()
     start = time.perf_counter()
     for _ in range(n):
-        spectrogram.logmel(y, params=params)
+        fn()
     return (time.perf_counter() - start) / n * 1000
+
+
+def front_end_ms(params: spectrogram.LogMelParams | dict | None = None, n: int = 5) -> float:
+    """Milliseconds for the spectrogram of one 10 s clip with ``params`` (default: the log-mel), mean of ``n``."""
+    y = np.random.default_rng(0).standard_normal(int(spectrogram.SR * 10)).astype(np.float32) * 0.1
+    return _mean_ms(lambda: spectrogram.logmel(y, params=params), n)
 
 
 def benchmark(*, batch_size: int = 32, repeats: int = 3) -> dict[str, Any]:
@@ -59,16 +63,8 @@ def benchmark(*, batch_size: int = 32, repeats: int = 3) -> dict[str, Any]:
         spec = np.roll(spec, 2 * shift, axis=1)[None]  # stands in for the taller image's crop (same cost order)
         return predict_proba(model, spec)
 
-    infer()
-    start = time.perf_counter()
-    for _ in range(5):
-        infer()
-    infer_ms = (time.perf_counter() - start) / 5 * 1000
-    tonality.tonic_chroma(y)
-    start = time.perf_counter()
-    for _ in range(3):
-        tonality.tonic_chroma(y)
-    tonic_ms = (time.perf_counter() - start) / 3 * 1000
+    infer_ms = _mean_ms(infer, 5)
+    tonic_ms = _mean_ms(lambda: tonality.tonic_chroma(y), 3)
     return {"vit_train_spectrograms_per_s": round(train_rate, 1), "vit_infer_ms_per_clip": round(infer_ms, 1),
             "vit_front_end_ms_per_clip": round(front_end_ms(params), 1), "vit_tonic_ms_per_clip": round(tonic_ms, 1),
             "vit_parameters": int(sum(p.numel() for p in model.parameters())),

@@ -58,15 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         accelerator = vit.accelerator()
         with accelerator.main_process_first():  # under accelerate launch: render or read the data once
             dataset = load_dataset(name, params.get("data_dir") or None, **options)
-        options = vit.TrainOptions(
-            size=params.get("model_size", "default"), epochs=int(params.get("epochs", 20)),
-            batch_size=int(params.get("batch_size", 32)), learning_rate=float(params.get("learning_rate", 3e-4)),
-            seed=int(params.get("seed", 0)), time_budget_s=params.get("time_budget_s") or None,
-            pretrained=params.get("pretrained") or None, pretrain_epochs=int(params.get("pretrain_epochs", 0)),
-            valence_weight=float(params.get("valence_weight", 0.0)),
-            input_channels=params.get("input_channels") or "spectrogram",
-            **vit.key_options(params.get("front_end") or "mel", int(params.get("transpose_augment") or 0),
-                              None if params.get("canonicalise") in ("", "none") else params.get("canonicalise")))
+        canonicalise = params.get("canonicalise")
+        options = vit.chapter_options(
+            size=params.get("model_size", "default"), epochs=params.get("epochs", 20),
+            batch_size=params.get("batch_size", 32), learning_rate=params.get("learning_rate", 3e-4),
+            seed=params.get("seed", 0), time_budget_s=params.get("time_budget_s"), pretrained=params.get("pretrained"),
+            pretrain_epochs=params.get("pretrain_epochs", 0), valence_weight=params.get("valence_weight", 0.0),
+            front_end=params.get("front_end") or "mel", transpose_augment=int(params.get("transpose_augment") or 0),
+            canonicalise=None if canonicalise == "none" else canonicalise,
+            input_channels=params.get("input_channels") or "spectrogram")
         result = vit.train(dataset, options, out_dir=params.get("out_dir"), resume=args.resume,
                            progress=not args.quiet)
         if not accelerator.is_main_process:

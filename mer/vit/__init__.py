@@ -79,7 +79,7 @@ from .checkpoint import (META_FILE, WEIGHTS_FILE, VALENCE_HEAD_FILE, REQUIRED_ME
                          describe_checkpoint, latest_checkpoint)
 from .train import TrainOptions, TrainResult, train, accelerator, valence_weight_for
 from .evaluate import Evaluation, evaluate, seed_spread
-from .records import (CHAPTER_MODEL_DIR, LAST_PROFILE_FILE, chapter_model, chapter_model_records,
+from .records import (CHAPTER_MODEL_DIR, LAST_PROFILE_FILE, chapter_model, chapter_model_records, chapter_options,
                       record_chapter_model, recorded_chapter_model)
 
 __all__ = [
@@ -93,6 +93,6 @@ __all__ = [
     "META_FILE", "WEIGHTS_FILE", "VALENCE_HEAD_FILE", "REQUIRED_META", "CHECKPOINT_REMEDY", "Checkpoint",
     "dataset_fingerprint", "checkpoint_dir", "load_checkpoint", "weights_sha256", "describe_checkpoint",
     "latest_checkpoint", "TrainOptions", "TrainResult", "train", "accelerator", "valence_weight_for",
-    "Evaluation", "evaluate", "seed_spread", "CHAPTER_MODEL_DIR", "LAST_PROFILE_FILE", "chapter_model",
+    "Evaluation", "evaluate", "seed_spread", "CHAPTER_MODEL_DIR", "LAST_PROFILE_FILE", "chapter_model", "chapter_options",
     "chapter_model_records", "record_chapter_model", "recorded_chapter_model",
 ]

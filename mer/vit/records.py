@@ -13,7 +13,7 @@ from typing import Any
 from .. import ParameterError, store
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, one_line, weights_sha256
 from .inputs import key_options
-from .train import train
+from .train import TrainOptions, train
 
 
 #: Folder under ``data/derived`` of the records of chapter 2's model, one per profile.
@@ -127,22 +127,38 @@ def recorded_chapter_model(profile: str | None = None) -> dict[str, Any] | None:
     return dict(record, profile=profile, checkpoint=store.derived_dir() / record["checkpoint"])
 
 
-def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default", epochs: int = 12,
-                  batch_size: int = 32, learning_rate: float = 3e-4, seed: int = 0, time_budget_s: float | None = None,
-                  pretrained: str | None = None, pretrain_epochs: int = 0, valence_weight: float = 0.0,
-                  front_end: str = "mel", transpose_augment: int = 0, canonicalise: str | None = None,
-                  input_channels: str = "spectrogram", progress: bool = True) -> Checkpoint:
+def chapter_options(*, size: str = "default", epochs: int = 12, batch_size: int = 32, learning_rate: float = 3e-4,
+                    seed: int = 0, time_budget_s: float | None = None, pretrained: str | None = None,
+                    pretrain_epochs: int = 0, valence_weight: float = 0.0, front_end: str = "mel",
+                    transpose_augment: int = 0, canonicalise: str | None = None,
+                    input_channels: str = "spectrogram") -> TrainOptions:
+    """The :class:`TrainOptions` of chapter 2's parameters: the one translation chapters 2-4 and ``mer train`` share.
+
+    Empty values mean off (``time_budget_s`` 0, ``pretrained`` and
+    ``canonicalise`` ``""``), as in a chapter's parameters cell; equal
+    parameters give equal options, hence the same checkpoint folder.
+    ``front_end``, ``transpose_augment`` and ``canonicalise`` are the
+    key-invariance options (:func:`key_options`); their defaults, and
+    ``input_channels="spectrogram"``, name the checkpoints of before them.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    return TrainOptions(size=size, epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
+                        seed=int(seed), time_budget_s=time_budget_s or None, pretrained=pretrained or None,
+                        pretrain_epochs=int(pretrain_epochs), valence_weight=float(valence_weight),
+                        input_channels=input_channels,
+                        **key_options(front_end, transpose_augment, canonicalise or None))
+
+
+def chapter_model(dataset, *, checkpoint: str | Path = "", progress: bool = True, **parameters: Any) -> Checkpoint:
     """Chapter 2's model for ``dataset`` and these training parameters.
 
     Chapters 3 and 4 explain the model chapter 2 trained. They declare the
-    same training parameters, so this call names the same content-hashed
-    checkpoint folder as chapter 2's :func:`train` and returns that model
-    without training; if chapter 2 has not run (a chapter re-run alone), it
-    trains it exactly as chapter 2 would. ``checkpoint`` overrides all of it.
-    ``front_end``, ``transpose_augment`` and ``canonicalise`` are the
-    key-invariance options of :func:`train` (:func:`key_options`) and
-    ``input_channels`` its :class:`TrainOptions` field; their defaults name
-    the checkpoints of before these options.
+    same training parameters (``parameters``: those of :func:`chapter_options`),
+    so this call names the same content-hashed checkpoint folder as chapter
+    2's :func:`train` and returns that model without training; if chapter 2
+    has not run (a chapter re-run alone), it trains it exactly as chapter 2
+    would. ``checkpoint`` overrides all of it.
 
     Returns
     -------
@@ -152,9 +168,5 @@ def chapter_model(dataset, *, checkpoint: str | Path = "", size: str = "default"
     Notebook: notebooks/03_lrp.ipynb, notebooks/04_sonification.ipynb
     """
     if not checkpoint:
-        checkpoint = train(dataset, size=size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                           seed=seed, time_budget_s=time_budget_s or None, pretrained=pretrained or None,
-                           pretrain_epochs=int(pretrain_epochs), valence_weight=float(valence_weight),
-                           input_channels=input_channels, progress=progress,
-                           **key_options(front_end, transpose_augment, canonicalise or None)).checkpoint
+        checkpoint = train(dataset, chapter_options(**parameters), progress=progress).checkpoint
     return Checkpoint.load(checkpoint)
