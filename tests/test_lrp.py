@@ -118,6 +118,65 @@ def test_cp_lrp_conserves_through_the_onset_channels():
     assert lrp.relevance(model, x[:2], rule="cp")["relevance"].shape[-2:] == (N_MELS, N_FRAMES)
 
 
+def onset_vit(seed: int):
+    """A tiny ViT with the onset and release channels, as chapter 2's model has them."""
+    from transformers import ViTConfig
+
+    from mer import vit
+
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=[N_MELS, N_FRAMES], patch_size=list(PATCH), num_channels=3, num_labels=2)
+    config.input_channels = "onsets"
+    torch.manual_seed(seed)
+    return vit.vit_from_config(config).eval()
+
+
+def test_removing_a_stripe_changes_no_other_tokens_input():
+    """Region perturbation, on a model that derives its onset channels, replaces
+    the stripe in every channel the patch embedding reads: the token of the
+    stripe sees the fill value and no rise or fall, every other token sees what
+    it saw before. Filling the spectrogram before the channels are derived
+    would have put a rise into the next token."""
+    from mer import vit
+
+    model = onset_vit(seed=6)
+    x, y, _ = band_task(3, seed=3)
+    seen = []
+    hook = lrp.vit_parts(model)["conv"].register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    n_patches = N_FRAMES // PATCH[1]
+    k = 4  # the stripe removed first: frames 8-9
+    ranking = np.zeros((len(x), N_MELS, N_FRAMES), np.float32)
+    ranking[..., 2 * k:2 * k + 2] = 1.0
+    try:
+        curve = checks.region_perturbation(model, x, ranking, y, order="morf", step=1 / n_patches, fill_value=0.3)
+        occluded = explainers.explain("occlusion", model, x, y, fill_value=0.3)
+    finally:
+        hook.remove()
+    before, after = seen[0], seen[1]  # nothing removed, then stripe k
+    assert before.shape == (3, 3, N_MELS, N_FRAMES)
+    inside = np.zeros(N_FRAMES, bool)
+    inside[2 * k:2 * k + 2] = True
+    torch.testing.assert_close(after[..., ~inside], before[..., ~inside], rtol=0, atol=0)
+    assert torch.all(after[:, 0, :, inside] == 0.3) and torch.all(after[:, 1:, :, inside] == 0)
+    # The stripe filled before the channels are derived: the next token's first frame rises.
+    filled = torch.as_tensor(x).clone()
+    filled[..., inside] = 0.3
+    edged = vit.onset_channels(filled)
+    assert not torch.equal(edged[..., 2 * k + 2], before[..., 2 * k + 2])
+    # The model reads the three channels as it reads the spectrogram they come from.
+    with torch.no_grad():
+        p_derived = torch.softmax(model(pixel_values=before).logits, -1)
+        p_plain = torch.softmax(model(pixel_values=torch.as_tensor(x)).logits, -1)
+    torch.testing.assert_close(p_derived, p_plain, rtol=0, atol=0)
+    np.testing.assert_allclose(curve[:, 0], p_plain.gather(1, torch.as_tensor(y)[:, None])[:, 0].numpy(), atol=1e-6)
+    # Occlusion removes stripes the same way: its drop for stripe k is the logit lost in `after`.
+    with torch.no_grad():
+        logit_after = model(pixel_values=after).logits.gather(1, torch.as_tensor(y)[:, None])[:, 0]
+        logit_full = model(pixel_values=before).logits.gather(1, torch.as_tensor(y)[:, None])[:, 0]
+    np.testing.assert_allclose(occluded[:, 0, 2 * k], (logit_full - logit_after).numpy() / (N_MELS * 2), rtol=1e-4,
+                               atol=1e-6)
+
+
 def test_absorbed_relevance_accounts_for_the_logit():
     """With offsets present, input + biases + LayerNorm offsets + CLS + position = logit (CP)."""
     model = randomise_offsets(tiny_vit(seed=4))

@@ -6,8 +6,9 @@ what the chapter reads from them.
 :func:`gradient_x_input` the same pass without rules; :func:`conservation`
 checks that the input's relevance adds up to the explained logit on a copy
 of the model without offsets (:func:`zero_offsets`). :func:`as_input`,
-:func:`explained_output`, :func:`patch_grid` and :func:`per_patch` are what
-every explainer and check shares.
+:func:`explained_output`, :func:`patch_grid`, :func:`per_patch`,
+:func:`removal_input` and :func:`remove_patches` are what every explainer
+and check shares.
 
 (Named ``attribution`` rather than ``relevance`` so that ``mer.lrp.relevance``
 is the function, never a module.)
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from .. import ParameterError
+from ..vit.model import embedding_input
 from .composite import PARTS, Composite, lrp_context, vit_parts
 from .rules import LRPState
 
@@ -46,6 +48,72 @@ def as_input(x) -> torch.Tensor:
         raise ParameterError(f"expected spectrograms of shape (batch, n_mels, n_frames) or "
                              f"(batch, 1, n_mels, n_frames), got {tuple(x.shape)}")
     return x.detach().to(torch.float32)
+
+
+def removal_input(model: nn.Module, x, fill_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a check removes patches from, and the value a removed patch takes, per channel.
+
+    Region perturbation, the greedy search and occlusion all ask what the
+    model says once a patch is gone. A patch is gone when the token it
+    makes sees a constant: the spectrogram at ``fill_value`` and, on a model
+    with the onset channels, no rise and no fall. So the patch is replaced in
+    every channel the patch embedding reads (:func:`mer.vit.model.embedding_input`),
+    after the channels are derived, and no other token's input changes;
+    replaced in the spectrogram alone, the derived channels would show a rise
+    and a fall at its edges, one of them in the next token, which no training
+    clip had. On a one-channel model both ways are the same.
+
+    Parameters
+    ----------
+    model : transformers.ViTForImageClassification
+    x : array-like, shape (batch, n_mels, n_frames) or (batch, 1, n_mels, n_frames)
+    fill_value : float
+        The spectrogram's value in a removed patch (0 = dataset mean of the
+        normalised input).
+
+    Returns
+    -------
+    inputs : torch.Tensor, shape (batch, n_channels, n_mels, n_frames)
+        Accepted by the model as it is.
+    fill : torch.Tensor, shape (n_channels,)
+        ``fill_value``, then 0 for every derived channel.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    inputs = embedding_input(model, as_input(x))
+    fill = torch.zeros(inputs.shape[1], dtype=inputs.dtype)
+    fill[0] = fill_value
+    return inputs, fill
+
+
+def remove_patches(inputs: torch.Tensor, removed: torch.Tensor, patch: tuple[int, int],
+                   fill: torch.Tensor) -> torch.Tensor:
+    """``inputs`` with the removed patches replaced by ``fill``, in every channel.
+
+    Parameters
+    ----------
+    inputs : torch.Tensor, shape (batch, n_channels, n_mels, n_frames)
+        From :func:`removal_input`.
+    removed : torch.Tensor, shape (batch, n_patches), bool
+        Row-major over the patch grid (the ViT's token order).
+    patch : tuple of int
+        Patch size (:func:`patch_grid`).
+    fill : torch.Tensor, shape (n_channels,)
+        From :func:`removal_input`.
+
+    Returns
+    -------
+    torch.Tensor, shape (batch, n_channels, n_mels, n_frames)
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    n, channels, n_mels, n_frames = inputs.shape
+    ph, pw = patch
+    rows, cols = n_mels // ph, n_frames // pw
+    bins = removed.reshape(n, rows, cols).repeat_interleave(ph, 1).repeat_interleave(pw, 2)
+    full = torch.zeros(n, n_mels, n_frames, dtype=torch.bool)
+    full[:, :bins.shape[1], :bins.shape[2]] = bins
+    return torch.where(full[:, None], fill.to(inputs.dtype)[None, :, None, None].expand_as(inputs), inputs)
 
 
 def _targets(target, logits: torch.Tensor) -> torch.Tensor:

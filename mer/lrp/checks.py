@@ -2,7 +2,9 @@
 
 * Region perturbation (Samek et al. 2017): remove patches most relevant first
   (MoRF) or least relevant first (LeRF) in steps of 5 % of the patches,
-  replacing them by the dataset-mean value, and follow p(explained class).
+  replacing them by the dataset-mean value in every channel the patch
+  embedding reads (:func:`~mer.lrp.attribution.removal_input`: no other
+  token's input changes), and follow p(explained class).
   Area under the curve over the removed fraction in [0, 1]: low MoRF and high
   LeRF area = faithful. Differences between explainers with paired-bootstrap
   95 % intervals over clips.
@@ -32,7 +34,7 @@ from torch import nn
 
 from .. import ParameterError
 from ..metrics import bootstrap_interval
-from .attribution import as_input, patch_grid, per_patch, relevance
+from .attribution import patch_grid, per_patch, relevance, removal_input, remove_patches
 from .composite import PARTS, vit_parts
 from .explainers import explain_batched, spread_tokens
 
@@ -52,22 +54,6 @@ def perturbation_fractions(step: float = 0.05) -> np.ndarray:
     return np.linspace(0.0, 1.0, n + 1)
 
 
-def _fill_patches(inputs: torch.Tensor, removed: torch.Tensor, patch: tuple[int, int],
-                  fill_value: float) -> torch.Tensor:
-    """Inputs with the removed patches set to ``fill_value``.
-
-    ``inputs`` (n, 1, n_mels, n_frames); ``removed`` (n, n_patches) bool, row-major
-    over the patch grid (the ViT's token order).
-    """
-    n, _, n_mels, n_frames = inputs.shape
-    ph, pw = patch
-    rows, cols = n_mels // ph, n_frames // pw
-    bins = removed.reshape(n, rows, cols).repeat_interleave(ph, 1).repeat_interleave(pw, 2)
-    full = torch.zeros(n, n_mels, n_frames, dtype=torch.bool)
-    full[:, :bins.shape[1], :bins.shape[2]] = bins
-    return torch.where(full[:, None], torch.full_like(inputs, fill_value), inputs)
-
-
 def _p_target(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
     """p(target) per input, in batches, no gradient."""
     out = []
@@ -77,19 +63,19 @@ def _p_target(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, batc
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def _perturbation_setup(model: nn.Module, x, target, order: str, step: float):
-    """What region perturbation and the search share: the inputs (n, 1, n_mels,
-    n_frames), the patch size, the number of patches, the patch counts removed
-    at each step and the targets as a tensor."""
+def _perturbation_setup(model: nn.Module, x, target, order: str, step: float, fill_value: float):
+    """What region perturbation and the search share: the inputs and fill of
+    :func:`~mer.lrp.attribution.removal_input`, the patch size, the number of
+    patches, the patch counts removed at each step and the targets as a tensor."""
     if order not in ("morf", "lerf"):
         raise ParameterError(f"order must be 'morf' or 'lerf', got {order!r}")
-    inputs = as_input(x)
+    inputs, fill = removal_input(model, x, fill_value)
     n_clips, _, n_mels, n_frames = inputs.shape
     patch = patch_grid(model)
     n_patches = (n_mels // patch[0]) * (n_frames // patch[1])
     counts = np.rint(perturbation_fractions(step) * n_patches).astype(int)
     target = torch.as_tensor(np.broadcast_to(np.asarray(target), (n_clips,)).astype(np.int64))
-    return inputs, patch, n_patches, counts, target
+    return inputs, fill, patch, n_patches, counts, target
 
 
 def region_perturbation(model: nn.Module, x, relevance: np.ndarray, target, *, order: str = "morf",
@@ -107,7 +93,9 @@ def region_perturbation(model: nn.Module, x, relevance: np.ndarray, target, *, o
     step : float
         Fraction of the patches removed per step (0.05 = 5 %).
     fill_value : float
-        The value a removed patch takes (0 = dataset mean of normalised input).
+        The value a removed patch takes in the spectrogram (0 = dataset mean
+        of normalised input); its derived channels, if the model has them,
+        take 0 (:func:`~mer.lrp.attribution.removal_input`).
 
     Returns
     -------
@@ -116,7 +104,8 @@ def region_perturbation(model: nn.Module, x, relevance: np.ndarray, target, *, o
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs, patch, n_patches, counts, target = _perturbation_setup(model, x, target, order, step)
+    inputs, fill, patch, n_patches, counts, target = _perturbation_setup(model, x, target, order, step,
+                                                                        fill_value)
     n_clips = len(inputs)
     patch_scores = per_patch(relevance, patch).reshape(n_clips, -1)
     # Stable sort: ties (constant maps) fall back to token order, the same for every explainer.
@@ -130,7 +119,7 @@ def region_perturbation(model: nn.Module, x, relevance: np.ndarray, target, *, o
                 removed = torch.zeros(n_clips, n_patches, dtype=torch.bool)
                 if count:
                     removed.scatter_(1, torch.as_tensor(ranking[:, :count]), True)
-                perturbed = _fill_patches(inputs, removed, patch, fill_value)
+                perturbed = remove_patches(inputs, removed, patch, fill)
                 curves[:, k] = _p_target(model, perturbed, target, batch_size).numpy()
     finally:
         model.train(was_training)
@@ -172,7 +161,8 @@ def greedy_deletion(model: nn.Module, x, target, *, order: str = "morf", step: f
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs, patch, n_patches, counts, target = _perturbation_setup(model, x, target, order, step)
+    inputs, fill, patch, n_patches, counts, target = _perturbation_setup(model, x, target, order, step,
+                                                                        fill_value)
     n_clips, _, n_mels, n_frames = inputs.shape
     removed = torch.zeros(n_clips, n_patches, dtype=torch.bool)
     rank = torch.full((n_clips, n_patches), n_patches, dtype=torch.long)  # position in the order found
@@ -189,7 +179,7 @@ def greedy_deletion(model: nn.Module, x, target, *, order: str = "morf", step: f
                 # Every (clip, patch still present) pair, removed on top of the clip's current removals.
                 clip_idx, patch_idx = torch.nonzero(~removed, as_tuple=True)
                 p = torch.cat([  # built a batch at a time: all candidates at once would be n_clips x n_patches inputs
-                    _p_target(model, _fill_patches(inputs[c], removed[c] | eye[q], patch, fill_value), target[c],
+                    _p_target(model, remove_patches(inputs[c], removed[c] | eye[q], patch, fill), target[c],
                               batch_size)
                     for c, q in zip(clip_idx.split(batch_size), patch_idx.split(batch_size))])
                 score = torch.full((n_clips, n_patches), float("inf"))

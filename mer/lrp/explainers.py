@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from .. import ParameterError
-from .attribution import as_input, explained_output, gradient_x_input, patch_grid, relevance
+from .attribution import (as_input, explained_output, gradient_x_input, patch_grid, relevance, removal_input,
+                          remove_patches)
 from .composite import PARTS
 from .rules import attention_function
 
@@ -131,28 +132,28 @@ def chefer(model: nn.Module, x, target=None, **_: Any) -> np.ndarray:
 
 def occlusion(model: nn.Module, x, target=None, *, fill_value: float = 0.0, chunk: int = 256,
               **_: Any) -> np.ndarray:
-    """Logit drop when one patch at a time is set to ``fill_value``.
+    """Logit drop when one patch at a time is removed: set to ``fill_value``
+    in every channel the patch embedding reads, as region perturbation
+    removes it (:func:`~mer.lrp.attribution.removal_input`).
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = as_input(x)
-    ph, pw = patch_grid(model)
+    inputs, fill = removal_input(model, x, fill_value)
+    patch = patch_grid(model)
     batch, _, n_mels, n_frames = inputs.shape
-    rows, cols = n_mels // ph, n_frames // pw
+    n_patches = (n_mels // patch[0]) * (n_frames // patch[1])
+    eye = torch.eye(n_patches, dtype=torch.bool)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             logits = model(pixel_values=inputs).logits
             full, target_t = explained_output(logits, target)
-            drops = torch.zeros(batch, rows * cols)
-            pairs = [(b, p) for b in range(batch) for p in range(rows * cols)]
+            drops = torch.zeros(batch, n_patches)
+            pairs = [(b, p) for b in range(batch) for p in range(n_patches)]
             for start in range(0, len(pairs), chunk):
                 part = pairs[start:start + chunk]
-                occluded = inputs[[b for b, _ in part]].clone()
-                for i, (_, p) in enumerate(part):
-                    r, c = divmod(p, cols)
-                    occluded[i, :, r * ph:(r + 1) * ph, c * pw:(c + 1) * pw] = fill_value
+                occluded = remove_patches(inputs[[b for b, _ in part]], eye[[p for _, p in part]], patch, fill)
                 out = model(pixel_values=occluded).logits
                 values = out.gather(1, target_t[[b for b, _ in part]][:, None])[:, 0]
                 for i, (b, p) in enumerate(part):
