@@ -389,6 +389,22 @@ def test_epsilon_is_chosen_by_morf_area_and_reported_for_every_candidate(trained
         checks.select_epsilon(model, x, y, [-1.0])
 
 
+def test_probe_summary_shows_which_class_the_ground_truth_rests_on():
+    """A model that hears the twins' open fifths as Happy: Happy probes lose nothing
+    without the window and none qualifies; the Sad ones carry the check."""
+    label = np.array([1, 1, 1, 0, 0, 0])
+    p_full = np.array([[0.1, 0.9], [0.2, 0.8], [0.6, 0.4], [0.8, 0.2], [0.9, 0.1], [0.3, 0.7]])
+    p_no = np.array([[0.1, 0.9], [0.15, 0.85], [0.5, 0.5], [0.2, 0.8], [0.1, 0.9], [0.2, 0.8]])
+    scored = checks.qualifying_probes(label, p_full, p_no)
+    table = checks.probe_summary(label, p_full, p_no, scored)
+    assert list(table.index) == ["happy", "sad"]
+    assert table.loc["happy", "n_scored"] == 0 and table.loc["sad", "n_scored"] == 2
+    assert table.loc["happy", "accuracy"] == pytest.approx(2 / 3) and table.loc["sad", "n"] == 3
+    assert table.loc["happy", "drop_median"] == pytest.approx(-0.05)
+    assert table.loc["sad", "drop_median"] == pytest.approx(0.6)
+    assert table.loc["sad", "p_happy_no_window_median"] == pytest.approx(0.8)
+
+
 def test_ground_truth_mass_accuracy_on_trained_tiny_model(trained):
     model, x, y, masks = trained
     r = explainers.explain("lrp", model, x, y)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .. import ParameterError
-from ..metrics import bootstrap_interval
+from ..metrics import HAPPY, LABEL2ID, LABELS, bootstrap_interval
 from .attribution import patch_grid, per_patch, relevance, removal_input, remove_patches
 from .composite import PARTS, vit_parts
 from .explainers import explain_batched, spread_tokens
@@ -431,6 +431,46 @@ def qualifying_probes(label: np.ndarray, p_full: np.ndarray, p_no_window: np.nda
     margin = p_true - 0.5
     return (margin > 0) & (p_true - p_true_no >= 0.5 * margin)
 
+
+
+def probe_summary(label: np.ndarray, p_full: np.ndarray, p_no_window: np.ndarray,
+                  scored: np.ndarray) -> pd.DataFrame:
+    """What the probes say per class: how many are right, how much the window
+    matters, and how many the ground-truth check scores.
+
+    A probe can only qualify if its twin without the window's thirds (open
+    fifths) is heard as less of its class. If the model hears the open fifths
+    as one class already, that class's probes have little margin to lose and
+    the check rests on the other class's probes; this table shows it.
+
+    Parameters
+    ----------
+    label : np.ndarray, shape (n_clips,), int (sad 0, happy 1)
+    p_full, p_no_window : np.ndarray, shape (n_clips, 2)
+        Class probabilities with the window and without it.
+    scored : np.ndarray, shape (n_clips,), bool
+        The probes the check scores (:func:`qualifying_probes`, window small enough).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``label`` (the class names present), columns ``n``,
+        ``accuracy``, ``drop_median`` (p(true class) with the window minus
+        without), ``p_happy_no_window_median`` and ``n_scored``.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    label = np.asarray(label, dtype=int)
+    idx = np.arange(len(label))
+    table = pd.DataFrame({"label": np.asarray(LABELS, dtype=object)[label],
+                          "correct": p_full.argmax(1) == label,
+                          "drop": p_full[idx, label] - p_no_window[idx, label],
+                          "p_happy_no_window": p_no_window[:, LABEL2ID[HAPPY]],
+                          "scored": np.asarray(scored, dtype=bool)})
+    return table.groupby("label").agg(n=("drop", "size"), accuracy=("correct", "mean"),
+                                      drop_median=("drop", "median"),
+                                      p_happy_no_window_median=("p_happy_no_window", "median"),
+                                      n_scored=("scored", "sum"))
 
 # ---------------------------------------------------------------------------
 # Cascading randomisation
