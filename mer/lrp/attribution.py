@@ -7,8 +7,8 @@ what the chapter reads from them.
 checks that the input's relevance adds up to the explained logit on a copy
 of the model without offsets (:func:`zero_offsets`). :func:`as_input`,
 :func:`explained_output`, :func:`patch_grid`, :func:`per_patch`,
-:func:`removal_input` and :func:`remove_patches` are what every explainer
-and check shares.
+:func:`embedding_input`, :func:`removal_input` and :func:`remove_patches`
+are what every explainer and check shares.
 
 (Named ``attribution`` rather than ``relevance`` so that ``mer.lrp.relevance``
 is the function, never a module.)
@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from .. import ParameterError
-from ..vit.model import embedding_input
 from .composite import PARTS, Composite, lrp_context, vit_parts
 from .rules import LRPState
 
@@ -50,6 +49,48 @@ def as_input(x) -> torch.Tensor:
     return x.detach().to(torch.float32)
 
 
+class _Reached(Exception):
+    """Raised by :func:`embedding_input`'s hook to stop the forward pass at the patch embedding."""
+
+
+def embedding_input(model: nn.Module, x) -> torch.Tensor:
+    """What the patch embedding's convolution of ``model`` reads for spectrograms ``x``.
+
+    For a model whose patch embedding derives channels from its input (the
+    onset channels of :func:`mer.vit.onset_channels`, added by a forward
+    pre-hook) these are the derived channels; otherwise the input itself.
+    Found by running the model up to that convolution, so ``mer.lrp`` needs
+    no knowledge of how a model derives them. Such a model accepts this
+    tensor as its input unchanged.
+
+    Parameters
+    ----------
+    model : transformers.ViTForImageClassification
+    x : array-like, shape (batch, n_mels, n_frames) or (batch, 1, n_mels, n_frames)
+
+    Returns
+    -------
+    torch.Tensor, shape (batch, n_channels, n_mels, n_frames)
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    inputs = as_input(x)
+    conv = vit_parts(model)["conv"]
+
+    def stop(module, args):
+        raise _Reached(args[0])
+
+    handle = conv.register_forward_pre_hook(stop)
+    try:
+        with torch.no_grad():
+            model(pixel_values=inputs)
+    except _Reached as reached:
+        return reached.args[0].detach()
+    finally:
+        handle.remove()
+    raise ParameterError("the model never reached its patch embedding")  # pragma: no cover
+
+
 def removal_input(model: nn.Module, x, fill_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """What a check removes patches from, and the value a removed patch takes, per channel.
 
@@ -57,7 +98,7 @@ def removal_input(model: nn.Module, x, fill_value: float = 0.0) -> tuple[torch.T
     model says once a patch is gone. A patch is gone when the token it
     makes sees a constant: the spectrogram at ``fill_value`` and, on a model
     with the onset channels, no rise and no fall. So the patch is replaced in
-    every channel the patch embedding reads (:func:`mer.vit.model.embedding_input`),
+    every channel the patch embedding reads (:func:`embedding_input`),
     after the channels are derived, and no other token's input changes;
     replaced in the spectrogram alone, the derived channels would show a rise
     and a fall at its edges, one of them in the next token, which no training
@@ -80,7 +121,7 @@ def removal_input(model: nn.Module, x, fill_value: float = 0.0) -> tuple[torch.T
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    inputs = embedding_input(model, as_input(x))
+    inputs = embedding_input(model, x)
     fill = torch.zeros(inputs.shape[1], dtype=inputs.dtype)
     fill[0] = fill_value
     return inputs, fill

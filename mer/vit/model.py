@@ -136,41 +136,11 @@ def onset_channels(pixel_values: torch.Tensor) -> torch.Tensor:
 
 def _derive_channels(module, args):
     # A one-channel spectrogram gets its derived channels; an input that already
-    # has them (:func:`embedding_input`, which the perturbation checks edit
-    # channel by channel) passes unchanged.
+    # has them (mer.lrp.attribution.embedding_input, which the perturbation
+    # checks edit channel by channel) passes unchanged.
     if args[0].shape[1] == 1:
         return (onset_channels(args[0]),)
     return None
-
-
-def embedding_input(model, pixel_values: torch.Tensor) -> torch.Tensor:
-    """What the patch embedding of ``model`` sees for ``pixel_values``.
-
-    For a model trained with ``input_channels="onsets"`` the three channels
-    of :func:`onset_channels`; otherwise the input itself. The model accepts
-    either form, so a check can replace a patch in *every* channel the
-    embedding reads (the spectrogram by its fill value, the rise and fall by
-    0, as inside any constant stripe) and leave every other token's input as
-    it was: replaced in the spectrogram before the channels are derived, the
-    patch would also put a rise and a fall at its edges, in the next token.
-
-    Parameters
-    ----------
-    model : transformers.ViTForImageClassification
-        A model of :func:`vit_from_config`.
-    pixel_values : torch.Tensor, shape (batch, 1, n_mels, n_frames)
-
-    Returns
-    -------
-    torch.Tensor, shape (batch, n_channels, n_mels, n_frames)
-        ``n_channels`` of :data:`INPUT_CHANNELS` for the model's design.
-
-    Notebook: notebooks/03_lrp.ipynb
-    """
-    if check_input_channels(getattr(model.config, "input_channels", "spectrogram")) == "onsets" \
-            and pixel_values.shape[1] == 1:
-        return onset_channels(pixel_values)
-    return pixel_values
 
 
 def vit_from_config(config) -> ViTForImageClassification:
