@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mer import ParameterError, audio, faithfulness
@@ -295,6 +296,25 @@ def test_faithfulness_table_with_a_band_energy_classifier(music):
     assert summary["fid_in"] == 1.0 and summary["ai"] == 100.0 and summary["ff"] > 0.5
     assert summary["complement_beats_random_share"] == 1.0
     assert table["loudness_diff_db"].max() <= 1.0
+
+
+def test_faithfulness_by_class_separates_evidence_from_default():
+    """Clips predicted Sad lose p(Sad) when their explanation is removed; clips
+    predicted Happy (the default) do not. The pooled share hides it, the
+    per-class table shows it."""
+    table = pd.DataFrame({
+        "explainer": ["lrp"] * 6,
+        "pred_orig": [0, 0, 0, 1, 1, 1],
+        "p_orig": [0.9, 0.8, 0.7, 0.9, 0.8, 0.85],
+        "p_complement": [0.2, 0.3, 0.6, 0.9, 0.85, 0.8],
+        "p_random": [0.8, 0.7, 0.5, 0.85, 0.8, 0.9],
+    })
+    by_class = faithfulness.faithfulness_by_class(table)
+    assert by_class.loc[("lrp", "sad"), "complement_beats_random_share"] == pytest.approx(2 / 3)
+    assert by_class.loc[("lrp", "happy"), "complement_beats_random_share"] == pytest.approx(1 / 3)
+    assert by_class.loc[("lrp", "sad"), "ff"] == pytest.approx((0.7 + 0.5 + 0.1) / 3)
+    assert by_class.loc[("lrp", "happy"), "n_clips"] == 3
+    assert faithfulness.complement_beats_random_share(table["p_complement"], table["p_random"]) == pytest.approx(0.5)
 
 
 def test_spectral_centroid_and_high_band_share():
