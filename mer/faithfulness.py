@@ -170,7 +170,6 @@ def faithfulness_summary(table) -> dict[str, float]:
     }
 
 
-
 def faithfulness_by_class(table) -> pd.DataFrame:
     """The sound's faithfulness per explainer and per class predicted on the original.
 
@@ -203,6 +202,7 @@ def faithfulness_by_class(table) -> pd.DataFrame:
     out = pd.DataFrame(rows).T
     out.index = out.index.set_names(["explainer", "predicted"])
     return out.astype({"n_clips": int}).sort_index(level="predicted", sort_remaining=False)
+
 
 # ----------------------------------------------------------------------------
 # The model hears the sounds again

@@ -432,7 +432,6 @@ def qualifying_probes(label: np.ndarray, p_full: np.ndarray, p_no_window: np.nda
     return (margin > 0) & (p_true - p_true_no >= 0.5 * margin)
 
 
-
 def probe_summary(label: np.ndarray, p_full: np.ndarray, p_no_window: np.ndarray,
                   scored: np.ndarray) -> pd.DataFrame:
     """What the probes say per class: how many are right, how much the window
@@ -471,6 +470,7 @@ def probe_summary(label: np.ndarray, p_full: np.ndarray, p_no_window: np.ndarray
                                       drop_median=("drop", "median"),
                                       p_happy_no_window_median=("p_happy_no_window", "median"),
                                       n_scored=("scored", "sum"))
+
 
 # ---------------------------------------------------------------------------
 # Cascading randomisation
