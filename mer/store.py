@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -316,6 +317,42 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, what: str = "dataset") -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; mark it complete and rename it onto ``path`` on success.
+
+    A reader never sees a half-written folder: the block writes into the
+    temporary one, which gets a ``COMPLETE`` file and then takes ``path``'s
+    name in one rename. If another process completed ``path`` first, this
+    one's folder is dropped; if the block raises, it is removed.
+
+    Raises
+    ------
+    mer.ParameterError
+        ``path`` exists, is not empty and is not complete (never overwritten).
+    """
+    from . import ParameterError
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        (tmp / "COMPLETE").write_text("")
+        if path.exists():
+            if (path / "COMPLETE").exists():  # another process finished first
+                return
+            if any(path.iterdir()):
+                raise ParameterError(f"data_dir {path} exists, is not empty and holds no complete {what}; "
+                                     f"remove it or choose another folder")
+            path.rmdir()
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a dataset is for every reader
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -89,3 +89,34 @@ def test_artefact_paths_use_the_producing_module(tmp_path, monkeypatch):
 def test_unknown_module_is_refused():
     with pytest.raises(ValueError, match="not a module"):
         store.code_hash("mer.no_such_module")
+
+
+def test_a_dataset_folder_appears_whole_or_not_at_all(tmp_path):
+    from mer import ParameterError
+
+    target = tmp_path / "set"
+    with store.atomic_dir(target) as tmp:
+        (tmp / "clips.csv").write_text("clip_id\n1\n")
+        assert not target.exists()  # a reader sees nothing until the block is done
+    assert (target / "COMPLETE").exists() and (target / "clips.csv").read_text() == "clip_id\n1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no temporary folder left beside it
+
+    with pytest.raises(RuntimeError):
+        with store.atomic_dir(tmp_path / "broken") as tmp:
+            (tmp / "half.csv").write_text("clip_id\n")
+            raise RuntimeError("rendering failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("mine")
+    with pytest.raises(ParameterError, match="not empty and holds no complete chorale set"):
+        with store.atomic_dir(precious, what="chorale set") as tmp:
+            (tmp / "clips.csv").write_text("clip_id\n")
+    assert [p.name for p in precious.iterdir()] == ["thesis.tex"]
+
+    # Another process completed the folder first: its copy stays, this one is dropped.
+    with store.atomic_dir(target) as tmp:
+        (tmp / "clips.csv").write_text("clip_id\n2\n")
+    assert (target / "clips.csv").read_text() == "clip_id\n1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious", "set"]

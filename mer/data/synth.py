@@ -279,8 +279,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -1264,9 +1262,7 @@ def _generate(root: Path, *, kind: str, options: dict[str, Any], jobs: list[dict
 
     for soundfont in options.get("soundfonts", [options.get("soundfont")]):
         soundfont_path(soundfont)  # fail early, before any worker starts
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
-    try:
+    with store.atomic_dir(root, what=f"{kind} dataset") as tmp:
         folders = ["audio", "midi", "truth"] + (["audio_no_window", "midi_no_window"] if twin else [])
         for folder in folders:
             (tmp / folder).mkdir()
@@ -1294,21 +1290,7 @@ def _generate(root: Path, *, kind: str, options: dict[str, Any], jobs: list[dict
         info["render_seconds"] = round(seconds, 1)  # informative only, not used by readers of the data
         store.write_csv(tmp / "clips.csv", clips)
         store.write_json(tmp / "generator.json", info)
-        (tmp / "COMPLETE").write_text("")
-        if root.exists():
-            if (root / "COMPLETE").exists():  # another process finished first
-                shutil.rmtree(tmp)
-                return
-            if any(root.iterdir()):
-                raise ParameterError(f"data_dir {root} exists, is not empty and holds no complete "
-                                     f"{kind} dataset; remove it or choose another folder")
-            root.rmdir()
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a dataset is for every reader
-        os.replace(tmp, root)
-        log.info("%s: %d clips rendered in %.1f s into %s", kind, len(jobs), seconds, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    log.info("%s: %d clips rendered in %.1f s into %s", kind, len(jobs), seconds, root)
 
 
 def _open(root: Path | None, *, kind: str, options: dict[str, Any], jobs_fn, n_jobs: int,
