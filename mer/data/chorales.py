@@ -1,0 +1,320 @@
+"""Real compositions: Bach's four-part chorales, rendered like the synthetic set.
+
+Every other check of chapter 2 asks the model about music the generator
+wrote. This set asks it about music nobody here wrote: the chorales of
+J. S. Bach's that music21 ships in its corpus (public-domain scores, in the
+music21 wheel itself, so nothing is downloaded), in their own keys, in four
+parts with the voice leading, inversions, sevenths, suspensions, passing notes
+and cadences of tonal writing. Their labels are the **mode** only; nobody
+rated their valence, so chapter 2 scores the mode *ranking* (ROC AUC of
+p(happy), major against minor), which needs no threshold.
+
+The mode of a chorale is read from its score by two rules that have to agree:
+
+- **the score's own ending**: a chorale closes on its tonic in the bass, so
+  the tonic is the bass's last pitch class; the mode is the third above that
+  tonic that sounds longer over the whole chorale (major or minor), so a
+  Picardy third in the final chord does not make a minor chorale major;
+- **music21's key analysis** (``Score.analyze("key")``, Krumhansl-Schmuckler
+  on the whole score's pitch durations).
+
+A chorale on which they disagree (a modal melody, a chorale that ends on the
+dominant) is left out and counted, not relabelled. Chorales are examined in
+an order drawn from ``seed`` until each mode has half of ``n_clips``.
+
+Each chosen chorale becomes one 10 s clip: its first ten seconds at
+:data:`BPM` quarter notes per minute, strictly in time (fermatas are not
+held), every voice at :data:`VELOCITY` on one General MIDI programme of
+:data:`PROGRAMS` (the same number of major and minor chorales on each),
+rendered by :func:`mer.data.synth.render` with a SoundFont the tonal writing
+trains on (FluidR3_GM), so what differs from the training set is the writing,
+not the timbre.
+
+These clips are an evaluation set only: nothing is trained or tuned on them.
+
+Notebook: notebooks/02_vit.ipynb
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .. import ParameterError, parallel, store
+from . import Dataset
+from . import synth
+
+log = logging.getLogger(__name__)
+
+#: Quarter notes per minute: a chorale's slow pulse (ten seconds hold about three bars).
+BPM = 84.0
+#: MIDI velocity of every note (the synthetic set's neutral velocity, ``synth.NEUTRAL``).
+VELOCITY = int(synth.NEUTRAL["velocity"])
+#: General MIDI programmes the chorales are played on, each voice of a clip on the same one.
+PROGRAMS = {"church organ": 19, "string ensemble": 48, "choir aahs": 52, "piano": 0, "clarinet": 71, "cello": 42}
+#: The SoundFont (one of ``synth.TRAIN_SOUNDFONTS``): the timbre is not what this set varies.
+SOUNDFONT = "FluidR3_GM"
+#: Quarter notes of each score kept for rendering (10 s at up to 240 BPM).
+MAX_QUARTERS = 40.0
+
+
+def works() -> list[str]:
+    """Paths of the Bach chorales in music21's corpus, sorted.
+
+    Returns
+    -------
+    list of str
+        One ``.mxl`` / ``.xml`` path per score inside the installed music21.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from music21 import corpus  # slow to import; only this set needs it
+
+    # The corpus also holds Roman-numeral analyses (.rntxt) of some chorales: text, not scores.
+    return sorted(str(p) for p in corpus.getComposer("bach") if not str(p).endswith(".rntxt"))
+
+
+def describe(path: str) -> dict[str, Any]:
+    """Read one chorale: its tonic and mode by both rules, and its opening notes.
+
+    Parameters
+    ----------
+    path : str
+        A score of :func:`works`.
+
+    Returns
+    -------
+    dict
+        ``work`` (file stem), ``n_parts``, ``tonic`` and ``mode`` (the score's
+        ending, see the module docstring), ``analysed_tonic``,
+        ``analysed_mode`` (music21's key analysis), ``reason`` (why the chorale
+        cannot be used, ``""`` if it can) and ``notes``: ``[part, onset,
+        duration, midi pitch]`` in quarter notes from the first note, onsets
+        below :data:`MAX_QUARTERS`.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    from music21 import converter
+
+    work = Path(path).name.split(".mxl")[0].split(".xml")[0]
+    out: dict[str, Any] = {"work": work, "n_parts": 0, "tonic": -1, "mode": "", "analysed_tonic": -1,
+                           "analysed_mode": "", "reason": "", "notes": []}
+    try:
+        # forceSource: parse the file itself, never read or write music21's pickle cache (no unpickling).
+        score = converter.parseFile(path, forceSource=True, storePickle=False).stripTies()
+    except Exception as error:  # a score music21 cannot read is reported, the others go on
+        out["reason"] = f"unreadable score: {type(error).__name__}: {str(error)[:120]}"
+        return out
+    parts = list(score.parts)
+    out["n_parts"] = len(parts)
+    if len(parts) != 4:
+        out["reason"] = f"{len(parts)} parts, not four"
+        return out
+    bass = list(parts[-1].flatten().notes)
+    if not bass:
+        out["reason"] = "no bass notes"
+        return out
+    tonic = int(bass[-1].pitches[0].pitchClass)
+    seconds = np.zeros(12)
+    for note in score.flatten().notes:
+        for pitch in note.pitches:
+            seconds[pitch.pitchClass] += float(note.duration.quarterLength)
+    mode = "minor" if seconds[(tonic + 3) % 12] > seconds[(tonic + 4) % 12] else "major"
+    key = score.analyze("key")
+    out.update(tonic=tonic, mode=mode, analysed_tonic=int(key.tonic.pitchClass), analysed_mode=str(key.mode))
+    if (tonic, mode) != (out["analysed_tonic"], out["analysed_mode"]):
+        out["reason"] = "the ending and the key analysis disagree"
+    voices = [list(part.flatten().notes) for part in parts]
+    first = min(float(v[0].offset) for v in voices if v)
+    for index, voice in enumerate(voices):
+        for note in voice:
+            onset = float(note.offset) - first
+            if onset >= MAX_QUARTERS:
+                break
+            out["notes"] += [[index, onset, float(note.duration.quarterLength), int(p.midi)] for p in note.pitches]
+    return out
+
+
+def examine(n_clips: int, *, seed: int = 0, n_jobs: int = 2, progress: bool = True
+            ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Chorales in an order drawn from ``seed``, read until each mode has ``n_clips // 2`` usable ones.
+
+    Returns
+    -------
+    chosen : list of dict
+        :func:`describe` of the chosen chorales, major first, each mode in
+        the order it was examined.
+    examined : pandas.DataFrame
+        One row per chorale read: ``work, n_parts, tonic, mode,
+        analysed_tonic, analysed_mode, reason, used``.
+
+    Raises
+    ------
+    ParameterError
+        ``n_clips`` below 2, or more than the corpus holds in one mode.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    if not isinstance(n_clips, (int, np.integer)) or n_clips < 2:
+        raise ParameterError(f"n_clips must be an integer of at least 2 (half major, half minor), got {n_clips!r}")
+    need = int(n_clips) // 2
+    paths = works()
+    order = np.random.default_rng(seed).permutation(len(paths))
+    chosen: dict[str, list] = {"major": [], "minor": []}
+    rows = []
+    # In this process, one score after another: reading one takes about 0.14 s, less than a worker's start.
+    for i in tqdm(order, desc="reading chorales", disable=not progress):
+        if all(len(v) >= need for v in chosen.values()):
+            break
+        record = describe(paths[i])
+        used = not record["reason"] and len(chosen[record["mode"]]) < need
+        if used:
+            chosen[record["mode"]].append(record)
+        if record["reason"].startswith("unreadable"):
+            log.warning("chorale %s skipped: %s", record["work"], record["reason"])
+        rows.append({**{k: v for k, v in record.items() if k != "notes"}, "used": used})
+    short = {mode: len(v) for mode, v in chosen.items() if len(v) < need}
+    if short:
+        raise ParameterError(f"music21's corpus holds only {short} usable chorales of that mode; ask for at most "
+                             f"{2 * min(len(v) for v in chosen.values())} clips")
+    return chosen["major"] + chosen["minor"], pd.DataFrame(rows)
+
+
+def score_midi(notes, *, program: int, bpm: float = BPM):
+    """The opening :data:`synth.DURATION` seconds of a chorale as a ``pretty_midi.PrettyMIDI``.
+
+    Parameters
+    ----------
+    notes : list of [part, onset, duration, pitch]
+        :func:`describe`'s ``notes`` (quarter notes).
+    program : int
+        General MIDI programme of every voice.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import pretty_midi
+
+    seconds = 60.0 / bpm
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    parts = {}
+    for part, onset, duration, pitch in notes:
+        start = onset * seconds
+        if start >= synth.DURATION:
+            continue
+        inst = parts.setdefault(part, pretty_midi.Instrument(program=program, name=f"voice {part + 1}"))
+        inst.notes.append(pretty_midi.Note(velocity=VELOCITY, pitch=int(pitch), start=start,
+                                           end=min(start + duration * seconds, synth.DURATION)))
+    pm.instruments = [parts[k] for k in sorted(parts)]
+    return pm
+
+
+def _render(job: dict[str, Any]) -> dict[str, Any]:
+    import soundfile
+
+    pm = score_midi(job["notes"], program=PROGRAMS[job["instrument"]], bpm=job["bpm"])
+    y = synth.render(pm, soundfont=job["soundfont"])
+    root = Path(job["root"])
+    soundfile.write(root / "audio" / f"{job['work']}.flac", y, synth.SR, subtype="PCM_16")
+    pm.write(str(root / "midi" / f"{job['work']}.mid"))
+    return {"clip_id": job["work"], "path": f"audio/{job['work']}.flac",
+            "label": "happy" if job["mode"] == "major" else "sad", "valence": np.nan, "arousal": np.nan,
+            "split": "test", "source": "chorales", "midi_path": f"midi/{job['work']}.mid", "mode": job["mode"],
+            "tonic": job["tonic"], "instrument": job["instrument"], "tempo_bpm": job["bpm"],
+            "soundfont": job["soundfont"], "peak": float(np.abs(y).max())}
+
+
+def _read(root: Path) -> Dataset:
+    clips = pd.read_csv(root / "clips.csv", dtype={"clip_id": str})
+    for column in ("path", "midi_path"):
+        clips[column] = [str(root / p) for p in clips[column]]
+    examined = pd.read_csv(root / "examined.csv", dtype={"work": str}, keep_default_na=False)
+    rejected = pd.DataFrame({"path": examined.loc[examined["reason"] != "", "work"],
+                             "reason": examined.loc[examined["reason"] != "", "reason"]}).reset_index(drop=True)
+    info = json.loads((root / "chorales.json").read_text())
+    info["examined"] = examined
+    return Dataset(name="chorales", clips=clips, rejected=rejected, root=root, info=info)
+
+
+def load(data_dir: str | Path | None = None, *, n_clips: int = 96, bpm: float = BPM, soundfont: str = SOUNDFONT,
+         seed: int = 0, n_jobs: int = 2, progress: bool = True) -> Dataset:
+    """The chorale set, rendered on first use into ``data/synth/chorales-...`` and read from there after.
+
+    Parameters
+    ----------
+    n_clips : int
+        Clips, half major and half minor (an odd number loses one).
+    bpm : float
+        Quarter notes per minute.
+    soundfont : str
+        A key of ``synth.SOUNDFONTS``.
+
+    Returns
+    -------
+    mer.data.Dataset
+        ``clips``: the common columns (``label`` is the mode, major as
+        ``"happy"``; ``valence`` and ``arousal`` are NaN: nobody rated these
+        clips), ``midi_path``, ``mode``, ``tonic`` (0-11, C = 0),
+        ``instrument``, ``tempo_bpm``, ``soundfont``, ``peak``; ``rejected``:
+        every examined chorale left out, with the reason; ``info``: the label
+        rule, the music21 version, ``n_examined`` and ``examined`` (the table
+        of :func:`examine`).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    import music21
+
+    if soundfont not in synth.SOUNDFONTS:
+        raise ParameterError(f"soundfont must be one of {sorted(synth.SOUNDFONTS)}, got {soundfont!r}")
+    if not 20.0 <= float(bpm) <= 240.0:
+        raise ParameterError(f"bpm must lie in 20-240, got {bpm!r}")
+    options = {"n_clips": int(n_clips), "bpm": float(bpm), "soundfont": soundfont, "seed": int(seed),
+               "music21": music21.__version__}
+    if data_dir is None:
+        key = store.hash_params({**options, "code": store.code_hash(__name__)}, length=8)
+        root = store.data_dir() / "synth" / f"chorales-n{int(n_clips)}-s{int(seed)}-{key}"
+    else:
+        root = Path(data_dir)
+    if not (root / "COMPLETE").exists():
+        _generate(root, options=options, n_jobs=n_jobs, progress=progress)
+    dataset = _read(root)
+    if dataset.info.get("options") != options:
+        raise ParameterError(f"{root} holds a chorale set made with {dataset.info.get('options')}, not {options}; "
+                             f"pass another data_dir")
+    return dataset
+
+
+def _generate(root: Path, *, options: dict[str, Any], n_jobs: int, progress: bool) -> None:
+    """Examine, render into a temporary folder beside ``root``, then rename it (atomic)."""
+    synth.soundfont_path(options["soundfont"])  # fail early, before any worker starts
+    chosen, examined = examine(options["n_clips"], seed=options["seed"], n_jobs=n_jobs, progress=progress)
+    with store.atomic_dir(root, what="chorale set") as tmp:
+        (tmp / "audio").mkdir()
+        (tmp / "midi").mkdir()
+        names = list(PROGRAMS)
+        jobs = []
+        for mode in ("major", "minor"):  # the same instruments, in the same proportions, for both modes
+            for i, record in enumerate(r for r in chosen if r["mode"] == mode):
+                jobs.append({**record, "instrument": names[i % len(names)], "bpm": options["bpm"],
+                             "soundfont": options["soundfont"], "root": str(tmp)})
+        rows = parallel.map(_render, jobs, desc="rendering chorales", n_jobs=n_jobs, progress=progress)
+        store.write_csv(tmp / "clips.csv", pd.DataFrame(rows))
+        store.write_csv(tmp / "examined.csv", examined)
+        store.write_json(tmp / "chorales.json", {
+            "source": "J. S. Bach's chorales in music21's corpus", "options": options,
+            "label_rule": "tonic: the bass's last pitch class; mode: the third above it that sounds longer; "
+                          "used only where music21's key analysis names the same tonic and mode",
+            "programs": PROGRAMS, "velocity": VELOCITY,
+            "n_examined": int(len(examined)), "n_four_part": int((examined["n_parts"] == 4).sum()),
+            "n_usable": int((examined["reason"] == "").sum()),
+            "n_disagree": int((examined["reason"] == "the ending and the key analysis disagree").sum()),
+        })
+    log.info("chorales: %d clips rendered into %s", len(rows), root)
+
+
+__all__ = ["BPM", "VELOCITY", "PROGRAMS", "SOUNDFONT", "works", "describe", "examine", "score_midi", "load"]

@@ -1,0 +1,95 @@
+"""Real compositions: Bach's chorales from music21's corpus, chapter 2's check on music nobody here wrote.
+
+The label rule is checked on small scores whose key is known by construction
+(a minor piece with a Picardy third, a phrase that ends on the dominant); the
+set itself on real chorales, rendered with FluidSynth; the check on real
+predictions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from mer import ParameterError
+from mer.data import chorales, synth
+
+
+def _score(path, voices, durations):
+    """A four-part score (soprano first) from MIDI pitches, one chord per duration (quarter notes)."""
+    from music21 import meter, note, stream
+
+    score = stream.Score()
+    for pitches in voices:
+        part = stream.Part()
+        part.append(meter.TimeSignature("4/4"))
+        for pitch, duration in zip(pitches, durations):
+            part.append(note.Note(pitch, quarterLength=duration))
+        score.insert(0, part)
+    score.write("musicxml", fp=str(path))
+    return str(path)
+
+
+def test_the_mode_is_the_scores_and_a_picardy_third_does_not_make_it_major(tmp_path):
+    # A minor: i iv i V i, the last chord with a major third (C#): the third that sounds longer is C.
+    minor = _score(tmp_path / "minor.musicxml",
+                   [[72, 74, 72, 71, 73], [64, 65, 64, 64, 64], [57, 57, 57, 56, 57], [45, 50, 45, 40, 45]],
+                   [1, 1, 1, 1, 1])
+    # C major: I IV V I.
+    major = _score(tmp_path / "major.musicxml",
+                   [[72, 72, 71, 72], [64, 65, 62, 64], [55, 57, 55, 55], [48, 41, 43, 36]], [1, 1, 1, 2])
+    # C major, ending on its dominant (a half cadence): the ending says G, the key analysis C.
+    half = _score(tmp_path / "half.musicxml",
+                  [[72, 72, 72, 74], [64, 65, 64, 67], [55, 57, 55, 59], [48, 41, 48, 43]], [1, 1, 1, 2])
+    read = {name: chorales.describe(path) for name, path in (("minor", minor), ("major", major), ("half", half))}
+    assert (read["minor"]["tonic"], read["minor"]["mode"], read["minor"]["reason"]) == (9, "minor", "")
+    assert (read["major"]["tonic"], read["major"]["mode"], read["major"]["reason"]) == (0, "major", "")
+    assert read["half"]["tonic"] == 7 and read["half"]["analysed_tonic"] == 0
+    assert read["half"]["reason"] == "the ending and the key analysis disagree"
+    # The notes to render: four voices from the first onset, in quarter notes.
+    notes = pd.DataFrame(read["major"]["notes"], columns=["part", "onset", "duration", "pitch"])
+    assert notes.groupby("part").size().tolist() == [4, 4, 4, 4]
+    assert notes["onset"].min() == 0 and notes.loc[notes["part"] == 3, "pitch"].tolist() == [48, 41, 43, 36]
+
+
+def test_an_unreadable_or_three_part_score_is_reported_not_used(tmp_path):
+    broken = tmp_path / "broken.musicxml"
+    broken.write_text("<score-partwise><part id='P1'><measure")
+    assert chorales.describe(str(broken))["reason"].startswith("unreadable score")
+    three = _score(tmp_path / "three.musicxml", [[72, 71, 72], [64, 62, 64], [48, 43, 48]], [1, 1, 2])
+    assert chorales.describe(three)["reason"] == "3 parts, not four"
+
+
+@pytest.fixture(scope="module")
+def chorale_set(tmp_path_factory):
+    return chorales.load(tmp_path_factory.mktemp("chorales") / "set", n_clips=8, seed=0, n_jobs=1, progress=False)
+
+
+def test_the_set_is_real_bach_half_major_half_minor_on_every_instrument(chorale_set, tmp_path):
+    clips = chorale_set.clips
+    assert len(clips) == 8 and clips["clip_id"].str.startswith("bwv").all()
+    assert clips["mode"].value_counts().to_dict() == {"major": 4, "minor": 4}
+    assert (clips["label"] == np.where(clips["mode"] == "major", "happy", "sad")).all()
+    assert clips["valence"].isna().all() and set(clips["split"]) == {"test"}
+    # The same instruments, in the same proportions, for both modes.
+    by_instrument = pd.crosstab(clips["instrument"], clips["mode"])
+    assert len(by_instrument) == 4 and (by_instrument["major"] == by_instrument["minor"]).all()
+    for row in clips.itertuples():
+        y, sr = sf.read(row.path)
+        assert sr == synth.SR and len(y) == synth.N_SAMPLES and np.abs(y).max() > 0.05
+        assert row.path.startswith(str(chorale_set.root)) and row.midi_path.startswith(str(chorale_set.root))
+    # Every chorale left out is listed with its reason, and the counts add up.
+    info = chorale_set.info
+    assert len(chorale_set.rejected) == info["n_examined"] - info["n_usable"]
+    assert info["examined"]["used"].sum() == 8 and info["options"]["music21"]
+    # Read back from disk, and made again elsewhere from the same seed: the same clips.
+    again = chorales.load(tmp_path / "again", n_clips=8, seed=0, n_jobs=1, progress=False)
+    assert again.clips["clip_id"].tolist() == clips["clip_id"].tolist()
+    assert again.clips["instrument"].tolist() == clips["instrument"].tolist()
+    with pytest.raises(ParameterError, match="another data_dir"):
+        chorales.load(chorale_set.root, n_clips=8, seed=1, progress=False)
+    with pytest.raises(ParameterError, match="at least 2"):
+        chorales.load(tmp_path / "none", n_clips=1, progress=False)
+
