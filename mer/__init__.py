@@ -4,14 +4,14 @@ Every computation the chapters show lives here, one module or package per concep
 in the order of the data's path through the book:
 
 ``mer.audio``          loading, writing and measuring clips
-``mer.data``           datasets in one table shape (synthetic default, manifests, corpora)
+``mer.data``           datasets in one table shape (synthetic default, manifests, corpora, Bach chorales)
 ``mer.metrics``        the class labels, quadrants and scores with bootstrap intervals (one home)
 ``mer.tonality``       key profiles and the tonic of a clip
 ``mer.features``       chapter 1's features, one module per family; extraction and validation
 ``mer.interpretable``  chapter 1's interpretable models (scikit-learn) and their readings
 ``mer.spectrogram``    the log-mel and log-frequency front ends, and the map back to STFT bins
 ``mer.vit``            chapter 2's ViT: model, inputs, augmentation, training, checkpoints, scores
-``mer.carryover``      whether a model carries over to other keys, SoundFonts and textures
+``mer.carryover``      whether a model carries over to other keys, SoundFonts, textures and real music
 ``mer.lrp``            chapter 3: LRP rules and composites, the explainers, the checks
 ``mer.sonify``         chapter 4: relevance as a mask on the audio, loudness matched
 ``mer.faithfulness``   chapter 4: whether a sonified explanation is faithful to the model

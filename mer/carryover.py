@@ -16,7 +16,9 @@ bootstrap 95 % interval over clips:
 - **mode ranking**: clips whose every cue but the mode is held neutral
   (``load_heldout(kind="neutral")``): ROC AUC of p(happy), major against
   minor. It needs no threshold, so a model whose probabilities sit low
-  overall still passes if it ranks the modes right.
+  overall still passes if it ranks the modes right;
+- **real compositions** (:func:`real_music`): the same ranking on Bach's
+  chorales (:mod:`mer.data.chorales`), music the generator did not write.
 
 :func:`check` runs them all for a checkpoint; the tables are plain data
 frames, drawn by :func:`mer.plots.carry_over`.
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import ParameterError, features, vit
+from . import ParameterError, features, store, vit
 from .data import synth
 from .metrics import bootstrap_metrics, label_codes
 from .tonality import KEY_NAMES
@@ -356,6 +358,104 @@ def features_predictor(baseline: dict[str, Any], *, n_jobs: int = 2):
     return predict
 
 
+def seed_predictors(spread: pd.DataFrame, *, n_jobs: int = 2) -> dict[str, Any]:
+    """``predict(clips) -> p_happy`` of every model of a seed spread, named ``"ViT, seed S"``.
+
+    Parameters
+    ----------
+    spread : pandas.DataFrame
+        :func:`mer.vit.seed_spread` (columns ``seed, checkpoint``).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    out = {}
+    for row in spread.itertuples():
+        model, meta = vit.load_checkpoint(store.derived_dir() / "vit" / row.checkpoint)
+        out[f"ViT, seed {row.seed}"] = vit_predictor(model, meta, n_jobs=n_jobs)
+    return out
+
+
+def real_music(models: dict[str, Any], clips: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mode ranking on real compositions: does p(happy) put the major chorales above the minor ones?
+
+    Parameters
+    ----------
+    models : dict name -> predict
+        ``predict(clips) -> p_happy`` (:func:`vit_predictor`, :func:`features_predictor`, :func:`seed_predictors`).
+    clips : pandas.DataFrame, n_clips rows
+        :func:`mer.data.chorales.load`'s clips (columns ``clip_id, mode, instrument``).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per model: ``model, n, mode_auc, low, high`` (ROC AUC of
+        p(happy), major positive, bootstrap 95 % interval over clips),
+        ``p_happy_major, p_happy_minor`` (medians) and ``agrees_with_mode``
+        (balanced accuracy of p(happy) > 0.5 read as major: how often the
+        label the model gives matches the mode; nobody rated these clips'
+        valence, so it is not an accuracy).
+    predictions : pandas.DataFrame
+        ``clip_id, mode, tonic, instrument`` and one column of p(happy) per model.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    predictions = clips[["clip_id", "mode", "tonic", "instrument"]].reset_index(drop=True)
+    major = (predictions["mode"] == "major").to_numpy()
+    mode_labels = np.where(major, "happy", "sad")
+    rows = []
+    for name, predict in models.items():
+        p = np.asarray(predict(clips), dtype=float)
+        predictions[name] = p
+        auc = mode_ranking(p, predictions["mode"], n_bootstrap=n_bootstrap, seed=seed)
+        rows.append({"model": name, "n": len(p), "mode_auc": auc["value"], "low": auc["low"], "high": auc["high"],
+                     "p_happy_major": float(np.median(p[major])), "p_happy_minor": float(np.median(p[~major])),
+                     "agrees_with_mode": scored(mode_labels, p, n_bootstrap=0)["value"]})
+    return pd.DataFrame(rows), predictions
+
+
+def real_music_reading(table: pd.DataFrame, *, chapter_model: str, baseline: str | None = None) -> str:
+    """The chapter's sentences on :func:`real_music`, every number from ``table``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`real_music`'s table.
+    chapter_model : str
+        The row of the chapter's model (``"ViT, seed 0"``).
+    baseline : str, optional
+        A row to compare with (chapter 1's model).
+
+    Returns
+    -------
+    str
+        Markdown.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    rows = table.set_index("model")
+    if chapter_model not in rows.index:
+        raise ParameterError(f"no row {chapter_model!r} in the table; it has {list(rows.index)}")
+    own = rows.loc[chapter_model]
+    vits = rows[rows.index.str.startswith("ViT")]
+    parts = [f"On {int(own['n'])} of Bach's chorales the chapter's model ranks major above minor with a ROC AUC of "
+             f"**{own['mode_auc']:.3f}** [{own['low']:.3f}, {own['high']:.3f}] (0.5 is chance); its median "
+             f"p(happy) is {own['p_happy_major']:.2f} for the major chorales and {own['p_happy_minor']:.2f} for the "
+             f"minor ones."]
+    if len(vits) > 1:
+        parts.append(f"Over the {len(vits)} seeds the AUC runs from {vits['mode_auc'].min():.3f} to "
+                     f"{vits['mode_auc'].max():.3f}.")
+    if baseline is not None and baseline in rows.index:
+        other = rows.loc[baseline]
+        apart = (own["low"] > other["high"]) or (other["low"] > own["high"])
+        parts.append(f"Chapter 1's model reaches {other['mode_auc']:.3f} [{other['low']:.3f}, {other['high']:.3f}]"
+                     + ("; the intervals do not overlap." if apart else "; the intervals overlap."))
+    chance = vits[vits["low"] <= 0.5]
+    if len(chance):
+        parts.append(f"For {len(chance)} of the {len(vits)} seeds the interval reaches down to chance.")
+    return " ".join(parts)
+
+
 def against_targets(summary: dict[str, Any], balanced_accuracy: float | None = None) -> pd.DataFrame:
     """Each target of :data:`TARGETS` beside what the run reached: ``measure, key, target, reached, met, missed_by``.
 
@@ -452,4 +552,5 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
 
 __all__ = ["TARGETS", "MEASURES", "EDGE_SHARE", "EDGE_CUES", "HELDOUT_SETS", "scored", "by_group",
            "by_key", "transposition_spread", "mode_ranking", "edges", "CarryOver", "load_sets", "check", "check_models",
-           "vit_predictor", "features_predictor", "against_targets", "compare", "reading"]
+           "vit_predictor", "features_predictor", "seed_predictors", "real_music", "real_music_reading",
+           "against_targets", "compare", "reading"]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from mer import ParameterError
+from mer import ParameterError, carryover, tonality
 from mer.data import chorales, synth
 
 
@@ -93,3 +93,27 @@ def test_the_set_is_real_bach_half_major_half_minor_on_every_instrument(chorale_
     with pytest.raises(ParameterError, match="at least 2"):
         chorales.load(tmp_path / "none", n_clips=1, progress=False)
 
+
+def test_a_key_profile_on_the_audio_hears_the_scores_mode(chorale_set):
+    """The labels come from the scores; a reader of the rendered audio alone (Krumhansl-Kessler profiles on
+    librosa's CQT chroma, no music21) must rank the major chorales above the minor ones."""
+    profiles = tonality.key_profiles()
+    profiles = profiles - profiles.mean(axis=1, keepdims=True)
+    profiles /= np.linalg.norm(profiles, axis=1, keepdims=True)
+
+    def key_profile(clips):
+        chroma = tonality.chromas(clips, n_jobs=1, cache=False, progress=False)
+        chroma = chroma - chroma.mean(axis=1, keepdims=True)
+        r = (chroma / np.linalg.norm(chroma, axis=1, keepdims=True)) @ profiles.T
+        return 1 / (1 + np.exp(-10 * (r[:, :12].max(axis=1) - r[:, 12:].max(axis=1))))
+
+    table, predictions = carryover.real_music({"key profile": key_profile}, chorale_set.clips, n_bootstrap=50)
+    row = table.iloc[0]
+    assert row["n"] == 8 and row["mode_auc"] >= 0.8, predictions
+    assert row["low"] <= row["mode_auc"] <= row["high"]
+    major = predictions["mode"] == "major"
+    assert row["p_happy_major"] == pytest.approx(predictions.loc[major, "key profile"].median())
+    text = carryover.real_music_reading(table, chapter_model="key profile")
+    assert f"{row['mode_auc']:.3f}" in text and "8 of Bach's chorales" in text
+    with pytest.raises(ParameterError):
+        carryover.real_music_reading(table, chapter_model="ViT, seed 0")
