@@ -414,8 +414,9 @@ def real_music(models: dict[str, Any], clips: pd.DataFrame, *, n_bootstrap: int 
     return pd.DataFrame(rows), predictions
 
 
-def real_music_reading(table: pd.DataFrame, *, chapter_model: str, baseline: str | None = None) -> str:
-    """The chapter's sentences on :func:`real_music`, every number from ``table``.
+def real_music_reading(table: pd.DataFrame, *, chapter_model: str, baseline: str | None = None,
+                       spread: pd.DataFrame | None = None, generated_spread: float | None = None) -> str:
+    """The chapter's sentences on :func:`real_music`, every number from ``table`` and ``spread``.
 
     Parameters
     ----------
@@ -425,6 +426,11 @@ def real_music_reading(table: pd.DataFrame, *, chapter_model: str, baseline: str
         The row of the chapter's model (``"ViT, seed 0"``).
     baseline : str, optional
         A row to compare with (chapter 1's model).
+    spread : pandas.DataFrame, optional
+        :func:`transposition_spread` of the chapter's model on chorales in
+        twelve keys (``mer.data.chorales.load(in_keys=True)``).
+    generated_spread : float, optional
+        The same model's median spread on the generator's scores, to set beside it.
 
     Returns
     -------
@@ -453,6 +459,17 @@ def real_music_reading(table: pd.DataFrame, *, chapter_model: str, baseline: str
     chance = vits[vits["low"] <= 0.5]
     if len(chance):
         parts.append(f"For {len(chance)} of the {len(vits)} seeds the interval reaches down to chance.")
+    if spread is not None and len(spread):
+        curves = spread.attrs["curves"]
+        modes = spread.set_index("score").loc[curves.index, "mode"]
+        per_key = [mode_ranking(curves[shift], modes, n_bootstrap=0)["value"] for shift in curves.columns]
+        parts.append(f"Moved through the twelve keys, one chorale's p(happy) moves by a median "
+                     f"**{spread['spread'].median():.2f}** (at most {spread['spread'].max():.2f}, "
+                     f"{len(spread)} chorales)"
+                     + (f", against {generated_spread:.2f} for the generator's scores above"
+                        if generated_spread is not None else "")
+                     + f"; key by key, the mode ranking of those chorales runs from {np.nanmin(per_key):.2f} to "
+                       f"{np.nanmax(per_key):.2f}.")
     return " ".join(parts)
 
 

@@ -117,3 +117,29 @@ def test_a_key_profile_on_the_audio_hears_the_scores_mode(chorale_set):
     assert f"{row['mode_auc']:.3f}" in text and "8 of Bach's chorales" in text
     with pytest.raises(ParameterError):
         carryover.real_music_reading(table, chapter_model="ViT, seed 0")
+
+
+def test_in_twelve_keys_each_chorale_moves_by_exactly_its_shift(tmp_path):
+    import pretty_midi
+
+    keys = chorales.load(tmp_path / "keys", n_clips=2, seed=0, in_keys=True, n_jobs=1, progress=False)
+    clips = keys.clips
+    assert len(clips) == 24
+    assert all(tuple(sorted(shifts)) == chorales.SHIFTS for _, shifts in clips.groupby("score")["shift"])
+    for score, group in clips.groupby("score"):
+        home = group.set_index("shift").loc[0]
+        pitches = {row.shift: sorted(n.pitch for i in pretty_midi.PrettyMIDI(row.midi_path).instruments
+                                     for n in i.notes) for row in group.itertuples()}
+        for row in group.itertuples():
+            assert pitches[row.shift] == [p + row.shift for p in pitches[0]]
+            assert row.tonic == (home["tonic"] + row.shift) % 12 and row.mode == home["mode"]
+        assert group["instrument"].nunique() == 1
+    # The spread table reads the set as it reads the generator's transpositions; the sentence cites it.
+    p_happy = np.where(clips["mode"] == "major", 0.7, 0.3) + clips["shift"] / 100
+    spread = carryover.transposition_spread(p_happy, clips)
+    assert spread["spread"].tolist() == pytest.approx([0.11, 0.11])
+    table, _ = carryover.real_music({"fixed": lambda c: np.where(c["mode"] == "major", 0.7, 0.3)}, clips,
+                                    n_bootstrap=0)
+    text = carryover.real_music_reading(table, chapter_model="fixed", spread=spread, generated_spread=0.08)
+    assert "median **0.11** (at most 0.11, 2 chorales), against 0.08" in text
+    assert "runs from 1.00 to 1.00" in text

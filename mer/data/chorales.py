@@ -60,6 +60,8 @@ VELOCITY = int(synth.NEUTRAL["velocity"])
 PROGRAMS = {"church organ": 19, "string ensemble": 48, "choir aahs": 52, "piano": 0, "clarinet": 71, "cello": 42}
 #: The SoundFont (one of ``synth.TRAIN_SOUNDFONTS``): the timbre is not what this set varies.
 SOUNDFONT = "FluidR3_GM"
+#: Transpositions of :func:`load`'s ``in_keys`` set (semitones): those of the generator's scores.
+SHIFTS = synth.SHIFTS
 #: Quarter notes of each score kept for rendering (10 s at up to 240 BPM).
 MAX_QUARTERS = 40.0
 
@@ -217,16 +219,19 @@ def score_midi(notes, *, program: int, bpm: float = BPM):
 def _render(job: dict[str, Any]) -> dict[str, Any]:
     import soundfile
 
-    pm = score_midi(job["notes"], program=PROGRAMS[job["instrument"]], bpm=job["bpm"])
+    notes = [[part, onset, duration, pitch + job["shift"]] for part, onset, duration, pitch in job["notes"]]
+    pm = score_midi(notes, program=PROGRAMS[job["instrument"]], bpm=job["bpm"])
     y = synth.render(pm, soundfont=job["soundfont"])
     root = Path(job["root"])
-    soundfile.write(root / "audio" / f"{job['work']}.flac", y, synth.SR, subtype="PCM_16")
-    pm.write(str(root / "midi" / f"{job['work']}.mid"))
-    return {"clip_id": job["work"], "path": f"audio/{job['work']}.flac",
+    clip_id = job["clip_id"]
+    soundfile.write(root / "audio" / f"{clip_id}.flac", y, synth.SR, subtype="PCM_16")
+    pm.write(str(root / "midi" / f"{clip_id}.mid"))
+    return {"clip_id": clip_id, "path": f"audio/{clip_id}.flac",
             "label": "happy" if job["mode"] == "major" else "sad", "valence": np.nan, "arousal": np.nan,
-            "split": "test", "source": "chorales", "midi_path": f"midi/{job['work']}.mid", "mode": job["mode"],
-            "tonic": job["tonic"], "instrument": job["instrument"], "tempo_bpm": job["bpm"],
-            "soundfont": job["soundfont"], "peak": float(np.abs(y).max())}
+            "split": "test", "source": "chorales", "midi_path": f"midi/{clip_id}.mid", "score": job["work"],
+            "shift": job["shift"], "mode": job["mode"], "tonic": (job["tonic"] + job["shift"]) % 12,
+            "instrument": job["instrument"], "tempo_bpm": job["bpm"], "soundfont": job["soundfont"],
+            "peak": float(np.abs(y).max())}
 
 
 def _read(root: Path) -> Dataset:
@@ -242,7 +247,7 @@ def _read(root: Path) -> Dataset:
 
 
 def load(data_dir: str | Path | None = None, *, n_clips: int = 96, bpm: float = BPM, soundfont: str = SOUNDFONT,
-         seed: int = 0, n_jobs: int = 2, progress: bool = True) -> Dataset:
+         seed: int = 0, in_keys: bool = False, n_jobs: int = 2, progress: bool = True) -> Dataset:
     """The chorale set, rendered on first use into ``data/synth/chorales-...`` and read from there after.
 
     Parameters
@@ -253,14 +258,20 @@ def load(data_dir: str | Path | None = None, *, n_clips: int = 96, bpm: float = 
         Quarter notes per minute.
     soundfont : str
         A key of ``synth.SOUNDFONTS``.
+    in_keys : bool
+        Render each chorale in all twelve keys, from five semitones down to
+        six up (:data:`SHIFTS`; ``12 * n_clips`` clips, ``score`` and
+        ``shift`` columns as :func:`mer.data.synth.load_transpositions` has
+        them): how far p(happy) moves when nothing but the key does.
 
     Returns
     -------
     mer.data.Dataset
         ``clips``: the common columns (``label`` is the mode, major as
         ``"happy"``; ``valence`` and ``arousal`` are NaN: nobody rated these
-        clips), ``midi_path``, ``mode``, ``tonic`` (0-11, C = 0),
-        ``instrument``, ``tempo_bpm``, ``soundfont``, ``peak``; ``rejected``:
+        clips), ``midi_path``, ``score`` (the work), ``shift`` (semitones,
+        0 unless ``in_keys``), ``mode``, ``tonic`` (0-11, C = 0, the key
+        sounded), ``instrument``, ``tempo_bpm``, ``soundfont``, ``peak``; ``rejected``:
         every examined chorale left out, with the reason; ``info``: the label
         rule, the music21 version, ``n_examined`` and ``examined`` (the table
         of :func:`examine`).
@@ -274,10 +285,11 @@ def load(data_dir: str | Path | None = None, *, n_clips: int = 96, bpm: float = 
     if not 20.0 <= float(bpm) <= 240.0:
         raise ParameterError(f"bpm must lie in 20-240, got {bpm!r}")
     options = {"n_clips": int(n_clips), "bpm": float(bpm), "soundfont": soundfont, "seed": int(seed),
-               "music21": music21.__version__}
+               "music21": music21.__version__, "shifts": list(SHIFTS) if in_keys else [0]}
     if data_dir is None:
         key = store.hash_params({**options, "code": store.code_hash(__name__)}, length=8)
-        root = store.data_dir() / "synth" / f"chorales-n{int(n_clips)}-s{int(seed)}-{key}"
+        name = "chorale-keys" if in_keys else "chorales"
+        root = store.data_dir() / "synth" / f"{name}-n{int(n_clips)}-s{int(seed)}-{key}"
     else:
         root = Path(data_dir)
     if not (root / "COMPLETE").exists():
@@ -300,8 +312,10 @@ def _generate(root: Path, *, options: dict[str, Any], n_jobs: int, progress: boo
         jobs = []
         for mode in ("major", "minor"):  # the same instruments, in the same proportions, for both modes
             for i, record in enumerate(r for r in chosen if r["mode"] == mode):
-                jobs.append({**record, "instrument": names[i % len(names)], "bpm": options["bpm"],
-                             "soundfont": options["soundfont"], "root": str(tmp)})
+                for shift in options["shifts"]:
+                    clip_id = record["work"] if options["shifts"] == [0] else f"{record['work']}{shift:+d}"
+                    jobs.append({**record, "clip_id": clip_id, "shift": shift, "instrument": names[i % len(names)],
+                                 "bpm": options["bpm"], "soundfont": options["soundfont"], "root": str(tmp)})
         rows = parallel.map(_render, jobs, desc="rendering chorales", n_jobs=n_jobs, progress=progress)
         store.write_csv(tmp / "clips.csv", pd.DataFrame(rows))
         store.write_csv(tmp / "examined.csv", examined)
@@ -317,4 +331,4 @@ def _generate(root: Path, *, options: dict[str, Any], n_jobs: int, progress: boo
     log.info("chorales: %d clips rendered into %s", len(rows), root)
 
 
-__all__ = ["BPM", "VELOCITY", "PROGRAMS", "SOUNDFONT", "works", "describe", "examine", "score_midi", "load"]
+__all__ = ["BPM", "VELOCITY", "PROGRAMS", "SOUNDFONT", "SHIFTS", "works", "describe", "examine", "score_midi", "load"]
