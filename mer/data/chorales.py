@@ -62,6 +62,8 @@ PROGRAMS = {"church organ": 19, "string ensemble": 48, "choir aahs": 52, "piano"
 SOUNDFONT = "FluidR3_GM"
 #: Transpositions of :func:`load`'s ``in_keys`` set (semitones): those of the generator's scores.
 SHIFTS = synth.SHIFTS
+#: Why a four-part chorale is left out when its two readings of the key differ (:func:`describe`).
+DISAGREE = "the ending and the key analysis disagree"
 #: Quarter notes of each score kept for rendering (10 s at up to 240 BPM).
 MAX_QUARTERS = 40.0
 
@@ -104,7 +106,7 @@ def describe(path: str) -> dict[str, Any]:
     """
     from music21 import converter
 
-    work = Path(path).name.split(".mxl")[0].split(".xml")[0]
+    work = Path(path).stem
     out: dict[str, Any] = {"work": work, "n_parts": 0, "tonic": -1, "mode": "", "analysed_tonic": -1,
                            "analysed_mode": "", "reason": "", "notes": []}
     try:
@@ -131,7 +133,7 @@ def describe(path: str) -> dict[str, Any]:
     key = score.analyze("key")
     out.update(tonic=tonic, mode=mode, analysed_tonic=int(key.tonic.pitchClass), analysed_mode=str(key.mode))
     if (tonic, mode) != (out["analysed_tonic"], out["analysed_mode"]):
-        out["reason"] = "the ending and the key analysis disagree"
+        out["reason"] = DISAGREE
     voices = [list(part.flatten().notes) for part in parts]
     first = min(float(v[0].offset) for v in voices if v)
     for index, voice in enumerate(voices):
@@ -143,8 +145,7 @@ def describe(path: str) -> dict[str, Any]:
     return out
 
 
-def examine(n_clips: int, *, seed: int = 0, n_jobs: int = 2, progress: bool = True
-            ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+def examine(n_clips: int, *, seed: int = 0, progress: bool = True) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """Chorales in an order drawn from ``seed``, read until each mode has ``n_clips // 2`` usable ones.
 
     Returns
@@ -239,10 +240,12 @@ def _read(root: Path) -> Dataset:
     for column in ("path", "midi_path"):
         clips[column] = [str(root / p) for p in clips[column]]
     examined = pd.read_csv(root / "examined.csv", dtype={"work": str}, keep_default_na=False)
-    rejected = pd.DataFrame({"path": examined.loc[examined["reason"] != "", "work"],
-                             "reason": examined.loc[examined["reason"] != "", "reason"]}).reset_index(drop=True)
+    left_out = examined["reason"] != ""
+    rejected = examined.loc[left_out, ["work", "reason"]].rename(columns={"work": "path"}).reset_index(drop=True)
     info = json.loads((root / "chorales.json").read_text())
-    info["examined"] = examined
+    # The counts the chapter cites, from the table itself rather than stored beside it.
+    info.update(examined=examined, n_examined=len(examined), n_four_part=int((examined["n_parts"] == 4).sum()),
+                n_usable=int((~left_out).sum()), n_disagree=int((examined["reason"] == DISAGREE).sum()))
     return Dataset(name="chorales", clips=clips, rejected=rejected, root=root, info=info)
 
 
@@ -273,8 +276,9 @@ def load(data_dir: str | Path | None = None, *, n_clips: int = 96, bpm: float = 
         0 unless ``in_keys``), ``mode``, ``tonic`` (0-11, C = 0, the key
         sounded), ``instrument``, ``tempo_bpm``, ``soundfont``, ``peak``; ``rejected``:
         every examined chorale left out, with the reason; ``info``: the label
-        rule, the music21 version, ``n_examined`` and ``examined`` (the table
-        of :func:`examine`).
+        rule, the music21 version, ``examined`` (the table of :func:`examine`)
+        and its counts ``n_examined``, ``n_four_part``, ``n_usable``,
+        ``n_disagree``.
 
     Notebook: notebooks/02_vit.ipynb
     """
@@ -304,7 +308,7 @@ def load(data_dir: str | Path | None = None, *, n_clips: int = 96, bpm: float = 
 def _generate(root: Path, *, options: dict[str, Any], n_jobs: int, progress: bool) -> None:
     """Examine, render into a temporary folder beside ``root``, then rename it (atomic)."""
     synth.soundfont_path(options["soundfont"])  # fail early, before any worker starts
-    chosen, examined = examine(options["n_clips"], seed=options["seed"], n_jobs=n_jobs, progress=progress)
+    chosen, examined = examine(options["n_clips"], seed=options["seed"], progress=progress)
     with store.atomic_dir(root, what="chorale set") as tmp:
         (tmp / "audio").mkdir()
         (tmp / "midi").mkdir()
@@ -324,11 +328,8 @@ def _generate(root: Path, *, options: dict[str, Any], n_jobs: int, progress: boo
             "label_rule": "tonic: the bass's last pitch class; mode: the third above it that sounds longer; "
                           "used only where music21's key analysis names the same tonic and mode",
             "programs": PROGRAMS, "velocity": VELOCITY,
-            "n_examined": int(len(examined)), "n_four_part": int((examined["n_parts"] == 4).sum()),
-            "n_usable": int((examined["reason"] == "").sum()),
-            "n_disagree": int((examined["reason"] == "the ending and the key analysis disagree").sum()),
         })
     log.info("chorales: %d clips rendered into %s", len(rows), root)
 
 
-__all__ = ["BPM", "VELOCITY", "PROGRAMS", "SOUNDFONT", "SHIFTS", "works", "describe", "examine", "score_midi", "load"]
+__all__ = ["BPM", "VELOCITY", "PROGRAMS", "SOUNDFONT", "SHIFTS", "DISAGREE", "works", "describe", "examine", "score_midi", "load"]
