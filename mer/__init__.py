@@ -4,7 +4,7 @@ Every computation the chapters show lives here, one module or package per concep
 in the order of the data's path through the book:
 
 ``mer.audio``          loading, writing and measuring clips
-``mer.data``           datasets in one table shape (synthetic default, manifests, corpora, Bach chorales)
+``mer.data``           datasets in one table shape (synthetic default, manifests, corpora, Bach chorales, folk songs)
 ``mer.metrics``        the class labels, quadrants and scores with bootstrap intervals (one home)
 ``mer.tonality``       key profiles and the tonic of a clip
 ``mer.features``       chapter 1's features, one module per family; extraction and validation

@@ -18,7 +18,8 @@ bootstrap 95 % interval over clips:
   minor. It needs no threshold, so a model whose probabilities sit low
   overall still passes if it ranks the modes right;
 - **real compositions** (:func:`real_music`): the same ranking on Bach's
-  chorales (:mod:`mer.data.chorales`), music the generator did not write.
+  chorales and on folk melodies (:mod:`mer.data.repertoire`), music the
+  generator did not write.
 
 :func:`check` runs them all for a checkpoint; the tables are plain data
 frames, drawn by :func:`mer.plots.carry_over`.
@@ -377,14 +378,14 @@ def seed_predictors(spread: pd.DataFrame, *, n_jobs: int = 2) -> dict[str, Any]:
 
 def real_music(models: dict[str, Any], clips: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0
                ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mode ranking on real compositions: does p(happy) put the major chorales above the minor ones?
+    """Mode ranking on real compositions: does p(happy) put the major pieces above the minor ones?
 
     Parameters
     ----------
     models : dict name -> predict
         ``predict(clips) -> p_happy`` (:func:`vit_predictor`, :func:`features_predictor`, :func:`seed_predictors`).
     clips : pandas.DataFrame, n_clips rows
-        :func:`mer.data.chorales.load`'s clips (columns ``clip_id, mode, instrument``).
+        :func:`mer.data.repertoire.load`'s clips (columns ``clip_id, mode, instrument``).
 
     Returns
     -------
@@ -414,8 +415,9 @@ def real_music(models: dict[str, Any], clips: pd.DataFrame, *, n_bootstrap: int 
     return pd.DataFrame(rows), predictions
 
 
-def real_music_reading(table: pd.DataFrame, *, chapter_model: str, baseline: str | None = None,
-                       spread: pd.DataFrame | None = None, generated_spread: float | None = None) -> str:
+def real_music_reading(table: pd.DataFrame, *, chapter_model: str, what: str = "Bach's chorales",
+                       baseline: str | None = None, spread: pd.DataFrame | None = None,
+                       generated_spread: float | None = None) -> str:
     """The chapter's sentences on :func:`real_music`, every number from ``table`` and ``spread``.
 
     Parameters
@@ -424,11 +426,13 @@ def real_music_reading(table: pd.DataFrame, *, chapter_model: str, baseline: str
         :func:`real_music`'s table.
     chapter_model : str
         The row of the chapter's model (``"ViT, seed 0"``).
+    what : str
+        The pieces, as the sentence names them (``mer.data.repertoire.COLLECTIONS[...]["title"]``).
     baseline : str, optional
         A row to compare with (chapter 1's model).
     spread : pandas.DataFrame, optional
-        :func:`transposition_spread` of the chapter's model on chorales in
-        twelve keys (``mer.data.chorales.load(in_keys=True)``).
+        :func:`transposition_spread` of the chapter's model on pieces in
+        twelve keys (``mer.data.repertoire.load(in_keys=True)``).
     generated_spread : float, optional
         The same model's median spread on the generator's scores, to set beside it.
 
@@ -444,9 +448,9 @@ def real_music_reading(table: pd.DataFrame, *, chapter_model: str, baseline: str
         raise ParameterError(f"no row {chapter_model!r} in the table; it has {list(rows.index)}")
     own = rows.loc[chapter_model]
     vits = rows[rows.index.str.startswith("ViT")]
-    parts = [f"On {int(own['n'])} of Bach's chorales the chapter's model ranks major above minor with a ROC AUC of "
+    parts = [f"On {int(own['n'])} of {what} the chapter's model ranks major above minor with a ROC AUC of "
              f"**{own['mode_auc']:.3f}** [{own['low']:.3f}, {own['high']:.3f}] (0.5 is chance); its median "
-             f"p(happy) is {own['p_happy_major']:.2f} for the major chorales and {own['p_happy_minor']:.2f} for the "
+             f"p(happy) is {own['p_happy_major']:.2f} for the major pieces and {own['p_happy_minor']:.2f} for the "
              f"minor ones."]
     if len(vits) > 1:
         parts.append(f"Over the {len(vits)} seeds the AUC runs from {vits['mode_auc'].min():.3f} to "
@@ -463,12 +467,12 @@ def real_music_reading(table: pd.DataFrame, *, chapter_model: str, baseline: str
         curves = spread.attrs["curves"]
         modes = spread.set_index("score").loc[curves.index, "mode"]
         per_key = [mode_ranking(curves[shift], modes, n_bootstrap=0)["value"] for shift in curves.columns]
-        parts.append(f"Moved through the twelve keys, one chorale's p(happy) moves by a median "
+        parts.append(f"Moved through the twelve keys, one piece's p(happy) moves by a median "
                      f"**{spread['spread'].median():.2f}** (at most {spread['spread'].max():.2f}, "
-                     f"{len(spread)} chorales)"
+                     f"{len(spread)} pieces)"
                      + (f", against {generated_spread:.2f} for the generator's scores above"
                         if generated_spread is not None else "")
-                     + f"; key by key, the mode ranking of those chorales runs from {np.nanmin(per_key):.2f} to "
+                     + f"; key by key, the mode ranking of those pieces runs from {np.nanmin(per_key):.2f} to "
                        f"{np.nanmax(per_key):.2f}.")
     return " ".join(parts)
 

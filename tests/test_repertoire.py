@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from mer import ParameterError, carryover, tonality
-from mer.data import chorales, synth
+from mer.data import repertoire, synth
 
 
 def _score(path, voices, durations):
@@ -43,7 +43,7 @@ def test_the_mode_is_the_scores_and_a_picardy_third_does_not_make_it_major(tmp_p
     # C major, ending on its dominant (a half cadence): the ending says G, the key analysis C.
     half = _score(tmp_path / "half.musicxml",
                   [[72, 72, 72, 74], [64, 65, 64, 67], [55, 57, 55, 59], [48, 41, 48, 43]], [1, 1, 1, 2])
-    read = {name: chorales.describe(path) for name, path in (("minor", minor), ("major", major), ("half", half))}
+    read = {name: repertoire.describe(path) for name, path in (("minor", minor), ("major", major), ("half", half))}
     assert (read["minor"]["tonic"], read["minor"]["mode"], read["minor"]["reason"]) == (9, "minor", "")
     assert (read["major"]["tonic"], read["major"]["mode"], read["major"]["reason"]) == (0, "major", "")
     assert read["half"]["tonic"] == 7 and read["half"]["analysed_tonic"] == 0
@@ -57,14 +57,14 @@ def test_the_mode_is_the_scores_and_a_picardy_third_does_not_make_it_major(tmp_p
 def test_an_unreadable_or_three_part_score_is_reported_not_used(tmp_path):
     broken = tmp_path / "broken.musicxml"
     broken.write_text("<score-partwise><part id='P1'><measure")
-    assert chorales.describe(str(broken))["reason"].startswith("unreadable score")
+    assert repertoire.describe(str(broken))["reason"].startswith("unreadable score")
     three = _score(tmp_path / "three.musicxml", [[72, 71, 72], [64, 62, 64], [48, 43, 48]], [1, 1, 2])
-    assert chorales.describe(three)["reason"] == "3 parts, not four"
+    assert repertoire.describe(three)["reason"] == "3 parts, not four"
 
 
 @pytest.fixture(scope="module")
 def chorale_set(tmp_path_factory):
-    return chorales.load(tmp_path_factory.mktemp("chorales") / "set", n_clips=8, seed=0, n_jobs=1, progress=False)
+    return repertoire.load("chorales", tmp_path_factory.mktemp("chorales") / "set", n_clips=8, seed=0, n_jobs=1, progress=False)
 
 
 def test_the_set_is_real_bach_half_major_half_minor_on_every_instrument(chorale_set, tmp_path):
@@ -85,13 +85,13 @@ def test_the_set_is_real_bach_half_major_half_minor_on_every_instrument(chorale_
     assert len(chorale_set.rejected) == info["n_examined"] - info["n_usable"]
     assert info["examined"]["used"].sum() == 8 and info["options"]["music21"]
     # Read back from disk, and made again elsewhere from the same seed: the same clips.
-    again = chorales.load(tmp_path / "again", n_clips=8, seed=0, n_jobs=1, progress=False)
+    again = repertoire.load("chorales", tmp_path / "again", n_clips=8, seed=0, n_jobs=1, progress=False)
     assert again.clips["clip_id"].tolist() == clips["clip_id"].tolist()
     assert again.clips["instrument"].tolist() == clips["instrument"].tolist()
     with pytest.raises(ParameterError, match="another data_dir"):
-        chorales.load(chorale_set.root, n_clips=8, seed=1, progress=False)
+        repertoire.load("chorales", chorale_set.root, n_clips=8, seed=1, progress=False)
     with pytest.raises(ParameterError, match="at least 2"):
-        chorales.load(tmp_path / "none", n_clips=1, progress=False)
+        repertoire.load("chorales", tmp_path / "none", n_clips=1, progress=False)
 
 
 def test_a_key_profile_on_the_audio_hears_the_scores_mode(chorale_set):
@@ -122,10 +122,10 @@ def test_a_key_profile_on_the_audio_hears_the_scores_mode(chorale_set):
 def test_in_twelve_keys_each_chorale_moves_by_exactly_its_shift(tmp_path):
     import pretty_midi
 
-    keys = chorales.load(tmp_path / "keys", n_clips=2, seed=0, in_keys=True, n_jobs=1, progress=False)
+    keys = repertoire.load("chorales", tmp_path / "keys", n_clips=2, seed=0, in_keys=True, n_jobs=1, progress=False)
     clips = keys.clips
     assert len(clips) == 24
-    assert all(tuple(sorted(shifts)) == chorales.SHIFTS for _, shifts in clips.groupby("score")["shift"])
+    assert all(tuple(sorted(shifts)) == repertoire.SHIFTS for _, shifts in clips.groupby("score")["shift"])
     for score, group in clips.groupby("score"):
         home = group.set_index("shift").loc[0]
         pitches = {row.shift: sorted(n.pitch for i in pretty_midi.PrettyMIDI(row.midi_path).instruments
@@ -141,5 +141,77 @@ def test_in_twelve_keys_each_chorale_moves_by_exactly_its_shift(tmp_path):
     table, _ = carryover.real_music({"fixed": lambda c: np.where(c["mode"] == "major", 0.7, 0.3)}, clips,
                                     n_bootstrap=0)
     text = carryover.real_music_reading(table, chapter_model="fixed", spread=spread, generated_spread=0.08)
-    assert "median **0.11** (at most 0.11, 2 chorales), against 0.08" in text
+    assert "median **0.11** (at most 0.11, 2 pieces), against 0.08" in text
     assert "runs from 1.00 to 1.00" in text
+
+
+FOLK_SONGS = """X:1
+T:A minor, natural minor throughout
+M:4/4
+L:1/4
+K:Am
+A B c B | A c e2 | d c B A | c B A2 | E A c e | d c B G | A B c B | A4 |
+
+X:2
+T:C major
+M:4/4
+L:1/4
+K:C
+C D E F | G E C2 | F E D C | E D C2 | G, C E G | F E D B, | C D E D | C4 |
+
+X:3
+T:C major, ending on the dominant
+M:4/4
+L:1/4
+K:C
+C D E F | G E C2 | F E D C | E D C2 | C E G c | A F D B, | C E D C | G,4 |
+
+X:4
+T:Two voices
+M:4/4
+L:1/4
+K:C
+V:1
+C D E F | G4 |
+V:2
+C, D, E, F, | G,4 |
+"""
+
+
+def test_a_folk_songs_mode_is_its_last_notes_and_a_second_voice_is_refused(tmp_path):
+    path = tmp_path / "songs.abc"
+    path.write_text(FOLK_SONGS, encoding="utf-8")
+    read = {n: repertoire.describe(f"{path}#{n}", "folk") for n in "1234"}
+    first = read["1"]
+    assert (first["work"], first["tonic"], first["mode"], first["reason"]) == ("songs-1", 9, "minor", "")
+    assert (read["2"]["tonic"], read["2"]["mode"], read["2"]["reason"]) == (0, "major", "")
+    assert read["3"]["tonic"] == 7 and read["3"]["analysed_tonic"] == 0 and read["3"]["reason"] == repertoire.DISAGREE
+    assert read["4"]["reason"] == "2 parts, not one melody" and read["4"]["notes"] == []
+    # One voice, from the first onset, in quarter notes: the eight bars of the C-major song.
+    notes = pd.DataFrame(read["2"]["notes"], columns=["part", "onset", "duration", "pitch"])
+    assert set(notes["part"]) == {0} and notes["onset"].min() == 0
+    assert notes["pitch"].iloc[:4].tolist() == [60, 62, 64, 65]
+    with pytest.raises(ParameterError, match="collection"):
+        repertoire.describe(f"{path}#1", "madrigals")
+
+
+def test_the_folk_set_is_one_melody_per_clip_half_major_half_minor(tmp_path):
+    import pretty_midi
+
+    folk = repertoire.load("folk", tmp_path / "folk", n_clips=8, seed=0, n_jobs=1, progress=False)
+    clips = folk.clips
+    assert len(clips) == 8 and clips["mode"].value_counts().to_dict() == {"major": 4, "minor": 4}
+    assert set(clips["source"]) == {"folk"} and (clips["tempo_bpm"] == repertoire.COLLECTIONS["folk"]["bpm"]).all()
+    by_instrument = pd.crosstab(clips["instrument"], clips["mode"])
+    assert (by_instrument["major"] == by_instrument["minor"]).all()
+    for row in clips.itertuples():
+        midi = pretty_midi.PrettyMIDI(row.midi_path)
+        assert len(midi.instruments) == 1 and not midi.instruments[0].is_drum  # a melody alone
+        assert midi.instruments[0].program == repertoire.COLLECTIONS["folk"]["programs"][row.instrument]
+        assert max(n.end for n in midi.instruments[0].notes) <= synth.DURATION + 0.01  # MIDI ticks round
+        y, sr = sf.read(row.path)
+        assert sr == synth.SR and len(y) == synth.N_SAMPLES and np.abs(y).max() > 0.05
+    # Every song read is in the examined table; those left out carry their reason.
+    info = folk.info
+    assert info["examined"]["used"].sum() == 8 and len(folk.rejected) == info["n_examined"] - info["n_usable"]
+    assert set(folk.rejected["reason"]) <= {repertoire.DISAGREE} | {f"{n} parts, not one melody" for n in range(2, 9)}
