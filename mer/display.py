@@ -361,9 +361,10 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
         :func:`mer.explain.quadrant_examples` (``clip_id``, ``quadrant``, ``predicted``,
         ``p_predicted``), row ``i`` matching ``audio_clips[i]``.
     found : dict
-        :func:`mer.explain.explain_clips` of ``audio_clips`` (``logmel_db``, ``relevance``, ``logmel``, ``semitones``).
+        :func:`mer.explain.explain_clips` of ``audio_clips`` (``logmel_db``, ``relevance``, ``logmel``,
+        ``semitones``, ``front_end``).
     sonified : list of mer.sonify.Sonification
-        One per example.
+        One per example, made through ``found["front_end"]``.
     audio_clips : np.ndarray, shape (n_examples, n_samples)
     stem : str
         Folder of the players under ``_static/audio``; each file is named after
@@ -400,7 +401,8 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
             show_figure(figure)
             display(Markdown(f"*{QUADRANT_CAPTIONS[name]}*"))
             sounds = sonification_sounds(audio_clips[i], found["relevance"][i], sonified[i],
-                                         predicted=row.predicted, signed=signed, **mask_options)
+                                         predicted=row.predicted, signed=signed, **mask_options,
+                                         **found["front_end"][i])
             if listening is None:
                 display(player_row(sounds, sr=sr, stem=f"{stem}/{name}-{store.safe_name(row.clip_id)}"))
                 continue

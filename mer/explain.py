@@ -111,8 +111,13 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
         cut to the clips' own frames; ``logmel_db`` (n_clips, n_mels, n_frames);
         ``model_input`` (n_clips, n_mels, n_frames), the normalised log-mel;
         ``semitones`` (n_clips,) int, how far each clip was moved to the
-        canonical key (0 unless the checkpoint canonicalises; pass it to
-        :func:`mer.sonify.front_end_options` to map relevance back);
+        canonical key (0 unless the checkpoint canonicalises);
+        ``front_end``, one dict per clip: the mask options that map its
+        relevance back to its own STFT bins (:func:`mer.sonify.front_end_options`
+        of the checkpoint and the clip's move; ``{}`` for the mel front end).
+        Pass them to every :mod:`mer.sonify` call on that clip's relevance,
+        ``sonify(y, relevance[i], **mask_options, **front_end[i])``: without
+        them a log-frequency map would be read as mel bands;
         ``logmel``, the checkpoint's front-end settings (for the figures' axes).
 
     Notebook: notebooks/04_sonification.ipynb
@@ -127,10 +132,11 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
         relevance = sonify.contrastive_relevance(relevance,
                                                  explainers.explain(explainer, model, specs, other, **options))
     n_frames = db.shape[-1]
+    by_move = {int(k): sonify.front_end_options(meta, int(k)) for k in np.unique(semitones)}
     return {"proba": proba, "predicted": predicted, "target": np.asarray(target),
             "relevance": np.asarray(relevance)[..., :n_frames], "logmel_db": db,
-            "model_input": specs[:, 0, :, :n_frames],
-            "semitones": semitones, "logmel": dict(meta["logmel"])}
+            "model_input": specs[:, 0, :, :n_frames], "semitones": semitones,
+            "front_end": [by_move[int(k)] for k in semitones], "logmel": dict(meta["logmel"])}
 
 
 # ----------------------------------------------------------------------------
@@ -248,8 +254,9 @@ def centroid_table(models: dict[str, Any], meta: dict[str, Any], examples, audio
     for name, model in models.items():
         found = explain_clips(model, meta, audio_clips, explainer=explainer, target=target)
         target = found["target"] if target is None else target
-        for row, y, relevance in zip(examples.itertuples(), audio_clips, found["relevance"]):
-            clip = sonify.sonify(y, relevance, **options)
+        for row, y, relevance, front_end in zip(examples.itertuples(), audio_clips, found["relevance"],
+                                                found["front_end"]):
+            clip = sonify.sonify(y, relevance, **options, **front_end)
             rows.append({"clip_id": row.clip_id, "quadrant": row.quadrant, "sound": name,
                          "centroid_hz": sonify.spectral_centroid_hz(clip.kept),
                          "share_above_7khz": sonify.energy_share_above(clip.kept, hz=7000.0),
@@ -344,7 +351,7 @@ def _explain_window(i, window, real_seconds, *, model, meta, explainer, top_k_pe
         return row
     clip = sonify.sonify(window, relevance, sr=sr, n_fft=int(params["n_fft"]), hop_length=hop, pool=pool,
                          top_k_percent=top_k_percent, threshold=threshold, exponent=exponent,
-                         **sonify.front_end_options(meta, int(found["semitones"][0])))
+                         **found["front_end"][0])
     row.update(sonified=f"{stem}-sonified.ogg", complement=f"{stem}-complement.ogg",
                gain_db=clip.gain_db, loudness_diff_db=clip.loudness_diff_db, mask_area=clip.area,
                note=" ".join(filter(None, [row["note"], "" if clip.reached else

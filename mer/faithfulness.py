@@ -211,7 +211,7 @@ def faithfulness_by_class(table) -> pd.DataFrame:
 
 def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_proba: Callable,
                        seed: int = 0, clip_ids: Sequence[str] | None = None,
-                       **options) -> pd.DataFrame:
+                       front_end: Sequence[dict] | None = None, **options) -> pd.DataFrame:
     """The model's probabilities on original, kept, complement and random-mask clips.
 
     Parameters
@@ -227,6 +227,11 @@ def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_pro
     seed : int
         Seed of the random masks (clip ``i`` uses ``seed + i``).
     clip_ids : sequence of str, optional
+    front_end : sequence of dict, optional
+        Per clip, the options that map its relevance back to its STFT bins
+        (:func:`mer.explain.explain_clips`'s ``front_end``); default ``{}``,
+        the mel front end. Both the explanation's mask and the random one go
+        through it.
     **options
         Mask options of :func:`mer.sonify.sonify` (sign, threshold, top_k_percent...).
 
@@ -247,15 +252,18 @@ def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_pro
     if clips.ndim != 2 or relevances.ndim != 3 or len(clips) != len(relevances):
         raise ParameterError(f"expected clips (n, n_samples) and relevances (n, n_mels, n_frames); "
                              f"got {clips.shape} and {relevances.shape}")
+    if front_end is not None and len(front_end) != len(clips):
+        raise ParameterError(f"front_end has {len(front_end)} entries for {len(clips)} clips")
     sr = options.get("sr", spec.SR)
     rows = []
     for i, (y, relevance) in enumerate(zip(clips, relevances)):
-        clip = sonify(y, relevance, **options)
+        own = front_end[i] if front_end is not None else {}
+        clip = sonify(y, relevance, **options, **own)
         random = random_mask_like(clip.mask, seed=seed + i, n_mels=relevance.shape[0], n_samples=y.size,
                                   sr=sr, n_fft=options.get("n_fft", spec.N_FFT),
                                   hop_length=options.get("hop_length", spec.HOP_LENGTH),
                                   pool=options.get("pool", spec.POOL),
-                                  temporal_smoothing=options.get("temporal_smoothing", TEMPORAL_SMOOTHING))
+                                  temporal_smoothing=options.get("temporal_smoothing", TEMPORAL_SMOOTHING), **own)
         random_removed_raw = apply_mask(y, 1.0 - random, n_fft=options.get("n_fft", spec.N_FFT),
                                         hop_length=options.get("hop_length", spec.HOP_LENGTH))
         random_removed = match_loudness(random_removed_raw, target=clip.loudness_original, sr=sr).y
@@ -279,7 +287,9 @@ def faithfulness_by_explainer(model, meta: dict[str, Any], audio_clips: np.ndarr
 
     Each clip is explained for its predicted class; the model then hears the
     original, the sonified (kept) clip, the complement and a random mask of
-    equal area removed (all loudness-matched).
+    equal area removed (all loudness-matched). Each map goes back to the
+    clip's STFT through the checkpoint's own front end and the clip's move to
+    the canonical key (``explain_clips(...)["front_end"]``).
 
     Parameters
     ----------
@@ -308,7 +318,8 @@ def faithfulness_by_explainer(model, meta: dict[str, Any], audio_clips: np.ndarr
                                   **({"seed": seed + start} if name == "random" else {}))
             ids = None if clip_ids is None else list(clip_ids[start:start + batch_size])
             parts.append(faithfulness_table(batch, found["relevance"], predict_proba=predict_proba,
-                                            seed=seed + start, clip_ids=ids, **options))
+                                            seed=seed + start, clip_ids=ids, front_end=found["front_end"],
+                                            **options))
         table = pd.concat(parts, ignore_index=True)
         table.insert(0, "explainer", name)
         tables.append(table)

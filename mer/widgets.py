@@ -157,7 +157,7 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
     predicted = ID2LABEL[int(found["predicted"][0])]
     relevance = found["relevance"][0]
     clip = sonify.sonify(y, relevance, sr=sr, threshold=threshold, top_k_percent=top_k_percent,
-                        exponent=exponent, **sonify.front_end_options(meta))
+                        exponent=exponent, **found["front_end"][0])
     figure = plots.sonification_panels(y, clip.mask, clip.kept, clip.complement, sr=sr,
                                        title=f"{explainer}: predicted {predicted} "
                                              f"(p = {float(found['proba'][0].max()):.2f}); mask keeps "
@@ -169,7 +169,7 @@ def sonification_view(model, meta: dict, y, *, explainer: str = "lrp", threshold
         "the relevance marked.*"))
     players = explain.sonification_sounds(y, relevance, clip, predicted=predicted, signed=signed, sr=sr,
                                           threshold=threshold, top_k_percent=top_k_percent, exponent=exponent,
-                                          **sonify.front_end_options(meta))
+                                          **found["front_end"][0])
     IPython.display.display(display.player_row(players, sr=sr, stem=path))
 
 

@@ -310,3 +310,38 @@ def test_carry_over_measures_are_the_textbook_ones():
     assert not row.loc["transposition_spread_median", "met"]
     assert row.loc["transposition_spread_median", "missed_by"] == pytest.approx(0.1)
     assert row.loc["mode_ranking_auc", "met"] and row.loc["balanced_accuracy_by_key_min", "met"]
+
+
+def test_a_moved_clips_relevance_is_sonified_at_its_own_pitches(chords, tiny_model):
+    """Chapter 4 hears a canonicalised model's relevance through the model's own front end: a map over the
+    log-frequency rows the model saw (the clip moved to its tonic) must come back to the STFT bins the clip's own
+    notes sound in, for the mask, the players and the faithfulness table alike."""
+    import librosa
+
+    from mer import explain, faithfulness
+
+    model, meta = tiny_model.model, tiny_model.meta
+    test = chords.clips[chords.clips["split"] == "test"]  # chords in A, moved to C by the model's front end
+    clips = np.stack([sf.read(p, dtype="float32")[0] for p in test["path"][:4]])
+    found = explain.explain_clips(model, meta, clips, explainer="lrp")
+    assert (found["semitones"] != 0).all() and len(found["front_end"]) == len(clips)
+    for y, db, own in zip(clips, found["logmel_db"], found["front_end"]):
+        # Where the clip's energy lies, in the model's rows: a map whose truth is the clip's own spectrum.
+        relevance = db - db.min()
+        right = sonify.sonify(y, relevance, top_k_percent=15, exponent=0, **own)
+        as_mel = sonify.sonify(y, relevance, top_k_percent=15, exponent=0)  # the rows misread as mel bands
+        power = np.abs(librosa.stft(y, n_fft=2048, hop_length=512)) ** 2
+
+        def kept(mask):
+            return float((power * mask).sum() / power.sum())
+
+        assert kept(right.mask) > 0.9 and kept(right.mask) > kept(as_mel.mask) + 0.3, (kept(right.mask),
+                                                                                       kept(as_mel.mask))
+    # The faithfulness table builds the explanation's and the random mask through the same per-clip map.
+    predict_proba = explain.audio_predictor(model, meta)
+    table = faithfulness.faithfulness_table(clips, found["relevance"], predict_proba=predict_proba,
+                                            front_end=found["front_end"], top_k_percent=15, exponent=0)
+    assert len(table) == len(clips) and table["area"].between(0.1, 0.2).all()
+    with pytest.raises(ParameterError, match="front_end"):
+        faithfulness.faithfulness_table(clips, found["relevance"], predict_proba=predict_proba,
+                                        front_end=found["front_end"][:1])
