@@ -85,7 +85,7 @@ def randomised_model(meta: dict[str, Any], *, seed: int = 0):
 
 
 def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: str = "lrp",
-                  target=None, versus=None, **options) -> dict[str, np.ndarray]:
+                  target=None, versus=None, inputs: tuple | None = None, **options) -> dict[str, np.ndarray]:
     """Predict and explain audio clips: probabilities and relevance per clip.
 
     Parameters
@@ -100,6 +100,9 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
     versus : int or sequence of int, optional
         Also explain this class and return the class-contrastive relevance
         ``R(target) - R(versus)`` (:func:`mer.sonify.contrastive_relevance`).
+    inputs : tuple, optional
+        :func:`mer.vit.audio_input_and_shift` of these ``clips``, computed
+        already (several explainers of the same clips need it once).
     **options
         Passed to :func:`mer.lrp.explainers.explain` (``seed``...).
 
@@ -122,7 +125,9 @@ def explain_clips(model, meta: dict[str, Any], clips: np.ndarray, *, explainer: 
 
     Notebook: notebooks/04_sonification.ipynb
     """
-    specs, db, semitones = vit.audio_input_and_shift(clips, meta)
+    specs, db, semitones = inputs if inputs is not None else vit.audio_input_and_shift(clips, meta)
+    if len(specs) != len(clips):
+        raise ParameterError(f"inputs hold {len(specs)} clips, not {len(clips)}")
     proba = vit.predict_proba(model, specs)
     predicted = proba.argmax(axis=1)
     target = predicted if target is None else np.array(np.broadcast_to(np.asarray(target), predicted.shape))

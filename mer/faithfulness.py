@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import ParameterError
+from . import ParameterError, vit
 from . import spectrogram as spec
 from .explain import audio_predictor, explain_clips
 from .metrics import LABELS
@@ -211,7 +211,8 @@ def faithfulness_by_class(table) -> pd.DataFrame:
 
 def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_proba: Callable,
                        seed: int = 0, clip_ids: Sequence[str] | None = None,
-                       front_end: Sequence[dict] | None = None, **options) -> pd.DataFrame:
+                       front_end: Sequence[dict] | None = None, original_proba: np.ndarray | None = None,
+                       **options) -> pd.DataFrame:
     """The model's probabilities on original, kept, complement and random-mask clips.
 
     Parameters
@@ -232,6 +233,9 @@ def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_pro
         (:func:`mer.explain.explain_clips`'s ``front_end``); default ``{}``,
         the mel front end. Both the explanation's mask and the random one go
         through it.
+    original_proba : np.ndarray, shape (n_clips, n_classes), optional
+        ``predict_proba(clips)``, if known already (then the model hears only
+        the three masked versions of each clip here).
     **options
         Mask options of :func:`mer.sonify.sonify` (sign, threshold, top_k_percent...).
 
@@ -254,6 +258,8 @@ def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_pro
                              f"got {clips.shape} and {relevances.shape}")
     if front_end is not None and len(front_end) != len(clips):
         raise ParameterError(f"front_end has {len(front_end)} entries for {len(clips)} clips")
+    if original_proba is not None and len(original_proba) != len(clips):
+        raise ParameterError(f"original_proba has {len(original_proba)} rows for {len(clips)} clips")
     sr = options.get("sr", spec.SR)
     rows = []
     for i, (y, relevance) in enumerate(zip(clips, relevances)):
@@ -267,8 +273,13 @@ def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_pro
         random_removed_raw = apply_mask(y, 1.0 - random, n_fft=options.get("n_fft", spec.N_FFT),
                                         hop_length=options.get("hop_length", spec.HOP_LENGTH))
         random_removed = match_loudness(random_removed_raw, target=clip.loudness_original, sr=sr).y
-        batch = np.stack([y, clip.kept, clip.complement, random_removed])
-        proba = np.asarray(predict_proba(batch), dtype=np.float64)
+        if original_proba is None:
+            proba = np.asarray(predict_proba(np.stack([y, clip.kept, clip.complement, random_removed])),
+                               dtype=np.float64)
+        else:
+            masked = np.asarray(predict_proba(np.stack([clip.kept, clip.complement, random_removed])),
+                                dtype=np.float64)
+            proba = np.vstack([np.asarray(original_proba[i], dtype=np.float64)[None], masked])
         pred = int(np.argmax(proba[0]))
         rows.append({
             "clip_id": clip_ids[i] if clip_ids is not None else str(i), "pred_orig": pred,
@@ -308,6 +319,8 @@ def faithfulness_by_explainer(model, meta: dict[str, Any], audio_clips: np.ndarr
     Notebook: notebooks/04_sonification.ipynb
     """
     predict_proba = audio_predictor(model, meta)
+    # The clips' model input (their tonic estimate and spectrogram, most of the cost) once, for every explainer.
+    prepared = vit.audio_input_and_shift(audio_clips, meta)
     tables = []
     for name in explainers:
         parts = []
@@ -315,11 +328,12 @@ def faithfulness_by_explainer(model, meta: dict[str, Any], audio_clips: np.ndarr
                           disable=not progress):
             batch = audio_clips[start:start + batch_size]
             found = explain_clips(model, meta, batch, explainer=name,
+                                  inputs=tuple(part[start:start + batch_size] for part in prepared),
                                   **({"seed": seed + start} if name == "random" else {}))
             ids = None if clip_ids is None else list(clip_ids[start:start + batch_size])
             parts.append(faithfulness_table(batch, found["relevance"], predict_proba=predict_proba,
                                             seed=seed + start, clip_ids=ids, front_end=found["front_end"],
-                                            **options))
+                                            original_proba=found["proba"], **options))
         table = pd.concat(parts, ignore_index=True)
         table.insert(0, "explainer", name)
         tables.append(table)

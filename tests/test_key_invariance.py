@@ -342,6 +342,13 @@ def test_a_moved_clips_relevance_is_sonified_at_its_own_pitches(chords, tiny_mod
     table = faithfulness.faithfulness_table(clips, found["relevance"], predict_proba=predict_proba,
                                             front_end=found["front_end"], top_k_percent=15, exponent=0)
     assert len(table) == len(clips) and table["area"].between(0.1, 0.2).all()
+    # Chapter 4's loop over explainers prepares each clip's input once and predicts the original once: the same
+    # table as clip by clip.
+    long = faithfulness.faithfulness_by_explainer(model, meta, clips, explainers=["lrp"], seed=0, progress=False,
+                                                  top_k_percent=15, exponent=0)
+    columns = ["p_orig", "p_kept", "p_complement", "p_random", "area"]
+    np.testing.assert_allclose(long[columns].to_numpy(), table[columns].to_numpy(), atol=1e-5)
+    assert long["pred_orig"].tolist() == table["pred_orig"].tolist()
     with pytest.raises(ParameterError, match="front_end"):
         faithfulness.faithfulness_table(clips, found["relevance"], predict_proba=predict_proba,
                                         front_end=found["front_end"][:1])
