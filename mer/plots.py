@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -755,7 +756,7 @@ def lrp_example(spec: np.ndarray, relevance: np.ndarray, contrast: np.ndarray, *
     return fig
 
 
-def lrp_examples(examples, *, frame_s: float, params=None, semitones: int = 0):
+def lrp_examples(examples, *, frame_s: float, params=None, semitones: int | Sequence[int] = 0):
     """Several explained clips in one figure, one :func:`lrp_example` under the other.
 
     One figure per call keeps a captioned notebook cell to one figure (and one
@@ -765,8 +766,11 @@ def lrp_examples(examples, *, frame_s: float, params=None, semitones: int = 0):
     ----------
     examples : sequence of (spec, relevance, contrast, title)
         Each as :func:`lrp_example`'s arguments: arrays of shape (n_mels, n_frames) and a str.
-    frame_s, params, semitones
+    frame_s, params
         As :func:`lrp_example`, shared by every clip.
+    semitones : int or sequence of int
+        As :func:`lrp_example`: one for every clip, or one per clip
+        (:func:`mer.vit.clip_moves`).
 
     Returns
     -------
@@ -778,15 +782,17 @@ def lrp_examples(examples, *, frame_s: float, params=None, semitones: int = 0):
     examples = list(examples)
     if not examples:  # a quadrant without clips: the chapter says so in words
         return None
+    moves = [int(k) for k in np.broadcast_to(np.asarray(semitones, dtype=int), (len(examples),))]
     if len(examples) == 1:
         spec, relevance, contrast, title = examples[0]
         return lrp_example(spec, relevance, contrast, frame_s=frame_s, title=title, params=params,
-                           semitones=semitones)
+                           semitones=moves[0])
     width, height = EXAMPLE_SIZE
     fig = plt.figure(figsize=(width, height * len(examples)), layout="constrained")
-    for sub, (spec, relevance, contrast, title) in zip(np.atleast_1d(fig.subfigures(len(examples), 1)), examples):
+    for sub, (spec, relevance, contrast, title), move in zip(np.atleast_1d(fig.subfigures(len(examples), 1)),
+                                                             examples, moves):
         _draw_lrp_example(sub, spec, relevance, contrast, frame_s=frame_s, title=title, params=params,
-                          semitones=semitones)
+                          semitones=move)
     return fig
 
 

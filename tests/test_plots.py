@@ -194,6 +194,10 @@ def test_logfreq_front_end_ticks(logfreq):
     assert a4_row(plots.vit_patches(db, patch_size=(192, 2), params=as_dict).axes[0]) == 82
     # a clip a canonicalising model moved up 2 semitones: A4 now 4 rows higher
     assert a4_row(plots.relevance_overlay(db, relevance, params=LOGFREQ, semitones=2).axes[0]) == 86
+    # chapter 3's examples, one move per clip: each panel names its own clip's pitches
+    pair = plots.lrp_examples([(db, relevance, relevance, "a"), (db, relevance, relevance, "b")], frame_s=FRAME_S,
+                              params=as_dict, semitones=[0, 2])
+    assert [a4_row(ax) for ax in pair.axes if "log" in ax.get_ylabel()] == [82, 86]
     # with margins (the taller spectrogram): visible row 0 is row `margin`
     tall = np.vstack([np.zeros((12, db.shape[1])), db, np.zeros((12, db.shape[1]))])
     params = {**as_dict, "margin": 12}

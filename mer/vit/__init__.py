@@ -69,7 +69,7 @@ from .model import (SIZES, INPUT_CHANNELS, CheckpointError, PretrainedNotFound, 
                     vit_from_config, build_model, predict_proba, representation, clip_representations,
                     valence_head)
 from .inputs import (CANONICALISE, LOGFREQ_LOGMEL, STATS_CLIPS, shift_set, augment_record, key_options,
-                     key_invariance_record, tall_logmel_params, canonical_semitones, tonic_profile,
+                     key_invariance_record, tall_logmel_params, canonical_semitones, clip_moves, tonic_profile,
                      audio_canonical_semitones, input_filterbank, crop_each, prepare, model_input, fit_input,
                      audio_input, audio_input_and_shift)
 from .augment import spec_augment, roll_time, mixup, balanced_order, epoch_generator, Transposer
@@ -87,7 +87,7 @@ __all__ = [
     "vit_from_config", "build_model", "predict_proba",
     "representation", "clip_representations", "valence_head", "CANONICALISE", "LOGFREQ_LOGMEL", "STATS_CLIPS",
     "shift_set", "augment_record", "key_options", "key_invariance_record", "tall_logmel_params",
-    "canonical_semitones", "tonic_profile", "audio_canonical_semitones", "input_filterbank", "crop_each",
+    "canonical_semitones", "clip_moves", "tonic_profile", "audio_canonical_semitones", "input_filterbank", "crop_each",
     "prepare", "model_input", "fit_input", "audio_input", "audio_input_and_shift", "spec_augment", "roll_time",
     "mixup", "balanced_order", "epoch_generator", "Transposer", "PRETRAIN_DIR", "span_mask", "masked_pretrain",
     "META_FILE", "WEIGHTS_FILE", "VALENCE_HEAD_FILE", "REQUIRED_META", "CHECKPOINT_REMEDY", "Checkpoint",

@@ -136,6 +136,23 @@ def canonical_semitones(clips: pd.DataFrame, meta_or_logmel: dict[str, Any], *, 
     return tonality.canonical_semitones(chroma, profile=tonic_profile(meta_or_logmel))
 
 
+def clip_moves(clips: pd.DataFrame, meta: dict[str, Any], *, n_jobs: int = 2, progress: bool = True) -> np.ndarray:
+    """How far a checkpoint's front end moves each clip of a dataset table: :func:`canonical_semitones`
+    for a canonicalising checkpoint, 0 otherwise.
+
+    Returns
+    -------
+    np.ndarray of int, shape (n_clips,)
+        Pass a clip's value as ``semitones`` to the figures of :mod:`mer.plots`, so their ticks name the
+        clip's own pitches while the image stays the model's input.
+
+    Notebook: notebooks/03_lrp.ipynb
+    """
+    if not (meta.get("key_invariance") or {}).get("canonicalise"):
+        return np.zeros(len(clips), dtype=int)
+    return np.asarray(canonical_semitones(clips, meta, n_jobs=n_jobs, progress=progress), dtype=int)
+
+
 def tonic_profile(meta: dict[str, Any]) -> str:
     """The key profile a checkpoint canonicalises with (recorded in its meta; the default before it was)."""
     return (meta.get("key_invariance") or {}).get("tonic_profile") or tonality.DEFAULT_PROFILE
