@@ -415,6 +415,37 @@ def real_music(models: dict[str, Any], clips: pd.DataFrame, *, n_bootstrap: int 
     return pd.DataFrame(rows), predictions
 
 
+#: Reader-facing names of :func:`real_music`'s table columns.
+REAL_MUSIC_COLUMNS = {"mode_auc": "mode ranking (ROC AUC)", "low": "95 % CI low", "high": "95 % CI high",
+                      "p_happy_major": "median p(happy), major", "p_happy_minor": "median p(happy), minor",
+                      "agrees_with_mode": "label agrees with the mode"}
+
+
+def real_music_records(table: pd.DataFrame, dataset, *, chapter_model: str, prefix: str,
+                       baseline: str | None = None) -> dict[str, Any]:
+    """What chapter 2 records of :func:`real_music` on one set, keyed as its results file has them.
+
+    Returns
+    -------
+    dict
+        ``<prefix>_mode_auc`` (+ ``_ci``, ``_seeds``: every ``ViT`` row) of ``chapter_model``,
+        ``features_<prefix>_mode_auc`` (the ``baseline`` row, chapter 1's model), ``<prefix>_n``,
+        ``<prefix>_n_examined`` and ``<prefix>_n_disagree`` (from ``dataset.info``,
+        :func:`mer.data.repertoire.load`).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    rows = table.set_index("model")
+    own = rows.loc[chapter_model]
+    out = {f"{prefix}_mode_auc": own["mode_auc"], f"{prefix}_mode_auc_ci": [own["low"], own["high"]],
+           f"{prefix}_mode_auc_seeds": rows.loc[rows.index.str.startswith("ViT"), "mode_auc"].tolist()}
+    if baseline is not None:
+        out[f"features_{prefix}_mode_auc"] = float(rows.loc[baseline, "mode_auc"])
+    out.update({f"{prefix}_n": int(own["n"]), f"{prefix}_n_examined": dataset.info["n_examined"],
+                f"{prefix}_n_disagree": dataset.info["n_disagree"]})
+    return out
+
+
 def real_music_reading(table: pd.DataFrame, *, chapter_model: str, what: str = "Bach's chorales",
                        baseline: str | None = None, spread: pd.DataFrame | None = None,
                        generated_spread: float | None = None) -> str:
@@ -573,5 +604,6 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
 
 __all__ = ["TARGETS", "MEASURES", "EDGE_SHARE", "EDGE_CUES", "HELDOUT_SETS", "scored", "by_group",
            "by_key", "transposition_spread", "mode_ranking", "edges", "CarryOver", "load_sets", "check", "check_models",
-           "vit_predictor", "features_predictor", "seed_predictors", "real_music", "real_music_reading",
+           "vit_predictor", "features_predictor", "seed_predictors", "real_music", "REAL_MUSIC_COLUMNS", "real_music_records",
+           "real_music_reading",
            "against_targets", "compare", "reading"]

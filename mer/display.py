@@ -35,7 +35,8 @@ import numpy as np
 from IPython.display import HTML, Markdown, display
 
 from . import ParameterError, plots, store
-from .audio import SR, ogg_bytes, write_ogg
+from .audio import SR, load as load_audio, ogg_bytes, write_ogg
+from .tonality import KEY_NAMES
 
 
 # ----------------------------------------------------------------------------
@@ -415,6 +416,30 @@ def show_quadrants(examples, found: dict[str, np.ndarray], sonified: list, audio
                 display(player_row(against, sr=sr, stem=f"{stem}/{name}-{store.safe_name(row.clip_id)}"))
 
 
+def mode_players(predictions, clips, *, model: str, stem: str) -> None:
+    """Display the first clip of each mode in a set of real pieces, whatever the model said, with its p(happy).
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame
+        :func:`mer.carryover.real_music`'s predictions (``clip_id, mode, tonic, instrument`` and a column per model).
+    clips : pandas.DataFrame
+        The set's clips (``clip_id``, ``path``).
+    model : str
+        The column of ``predictions`` whose p(happy) the label shows.
+    stem : str
+        Prefix of the players' files under ``_static/audio`` (``"02_vit/chorale"``).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    paths = clips.set_index("clip_id")["path"]
+    for mode in ("major", "minor"):
+        row = predictions[predictions["mode"] == mode].iloc[0]
+        display(player_file(load_audio(paths[row["clip_id"]]), path=f"{stem}-{store.safe_name(row['clip_id'])}",
+                            label=f"{row['clip_id']} ({KEY_NAMES[int(row['tonic'])]} {mode}, "
+                                  f"{row['instrument']}): p(happy) = {row[model]:.2f}"))
+
+
 def show_figure(figure) -> None:
     """Display a figure in the notebook's output here, once, and close it.
 
@@ -434,5 +459,5 @@ def show_figure(figure) -> None:
 
 __all__ = (
     "player", "audio_dir", "page_dir", "AUDIO_SUFFIXES", "player_file", "page_file", "player_row",
-    "LISTEN_SCRIPT", "listening_slider", "QUADRANT_TITLES", "QUADRANT_CAPTIONS", "show_quadrants", "show_figure",
+    "LISTEN_SCRIPT", "listening_slider", "QUADRANT_TITLES", "QUADRANT_CAPTIONS", "show_quadrants", "mode_players", "show_figure",
 )

@@ -234,8 +234,8 @@ def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_pro
         the mel front end. Both the explanation's mask and the random one go
         through it.
     original_proba : np.ndarray, shape (n_clips, n_classes), optional
-        ``predict_proba(clips)``, if known already (then the model hears only
-        the three masked versions of each clip here).
+        ``predict_proba(clips)``, if known already; otherwise the model hears
+        the originals here, all in one batch.
     **options
         Mask options of :func:`mer.sonify.sonify` (sign, threshold, top_k_percent...).
 
@@ -260,6 +260,7 @@ def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_pro
         raise ParameterError(f"front_end has {len(front_end)} entries for {len(clips)} clips")
     if original_proba is not None and len(original_proba) != len(clips):
         raise ParameterError(f"original_proba has {len(original_proba)} rows for {len(clips)} clips")
+    original_proba = np.asarray(predict_proba(clips) if original_proba is None else original_proba, dtype=np.float64)
     sr = options.get("sr", spec.SR)
     rows = []
     for i, (y, relevance) in enumerate(zip(clips, relevances)):
@@ -273,13 +274,8 @@ def faithfulness_table(clips: np.ndarray, relevances: np.ndarray, *, predict_pro
         random_removed_raw = apply_mask(y, 1.0 - random, n_fft=options.get("n_fft", spec.N_FFT),
                                         hop_length=options.get("hop_length", spec.HOP_LENGTH))
         random_removed = match_loudness(random_removed_raw, target=clip.loudness_original, sr=sr).y
-        if original_proba is None:
-            proba = np.asarray(predict_proba(np.stack([y, clip.kept, clip.complement, random_removed])),
-                               dtype=np.float64)
-        else:
-            masked = np.asarray(predict_proba(np.stack([clip.kept, clip.complement, random_removed])),
-                                dtype=np.float64)
-            proba = np.vstack([np.asarray(original_proba[i], dtype=np.float64)[None], masked])
+        masked = np.asarray(predict_proba(np.stack([clip.kept, clip.complement, random_removed])), dtype=np.float64)
+        proba = np.vstack([original_proba[i][None], masked])
         pred = int(np.argmax(proba[0]))
         rows.append({
             "clip_id": clip_ids[i] if clip_ids is not None else str(i), "pred_orig": pred,

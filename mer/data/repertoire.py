@@ -68,13 +68,15 @@ log = logging.getLogger(__name__)
 COLLECTIONS = {
     "chorales": {
         "title": "Bach's chorales", "source": "J. S. Bach's chorales in music21's corpus", "bpm": 84.0,
-        "n_parts": 4, "ending": "the bass's last pitch class",
+        "n_parts": 4, "parts": "four", "noun": "chorales", "wrong_parts": "not in four parts",
+        "ending": "the bass's last pitch class",
         "programs": {"church organ": 19, "string ensemble": 48, "choir aahs": 52, "piano": 0, "clarinet": 71,
                      "cello": 42},
     },
     "folk": {
         "title": "folk songs", "source": "the Essen Folksong Collection in music21's corpus (ABC)", "bpm": 100.0,
-        "n_parts": 1, "ending": "the melody's last pitch class",
+        "n_parts": 1, "parts": "one melody", "noun": "songs", "wrong_parts": "in more than one part",
+        "ending": "the melody's last pitch class",
         "programs": {"violin": 40, "flute": 73, "clarinet": 71, "oboe": 68, "piano": 0, "cello": 42},
     },
 }
@@ -182,8 +184,7 @@ def describe(work: str, collection: str = "chorales") -> dict[str, Any]:
     parts = list(score.parts)
     out["n_parts"] = len(parts)
     if len(parts) != settings["n_parts"]:
-        out["reason"] = (f"{len(parts)} parts, not four" if settings["n_parts"] == 4
-                         else f"{len(parts)} parts, not one melody")
+        out["reason"] = f"{len(parts)} parts, not {settings['parts']}"
         return out
     ending = list(parts[-1].flatten().notes)  # the bass of a chorale, the melody of a song
     if not ending:
@@ -317,6 +318,20 @@ def _read(root: Path, collection: str) -> Dataset:
     return Dataset(name=collection, clips=clips, rejected=rejected, root=root, info=info)
 
 
+def examined_reading(dataset: Dataset) -> str:
+    """One sentence on how a set was found: pieces read, and those left out and why, from ``dataset.info``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    settings = _collection(dataset.name)
+    info = dataset.info
+    wrong, disagree = info["n_examined"] - info["n_right_parts"], info["n_disagree"]
+    return (f"{info['n_examined']} {settings['noun']} read to find {len(dataset.clips)}: "
+            f"{wrong} {'is' if wrong == 1 else 'are'} {settings['wrong_parts']} and {disagree} "
+            f"{'has' if disagree == 1 else 'have'} an ending and a key analysis that disagree (left out, "
+            f"not relabelled).")
+
+
 def load(collection: str = "chorales", data_dir: str | Path | None = None, *, n_clips: int = 96,
          bpm: float | None = None, soundfont: str = SOUNDFONT, seed: int = 0, in_keys: bool = False, n_jobs: int = 2,
          progress: bool = True) -> Dataset:
@@ -409,4 +424,4 @@ def _generate(root: Path, *, options: dict[str, Any], n_jobs: int, progress: boo
 
 
 __all__ = ["COLLECTIONS", "VELOCITY", "SOUNDFONT", "SHIFTS", "DISAGREE", "MAX_QUARTERS", "works", "describe", "examine",
-           "score_midi", "load"]
+           "score_midi", "examined_reading", "load"]

@@ -148,9 +148,14 @@ def clip_moves(clips: pd.DataFrame, meta: dict[str, Any], *, n_jobs: int = 2, pr
 
     Notebook: notebooks/03_lrp.ipynb
     """
-    if not (meta.get("key_invariance") or {}).get("canonicalise"):
+    if not canonicalises(meta):
         return np.zeros(len(clips), dtype=int)
     return np.asarray(canonical_semitones(clips, meta, n_jobs=n_jobs, progress=progress), dtype=int)
+
+
+def canonicalises(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint moves each clip to its estimated tonic before the model (its ``key_invariance`` record)."""
+    return bool((meta.get("key_invariance") or {}).get("canonicalise"))
 
 
 def tonic_profile(meta: dict[str, Any]) -> str:
@@ -166,7 +171,7 @@ def audio_canonical_semitones(clips: np.ndarray, meta: dict[str, Any]) -> np.nda
     clips : np.ndarray, shape (n_clips, n_samples)
         At the front end's sampling rate.
     """
-    if not (meta.get("key_invariance") or {}).get("canonicalise"):
+    if not canonicalises(meta):
         return None
     clips = clips if isinstance(clips, (list, tuple)) else np.atleast_2d(clips)
     chroma = np.stack([tonality.tonic_chroma(y, sr=int(meta["logmel"].get("sr", tonality.SR)))
@@ -312,7 +317,7 @@ def model_input(clips: pd.DataFrame, meta: dict[str, Any], *, n_jobs: int = 2, p
 
     Notebook: notebooks/02_vit.ipynb
     """
-    if (meta.get("key_invariance") or {}).get("canonicalise"):
+    if canonicalises(meta):
         params = spectrogram.LogMelParams(**meta["logmel"])
         tall_params = tall_logmel_params(params, 6)
         tall, _ = spectrogram.compute(clips, params=tall_params, n_jobs=n_jobs, progress=progress)
