@@ -352,3 +352,27 @@ def test_a_moved_clips_relevance_is_sonified_at_its_own_pitches(chords, tiny_mod
     with pytest.raises(ParameterError, match="front_end"):
         faithfulness.faithfulness_table(clips, found["relevance"], predict_proba=predict_proba,
                                         front_end=found["front_end"][:1])
+
+
+def test_the_worst_key_is_weighed_against_chance():
+    """The worst key agrees with by_key; a key the model really fails is singled out, a uniform model's is not."""
+    from mer import carryover
+
+    rng = np.random.default_rng(3)
+    n = 240  # 20 clips per key, half of each label
+    clips = pd.DataFrame({"clip_id": [f"c{i}" for i in range(n)], "tonic": np.repeat(np.arange(12), n // 12)})
+    labels = np.tile(["happy", "sad"], n // 2)
+    right = rng.random(n) < 0.85  # the same skill in every key
+    p = np.where(right == (labels == "happy"), 0.8, 0.2)
+    uniform = pd.DataFrame({"clip_id": clips["clip_id"], "label": labels, "p_happy": p})
+    chance = carryover.worst_key_by_chance(uniform, clips, n_draws=500)
+    assert chance["worst"] == pytest.approx(carryover.by_key(uniform, clips, n_bootstrap=0)["balanced_accuracy"].min())
+    assert chance["worst"] < 0.85 and chance["p_value"] > 0.05  # low, and just what chance gives
+    assert chance["shuffled_low"] <= chance["shuffled_median"] <= chance["shuffled_high"] < 0.85
+    assert chance["target_model_passes"] < 0.5  # at 20 clips a key, a 0.90 model rarely has no key below 0.85
+
+    deaf = uniform.copy()
+    in_b = (clips["tonic"] == 11).to_numpy()
+    deaf.loc[in_b, "p_happy"] = np.where(labels[in_b] == "happy", 0.2, 0.8)  # every clip in B called wrong
+    singled = carryover.worst_key_by_chance(deaf, clips, n_draws=500)
+    assert singled["worst"] == 0.0 and singled["p_value"] < 0.01
