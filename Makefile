@@ -8,6 +8,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= default
+# Test workers (pytest-xdist), one test file each at a time, files in collection order so that the
+# two longest (the quick book, tests/test_book.py, and the corpus book beside it) start first.
+# The machines this runs on have two cores.
+TEST_WORKERS ?= 2
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 export PYTHONHASHSEED = 0
@@ -30,7 +34,7 @@ book: system-deps $(STAMP)
 	$(PY) -m mer run --profile $(PROFILE)
 
 test: system-deps $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: system-deps $(STAMP)
 	$(PY) -m mer bench

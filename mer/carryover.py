@@ -661,11 +661,11 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
                 f"With so few clips per key the worst of twelve is low even where the key does not matter: the same "
                 f"answers with the clips' keys shuffled put the worst key at {chance['shuffled_median']:.2f} "
                 f"(median of {chance['n_draws']:,} shuffles; 95 % between {chance['shuffled_low']:.2f} and "
-                f"{chance['shuffled_high']:.2f}), and {chance['p_value']:.0%} of the shuffles go as low as "
+                f"{chance['shuffled_high']:.2f}), and {100 * chance['p_value']:.0f} % of the shuffles go as low as "
                 f"{worst['balanced_accuracy']:.2f}, so this check {singled} {worst['key']}. A model right on "
                 f"{TARGETS['balanced_accuracy']:.2f} of the clips in every key would have its worst key at "
                 f"{chance['target_model_worst_median']:.2f} (median) and reach the per-key target of "
-                f"{TARGETS['balanced_accuracy_by_key_min']:.2f} in {chance['target_model_passes']:.0%} of such draws"
+                f"{TARGETS['balanced_accuracy_by_key_min']:.2f} in {100 * chance['target_model_passes']:.0f} % of such draws"
                 + (": with these clip counts the per-key target asks for more than the overall one."
                    if chance["target_model_passes"] < 0.5 else "."))
     scores = f"{len(carry.spread)} score" + ("s" if len(carry.spread) != 1 else "")

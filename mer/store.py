@@ -349,7 +349,13 @@ def atomic_dir(path: str | os.PathLike, *, what: str = "dataset") -> Iterator[Pa
                                      f"remove it or choose another folder")
             path.rmdir()
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a dataset is for every reader
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            # Another process renamed its complete folder onto `path` between the check above and this
+            # rename (two test workers, or two notebooks, rendering the same dataset): theirs stands.
+            if not (path / "COMPLETE").exists():
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

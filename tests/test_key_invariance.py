@@ -79,7 +79,9 @@ def test_crop_at_zero_is_the_visible_front_end_and_moves_by_whole_semitones():
     tall_params = spectrogram.LogMelParams(front_end="logfreq", n_mels=192, duration=2.0, margin=12, top_db=None)
     tall = spectrogram.logmel(y, params=tall_params)
     centred = spectrogram.floor_db(spectrogram.crop(tall, tall_params, 0), 80.0)
-    np.testing.assert_array_equal(centred, spectrogram.logmel(y, params=LOGFREQ))
+    # The same rows of a taller filterbank: equal up to float32 rounding, which differs with the matrix shape
+    # on some CPUs (an AVX2 machine put 15 of 4,224 values 4e-6 dB apart; an AVX-512 one none).
+    np.testing.assert_allclose(centred, spectrogram.logmel(y, params=LOGFREQ), rtol=0, atol=1e-4)
     up = spectrogram.crop(tall, tall_params, 3)
     np.testing.assert_array_equal(up[..., 6:, :], spectrogram.crop(tall, tall_params, 0)[..., :-6, :])
     with pytest.raises(ParameterError):

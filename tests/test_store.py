@@ -120,3 +120,24 @@ def test_a_dataset_folder_appears_whole_or_not_at_all(tmp_path):
         (tmp / "clips.csv").write_text("clip_id\n2\n")
     assert (target / "clips.csv").read_text() == "clip_id\n1\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious", "set"]
+
+
+def test_a_dataset_folder_completed_by_another_process_during_the_rename_stands(tmp_path, monkeypatch):
+    """Two workers render the same set: the other one's rename lands between this one's check and its own."""
+    import os
+
+    target = tmp_path / "set"
+    real_replace = os.replace
+
+    def other_process_first(src, dst):
+        if Path(dst) == target and not target.exists():
+            target.mkdir()
+            (target / "clips.csv").write_text("clip_id\ntheirs\n")
+            (target / "COMPLETE").write_text("")
+        return real_replace(src, dst)  # onto a non-empty folder: OSError, as between two processes
+
+    monkeypatch.setattr(os, "replace", other_process_first)
+    with store.atomic_dir(target) as tmp:
+        (tmp / "clips.csv").write_text("clip_id\nmine\n")
+    assert (target / "clips.csv").read_text() == "clip_id\ntheirs\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # this one's copy is gone
