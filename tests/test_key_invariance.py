@@ -263,6 +263,11 @@ def test_the_key_invariance_tables_come_from_the_models_own_predictions(chords, 
     keys = carryover.by_key(clips.assign(p_happy=p_happy), clips, n_bootstrap=200)
     assert list(keys["key"]) == list(tonality.KEY_NAMES) and set(keys["n"]) == {2}
     assert keys["balanced_accuracy"].min() >= 0.5
+    # Each seed's spread from its own predictions; a flat model (every key alike) spreads by 0.
+    seeds = carryover.spread_over_seeds(
+        {"tiny": carryover.vit_predictor(tiny_model.model, tiny_model.meta, n_jobs=1),
+         "flat": lambda table: np.full(len(table), 0.5)}, clips)
+    assert seeds == {"tiny": pytest.approx(spread["spread"].median()), "flat": 0.0}
 
 
 def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_model, tmp_path):
@@ -378,3 +383,9 @@ def test_the_worst_key_is_weighed_against_chance():
     deaf.loc[in_b, "p_happy"] = np.where(labels[in_b] == "happy", 0.2, 0.8)  # every clip in B called wrong
     singled = carryover.worst_key_by_chance(deaf, clips, n_draws=500)
     assert singled["worst"] == 0.0 and singled["p_value"] < 0.01
+
+    one_label_per_key = uniform.assign(label=np.where(clips["tonic"] % 2 == 0, "happy", "sad"))
+    assert carryover.worst_key_by_chance(one_label_per_key, clips, n_draws=50) == {}  # no key to call worst
+    # 16 clips over twelve keys (the quick profile): some shuffles leave no key with both labels; they are left out.
+    few = carryover.worst_key_by_chance(uniform.iloc[::15], clips, n_draws=500)
+    assert few and not np.isnan(few["shuffled_median"]) and 0 < few["n_draws"] < 500
