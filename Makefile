@@ -51,6 +51,9 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 # Install the Debian packages that are missing (root only, as in CI); say what
 # is missing otherwise. libfluidsynth3 is checked through the dynamic linker.
+# apt waits up to ten minutes for the package lock instead of failing at once:
+# on a freshly booted machine another apt (unattended upgrades, a second make)
+# often holds it.
 system-deps:
 	@missing=""; \
 	ldconfig -p | grep -q 'libfluidsynth.so.3' || missing="$$missing libfluidsynth3"; \
@@ -61,7 +64,8 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq $$missing >/dev/null; \
 	  else \
 	    echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; \
 	  fi; \
