@@ -413,6 +413,7 @@ def execute_chapter(chapter: str, parameters: dict[str, Any], *, progress: bool 
     # papermill takes ~0.4 s to import; only executing a chapter needs it
     import papermill
     from papermill.exceptions import PapermillExecutionError
+    from traitlets.config import Config
 
     source = notebooks_dir() / f"{chapter}.ipynb"
     output = chapters_dir() / f"{chapter}.ipynb"
@@ -422,12 +423,16 @@ def execute_chapter(chapter: str, parameters: dict[str, Any], *, progress: bool 
     fd, scratch = tempfile.mkstemp(prefix=f"{chapter}.", suffix=".running.ipynb", dir=cache_dir())
     os.close(fd)
     scratch = Path(scratch)
+    # The kernel talks to papermill over Unix sockets where there are some: over TCP (jupyter_client's
+    # default) ipykernel 7 warns on every chapter that the traffic is unencrypted, and any local user
+    # could connect to the port; the sockets are files only their owner can open.
+    engine = {"config": Config({"KernelManager": {"transport": "ipc"}})} if os.name == "posix" else {}
     try:
         with kernel_environment():
             papermill.execute_notebook(
                 str(source), str(scratch), parameters=parameters, kernel_name=KERNEL_NAME,
                 cwd=str(chapters_dir()), log_output=False,
-                progress_bar={"desc": chapter, "leave": False} if progress else False)
+                progress_bar={"desc": chapter, "leave": False} if progress else False, **engine)
     except PapermillExecutionError as error:
         os.replace(scratch, failed)
         raise ChapterError(

@@ -84,6 +84,15 @@ def test_kernel_is_the_runner_interpreter_in_book_chapters(scratch):
     assert f"mer: {REPO / 'mer' / '__init__.py'}" in printed
 
 
+def test_the_kernel_talks_over_local_sockets_and_prints_no_warning(scratch, capfd):
+    """``make book`` shows the reader chapter progress, not a kernel warning per chapter ("running over
+    TCP without encryption", ipykernel 7): the kernel is reached over Unix sockets."""
+    run(chapters=["alpha"], force=True)
+    printed = capfd.readouterr()
+    assert "without encryption" not in printed.err + printed.out
+    assert "WARNING" not in printed.err
+
+
 def test_force_executes_again(scratch):
     run()
     report = run(force=True)
