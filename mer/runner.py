@@ -711,7 +711,7 @@ def build_book(*, force: bool = False) -> float | None:
         tail = "\n".join(output.splitlines()[-30:])
         raise MerError(f"jupyter-book build {root} failed (exit {done.returncode}):\n{tail}")
     store.write_json(_build_stamp(), {"key": key, "seconds": round(seconds, 1),
-                                      "warnings": len(warnings)})
+                                      "warnings": [line.strip() for line in warnings]})
     return seconds
 
 

@@ -10,12 +10,17 @@ console error at all (``tests/test_book.py`` records every one).
 It also writes the API page's module list (:func:`api_sections`): every module
 of the ``mer`` package, found on disk when the book is built, gets a section
 with its docstring's first line as the title and its autodoc, so the page
-follows the package's layout without anyone listing modules by hand.
+follows the package's layout without anyone listing modules by hand. A name a
+package re-exports (``mer.vit.train``, defined in ``mer.vit.training``) is
+documented once, under the package, where the chapters call it; its module's
+section links to it. (Documented in both places, every such entry showed twice
+and Sphinx could not tell which one a cross-reference meant.)
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -39,15 +44,61 @@ def package_modules(package: Path = PACKAGE) -> list[tuple[str, str]]:
     return sorted(found, key=lambda item: item[0].split("."))
 
 
+def reexported(name: str) -> dict[str, str]:
+    """``{member: package}`` for the members of module ``name`` that a package above it re-exports
+    (lists in its ``__all__``, the same object). Imports the modules, as autodoc does."""
+    module = importlib.import_module(name)
+    defined = _defined_names(Path(module.__file__))  # not what the module itself imports
+    found = {}
+    parts = name.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        package = importlib.import_module(".".join(parts[:depth]))
+        for member in getattr(package, "__all__", ()):
+            if member in defined and member not in found and getattr(package, member, None) is vars(module).get(member):
+                found[member] = package.__name__
+    return found
+
+
+def _defined_names(path: Path) -> set[str]:
+    """Names a module's own top-level statements define (functions, classes, assignments)."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
 def api_sections(package: Path = PACKAGE) -> str:
-    """MyST text of the API page's module list: a summary table, then one autodoc section per module."""
+    """MyST text of the API page's module list: a summary table, then one autodoc section per module,
+    each re-exported member documented under its package only (:func:`reexported`)."""
     modules = package_modules(package)
     lines = ["```{eval-rst}", ".. autosummary::", ""] + [f"   {name}" for name, _ in modules] + ["```", ""]
     for name, title in modules:
         depth = "#" * (2 + max(0, name.count(".") - 1))  # mer and mer.x: h2; mer.x.y: h3
-        lines += [f"{depth} `{name}`" + (f": {title}" if title else ""), "",
-                  "```{eval-rst}", f".. automodule:: {name}", "   :members:", "```", ""]
+        lines += [f"{depth} `{name}`" + (f": {title}" if title else ""), "", "```{eval-rst}",
+                  f".. automodule:: {name}", "   :members:"]
+        elsewhere = reexported(name)
+        if elsewhere:
+            lines += [f"   :exclude-members: {', '.join(elsewhere)}", ""]
+            by_package: dict[str, list[str]] = {}
+            for member, owner in elsewhere.items():
+                by_package.setdefault(owner, []).append(member)
+            for owner, members in by_package.items():
+                links = ", ".join(f":py:obj:`~{owner}.{member}`" for member in members)
+                lines += [f"Defined here and documented under :py:mod:`{owner}`: {links}."]
+        lines += ["```", ""]
     return "\n".join(lines)
+
+
+def skip_namedtuple_fields(app, what, name, obj, skip, options):
+    """``autodoc-skip-member``: a NamedTuple's fields are documented by its docstring's Attributes
+    section; autodoc's own entries for them ("Alias for field number 2") would document them twice."""
+    if what == "class" and (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
+        return True
+    return None
 
 
 def write_api_page(app, docname, source) -> None:
@@ -81,4 +132,5 @@ def drop_repeated_inline_scripts(app, pagename, templatename, context, doctree) 
 def setup(app):
     app.connect("html-page-context", drop_repeated_inline_scripts, priority=900)
     app.connect("source-read", write_api_page)
+    app.connect("autodoc-skip-member", skip_namedtuple_fields)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

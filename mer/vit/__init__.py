@@ -50,9 +50,9 @@ The package, one module per concept:
 :mod:`mer.vit.inputs`       spectrograms as the model sees them; audio -> input; key-invariance options
 :mod:`mer.vit.augment`      SpecAugment, time roll, mixup, balanced order, transposition
 :mod:`mer.vit.pretrain`     masked spectrogram modelling
-:mod:`mer.vit.train`        :class:`TrainOptions` and :func:`train`
+:mod:`mer.vit.training`     :class:`TrainOptions` and :func:`train`
 :mod:`mer.vit.checkpoint`   folders on disk, :class:`Checkpoint`, loading and describing
-:mod:`mer.vit.evaluate`     test-split scores with bootstrap intervals; the seed spread
+:mod:`mer.vit.evaluation`   test-split scores with bootstrap intervals; the seed spread
 :mod:`mer.vit.records`      which checkpoint is chapter 2's model
 ==========================  ================================================================
 
@@ -77,8 +77,8 @@ from .pretrain import PRETRAIN_DIR, span_mask, masked_pretrain
 from .checkpoint import (META_FILE, WEIGHTS_FILE, VALENCE_HEAD_FILE, REQUIRED_META, CHECKPOINT_REMEDY,
                          Checkpoint, dataset_fingerprint, checkpoint_dir, load_checkpoint, weights_sha256,
                          describe_checkpoint, latest_checkpoint)
-from .train import TrainOptions, TrainResult, train, accelerator, valence_weight_for
-from .evaluate import Evaluation, evaluate, seed_spread
+from .training import TrainOptions, TrainResult, train, accelerator, valence_weight_for
+from .evaluation import Evaluation, evaluate, seed_spread
 from .records import (CHAPTER_MODEL_DIR, LAST_PROFILE_FILE, chapter_model, chapter_model_records, chapter_options,
                       record_chapter_model, recorded_chapter_model)
 

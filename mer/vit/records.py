@@ -13,7 +13,7 @@ from typing import Any
 from .. import ParameterError, store
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, one_line, weights_sha256
 from .inputs import key_options
-from .train import TrainOptions, train
+from .training import TrainOptions, train
 
 
 #: Folder under ``data/derived`` of the records of chapter 2's model, one per profile.

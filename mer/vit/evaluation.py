@@ -16,7 +16,7 @@ from ..metrics import LABELS, bootstrap_metrics, called, label_codes, quadrant
 from .checkpoint import load_checkpoint
 from .inputs import model_input
 from .model import predict_proba
-from .train import TrainOptions, TrainResult, train
+from .training import TrainOptions, TrainResult, train
 
 
 @dataclass
