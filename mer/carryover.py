@@ -205,7 +205,7 @@ def worst_key_by_chance(predictions: pd.DataFrame, clips: pd.DataFrame, *, n_dra
             "n_draws": int(len(shuffled))}
 
 
-def transposition_spread(p_happy, clips: pd.DataFrame) -> pd.DataFrame:
+def transposition_spread(p_happy, clips: pd.DataFrame, canonical=None) -> pd.DataFrame:
     """How far p(happy) moves when only the key does: max - min over each score's twelve keys.
 
     Parameters
@@ -214,18 +214,28 @@ def transposition_spread(p_happy, clips: pd.DataFrame) -> pd.DataFrame:
         Predictions for ``clips``, a :func:`mer.data.synth.load_transpositions` set.
     clips : pandas.DataFrame
         Columns ``score``, ``shift``, ``mode``.
+    canonical : array-like of int, shape (n_clips,), optional
+        The semitones the model moved each clip by before hearing it
+        (:func:`vit_canonical`). Adds ``canonical_keys``: in how many keys the
+        twelve renderings of a score reached the model (distinct pitch classes
+        of ``shift + canonical``); 1 when the tonic estimate followed the score
+        through every key.
 
     Returns
     -------
     pandas.DataFrame
-        One row per score: ``score, mode, spread, p_min, p_max, p_mean``; the
-        per-key values in ``attrs["curves"]`` (score x shift).
+        One row per score: ``score, mode, spread, p_min, p_max, p_mean`` (and
+        ``canonical_keys``); the per-key values in ``attrs["curves"]`` (score x shift).
 
     Notebook: notebooks/02_vit.ipynb
     """
     frame = clips[["score", "shift", "mode"]].assign(p_happy=np.asarray(p_happy, dtype=float))
-    table = frame.groupby("score").agg(mode=("mode", "first"), p_min=("p_happy", "min"), p_max=("p_happy", "max"),
-                                       p_mean=("p_happy", "mean")).reset_index()
+    aggregate = {"mode": ("mode", "first"), "p_min": ("p_happy", "min"), "p_max": ("p_happy", "max"),
+                 "p_mean": ("p_happy", "mean")}
+    if canonical is not None:
+        frame["heard_in"] = (frame["shift"].to_numpy() + np.asarray(canonical, dtype=int)) % 12
+        aggregate["canonical_keys"] = ("heard_in", "nunique")
+    table = frame.groupby("score").agg(**aggregate).reset_index()
     table.insert(2, "spread", table["p_max"] - table["p_min"])
     table.attrs["curves"] = frame.pivot(index="score", columns="shift", values="p_happy")
     return table
@@ -351,7 +361,7 @@ def load_sets(*, n_scores: int = 8, n_clips: int = 96, seed: int = 0, n_jobs: in
 
 
 def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, sets: dict[str, Any], *,
-          n_bootstrap: int = 1000, seed: int = 0) -> CarryOver:
+          canonical=None, n_bootstrap: int = 1000, seed: int = 0) -> CarryOver:
     """Every carry-over check for one model.
 
     Parameters
@@ -359,6 +369,10 @@ def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, set
     predict : callable
         ``predict(clips) -> p_happy`` for a dataset table (the model with its
         own front end; :func:`vit_predictor`).
+    canonical : callable, optional
+        ``canonical(clips) -> semitones`` the model moves each clip by
+        (:func:`vit_canonical`); the summary then says on how many scores of
+        the transpositions the tonic estimate followed the key, and their spread.
     test_predictions : pandas.DataFrame
         The model's predictions on its own test split (``clip_id, label, p_happy``).
     test_clips : pandas.DataFrame
@@ -378,7 +392,8 @@ def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, set
     options = {"n_bootstrap": n_bootstrap, "seed": seed}
     transpositions = sets["transpositions"].clips
     p_trans = np.asarray(predict(transpositions), dtype=float)
-    spread = transposition_spread(p_trans, transpositions)
+    spread = transposition_spread(p_trans, transpositions,
+                                  canonical=None if canonical is None else canonical(transpositions))
     predictions = {"transpositions": transpositions[["clip_id", "label", "score", "shift", "mode"]]
                    .assign(p_happy=p_trans)}
     rows = []
@@ -414,6 +429,11 @@ def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, set
         "mode_ranking_auc": float(by_set.loc["neutral", "mode_auc"]),
         "mode_ranking_auc_ci": ci("neutral", "mode_auc_low", "mode_auc_high"),
     }
+    if "canonical_keys" in spread:
+        one_key = spread[spread["canonical_keys"] == 1]
+        summary["transposition_scores_one_canonical_key"] = int(len(one_key))
+        summary["transposition_spread_median_one_canonical_key"] = (
+            float(one_key["spread"].median()) if len(one_key) else None)
     return CarryOver(summary, keys, spread, table, edge, predictions)
 
 
@@ -423,13 +443,15 @@ def check_models(models: dict[str, tuple[Any, pd.DataFrame]], test_clips: pd.Dat
 
     Parameters
     ----------
-    models : dict name -> (predict, test_predictions)
-        Each model's ``predict(clips) -> p_happy`` and its predictions on its own test split.
+    models : dict name -> (predict, test_predictions) or (predict, test_predictions, canonical)
+        Each model's ``predict(clips) -> p_happy``, its predictions on its own test split and, for a
+        model that moves each clip to a canonical key, :func:`vit_canonical`.
 
     Notebook: notebooks/02_vit.ipynb
     """
-    return {name: check(predict, test_predictions, test_clips, sets, n_bootstrap=n_bootstrap, seed=seed)
-            for name, (predict, test_predictions) in models.items()}
+    return {name: check(model[0], model[1], test_clips, sets, canonical=model[2] if len(model) > 2 else None,
+                        n_bootstrap=n_bootstrap, seed=seed)
+            for name, model in models.items()}
 
 
 def vit_predictor(model, meta: dict[str, Any], *, n_jobs: int = 2):
@@ -441,6 +463,22 @@ def vit_predictor(model, meta: dict[str, Any], *, n_jobs: int = 2):
         return vit.predict_proba(model, vit.model_input(clips, meta, n_jobs=n_jobs, progress=False))[:, 1]
 
     return predict
+
+
+def vit_canonical(meta: dict[str, Any], *, n_jobs: int = 2):
+    """``canonical(clips) -> semitones`` each clip is moved by before a ViT hears it, or None.
+
+    None for a model that does not canonicalise the key (``meta["key_invariance"]``).
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    if (meta.get("key_invariance") or {}).get("canonicalise") != "tonic":
+        return None
+
+    def canonical(clips: pd.DataFrame) -> np.ndarray:
+        return vit.canonical_semitones(clips, meta, n_jobs=n_jobs, progress=False)
+
+    return canonical
 
 
 def features_predictor(baseline: dict[str, Any], *, n_jobs: int = 2):
@@ -710,6 +748,15 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
     parts.append(f"Moved through the twelve keys, one score's p(happy) moves by "
                  f"**{s['transposition_spread_median']:.2f}** (median over {scores}; "
                  f"at most {s['transposition_spread_max']:.2f}).")
+    one_key = s.get("transposition_scores_one_canonical_key")
+    if one_key:
+        parts.append(f"The tonic estimate followed {one_key} of the {scores} through all twelve keys (every "
+                     f"rendering of each reached the model in the same canonical key); over those {one_key}, "
+                     f"p(happy) still moves by {s['transposition_spread_median_one_canonical_key']:.2f} (median): "
+                     f"there it is not the key estimate that moves it but the renderings themselves, which sound "
+                     f"different from key to key.")
+    elif one_key == 0:
+        parts.append(f"The tonic estimate followed none of the {scores} through all twelve keys.")
     if seed_spreads and len(seed_spreads) > 1:
         values = list(seed_spreads.values())
         under = sum(v < TARGETS["transposition_spread_median"] for v in values)
@@ -732,6 +779,6 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
 
 __all__ = ["TARGETS", "MEASURES", "EDGE_SHARE", "EDGE_CUES", "HELDOUT_SETS", "scored", "by_group",
            "by_key", "worst_key_by_chance", "transposition_spread", "spread_over_seeds", "mode_ranking", "edges",
-           "CarryOver", "load_sets", "check", "check_models", "vit_predictor", "features_predictor", "seed_predictors", "real_music", "REAL_MUSIC_COLUMNS", "real_music_records",
+           "CarryOver", "load_sets", "check", "check_models", "vit_predictor", "vit_canonical", "features_predictor", "seed_predictors", "real_music", "REAL_MUSIC_COLUMNS", "real_music_records",
            "real_music_reading",
            "against_targets", "compare", "reading"]

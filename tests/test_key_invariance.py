@@ -268,6 +268,15 @@ def test_the_key_invariance_tables_come_from_the_models_own_predictions(chords, 
         {"tiny": carryover.vit_predictor(tiny_model.model, tiny_model.meta, n_jobs=1),
          "flat": lambda table: np.full(len(table), 0.5)}, clips)
     assert seeds == {"tiny": pytest.approx(spread["spread"].median()), "flat": 0.0}
+    # The tonic estimate follows each chord through the keys: all twelve renderings reach the model in one key.
+    canonical = carryover.vit_canonical(tiny_model.meta, n_jobs=1)
+    followed = carryover.transposition_spread(p_happy, clips, canonical=canonical(clips))
+    assert followed["spread"].tolist() == spread["spread"].tolist()
+    assert followed["canonical_keys"].tolist() == [1, 1]
+    # A model that moves nothing hears each chord in twelve keys; one that does not canonicalise has no canonical().
+    unmoved = carryover.transposition_spread(p_happy, clips, canonical=np.zeros(len(clips), dtype=int))
+    assert unmoved["canonical_keys"].tolist() == [12, 12]
+    assert carryover.vit_canonical({"key_invariance": {"canonicalise": None}}) is None
 
 
 def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_model, tmp_path):
@@ -285,13 +294,24 @@ def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_
     vit_test = test[["clip_id", "label"]].assign(
         p_happy=vit.predict_proba(tiny_model.model, vit.model_input(test, tiny_model.meta, progress=False))[:, 1])
     carries = {"ViT": carryover.check(carryover.vit_predictor(tiny_model.model, tiny_model.meta, n_jobs=1),
-                                      vit_test, test, sets, n_bootstrap=50),
+                                      vit_test, test, sets, canonical=carryover.vit_canonical(tiny_model.meta, n_jobs=1),
+                                      n_bootstrap=50),
                "features": carryover.check(carryover.features_predictor(baseline, n_jobs=1), baseline["predictions"],
                                            test, sets, n_bootstrap=50)}
     for carry in carries.values():
         assert len(carry.predictions["keys"]) == 24 and carry.summary["mode_ranking_auc"] > 0.6
         assert set(carry.summary["balanced_accuracy_by_key"]) == set(tonality.KEY_NAMES)
         assert list(carry.edges["cue"]) == ["tempo_bpm", "tempo_bpm", "register", "register"]
+    # Only the canonicalising model says whether the tonic estimate followed each score through the keys.
+    vit_summary = carries["ViT"].summary
+    assert vit_summary["transposition_scores_one_canonical_key"] == 2
+    assert vit_summary["transposition_spread_median_one_canonical_key"] == pytest.approx(
+        carries["ViT"].spread["spread"].median())
+    assert "transposition_scores_one_canonical_key" not in carries["features"].summary
+    text = carryover.reading(carries["ViT"], carryover.against_targets(vit_summary), test_balanced_accuracy=0.8)
+    assert "followed 2 of the 2 scores through all twelve keys" in text
+    assert "followed" not in carryover.reading(carries["features"], carryover.against_targets(
+        carries["features"].summary), test_balanced_accuracy=0.8)
     targets, by_set = carryover.compare(carries)
     assert list(targets.columns) == ["measure", "target", "ViT", "features"]
     assert targets["features"].tolist() == carryover.against_targets(carries["features"].summary)["reached"].tolist()
