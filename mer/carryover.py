@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import ParameterError, features, store, vit
 from .data import synth
@@ -213,7 +214,13 @@ def transposition_spread(p_happy, clips: pd.DataFrame, canonical=None) -> pd.Dat
     p_happy : array-like, shape (n_clips,)
         Predictions for ``clips``, a :func:`mer.data.synth.load_transpositions` set.
     clips : pandas.DataFrame
-        Columns ``score``, ``shift``, ``mode``.
+        Columns ``score``, ``shift``, ``mode``; with ``label`` and
+        ``register`` (the generator's), also ``labels`` (how many labels the
+        twelve renderings carry: the register cue is the melody's absolute
+        pitch, so it moves with the key and can move the label) and
+        ``rho_register`` (Spearman correlation of p(happy) with the melody's
+        pitch over the twelve: positive where the model hears the register rise
+        as the label's rule does).
     canonical : array-like of int, shape (n_clips,), optional
         The semitones the model moved each clip by before hearing it
         (:func:`vit_canonical`). Adds ``canonical_keys``: in how many keys the
@@ -225,18 +232,26 @@ def transposition_spread(p_happy, clips: pd.DataFrame, canonical=None) -> pd.Dat
     -------
     pandas.DataFrame
         One row per score: ``score, mode, spread, p_min, p_max, p_mean`` (and
-        ``canonical_keys``); the per-key values in ``attrs["curves"]`` (score x shift).
+        ``canonical_keys``, ``labels``, ``rho_register``); the per-key values in
+        ``attrs["curves"]`` (score x shift).
 
     Notebook: notebooks/02_vit.ipynb
     """
-    frame = clips[["score", "shift", "mode"]].assign(p_happy=np.asarray(p_happy, dtype=float))
+    extra = [c for c in ("label", "register") if c in clips]
+    frame = clips[["score", "shift", "mode", *extra]].assign(p_happy=np.asarray(p_happy, dtype=float))
     aggregate = {"mode": ("mode", "first"), "p_min": ("p_happy", "min"), "p_max": ("p_happy", "max"),
                  "p_mean": ("p_happy", "mean")}
     if canonical is not None:
         frame["heard_in"] = (frame["shift"].to_numpy() + np.asarray(canonical, dtype=int)) % 12
         aggregate["canonical_keys"] = ("heard_in", "nunique")
+    if "label" in frame:
+        aggregate["labels"] = ("label", "nunique")
     table = frame.groupby("score").agg(**aggregate).reset_index()
     table.insert(2, "spread", table["p_max"] - table["p_min"])
+    if "register" in frame:
+        rho = {score: stats.spearmanr(group["register"], group["p_happy"])[0] if group["p_happy"].nunique() > 1
+               else np.nan for score, group in frame.groupby("score")}
+        table["rho_register"] = table["score"].map(rho).astype(float)
     table.attrs["curves"] = frame.pivot(index="score", columns="shift", values="p_happy")
     return table
 
@@ -429,6 +444,10 @@ def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, set
         "mode_ranking_auc": float(by_set.loc["neutral", "mode_auc"]),
         "mode_ranking_auc_ci": ci("neutral", "mode_auc_low", "mode_auc_high"),
     }
+    if "labels" in spread:
+        summary["transposition_scores_label_changes"] = int((spread["labels"] > 1).sum())
+    if "rho_register" in spread and spread["rho_register"].notna().any():
+        summary["transposition_register_rho_median"] = float(spread["rho_register"].median())
     if "canonical_keys" in spread:
         one_key = spread[spread["canonical_keys"] == 1]
         summary["transposition_scores_one_canonical_key"] = int(len(one_key))
@@ -753,10 +772,20 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
         parts.append(f"The tonic estimate followed {one_key} of the {scores} through all twelve keys (every "
                      f"rendering of each reached the model in the same canonical key); over those {one_key}, "
                      f"p(happy) still moves by {s['transposition_spread_median_one_canonical_key']:.2f} (median): "
-                     f"there it is not the key estimate that moves it but the renderings themselves, which sound "
-                     f"different from key to key.")
+                     f"there the key estimate is not what moves it.")
     elif one_key == 0:
         parts.append(f"The tonic estimate followed none of the {scores} through all twelve keys.")
+    if "transposition_scores_label_changes" in s and "transposition_register_rho_median" in s:
+        rho = s["transposition_register_rho_median"]
+        parts.append(
+            f"The twelve renderings are not the same music in another key only: the generator's register cue is "
+            f"the melody's absolute pitch, which moves with the key, and the label's rule follows it "
+            f"({s['transposition_scores_label_changes']} of the {scores} change their label across the twelve keys). "
+            + (f"Within a score p(happy) rises with the melody's pitch (median Spearman correlation {rho:.2f} over "
+               f"the scores), as the rule does: this spread mixes the key with a cue the label follows, and the "
+               f"check cannot tell the two apart." if rho > 0.3 else
+               f"Within a score p(happy) does not follow the melody's pitch (median Spearman correlation "
+               f"{rho:.2f} over the scores), so the register does not explain the spread."))
     if seed_spreads and len(seed_spreads) > 1:
         values = list(seed_spreads.values())
         under = sum(v < TARGETS["transposition_spread_median"] for v in values)

@@ -318,6 +318,28 @@ def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_
     assert by_set.groupby("model").size().to_dict() == {"ViT": 4, "features": 4}
 
 
+def test_the_spread_table_says_when_the_label_moves_with_the_key():
+    """The generator's register cue is the melody's absolute pitch, so it moves with the key: the spread table
+    counts the scores whose label changes across the twelve keys and how p(happy) follows the melody's pitch."""
+    from mer import carryover
+
+    shifts = np.arange(-5, 7)
+    clips = pd.DataFrame({"score": np.repeat([0, 1], 12), "shift": np.tile(shifts, 2), "mode": "major",
+                          "register": np.concatenate([60 + shifts, 70 + shifts]).astype(float),
+                          "label": ["sad"] * 5 + ["happy"] * 7 + ["happy"] * 12})
+    rising = np.concatenate([np.linspace(0.3, 0.6, 12), np.linspace(0.8, 0.9, 12)])
+    table = carryover.transposition_spread(rising, clips).set_index("score")
+    assert table["labels"].tolist() == [2, 1]
+    assert table["rho_register"].tolist() == pytest.approx([1.0, 1.0])
+    falling = carryover.transposition_spread(rising[::-1], clips)
+    assert falling["rho_register"].tolist() == pytest.approx([-1.0, -1.0])
+    flat = carryover.transposition_spread(np.full(24, 0.5), clips)
+    assert flat["rho_register"].isna().all() and flat["spread"].tolist() == [0.0, 0.0]
+    # Without the generator's columns (a set from elsewhere) the table has neither column.
+    plain = carryover.transposition_spread(rising, clips[["score", "shift", "mode"]])
+    assert "labels" not in plain and "rho_register" not in plain
+
+
 def test_carry_over_measures_are_the_textbook_ones():
     from mer import carryover
 
