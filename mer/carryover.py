@@ -767,20 +767,28 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
     parts.append(f"Moved through the twelve keys, one score's p(happy) moves by "
                  f"**{s['transposition_spread_median']:.2f}** (median over {scores}; "
                  f"at most {s['transposition_spread_max']:.2f}).")
+    n_scores = len(carry.spread)
     one_key = s.get("transposition_scores_one_canonical_key")
     if one_key:
-        parts.append(f"The tonic estimate followed {one_key} of the {scores} through all twelve keys (every "
-                     f"rendering of each reached the model in the same canonical key); over those {one_key}, "
+        which = "the one score" if n_scores == 1 else f"{one_key} of the {n_scores} scores"
+        parts.append(f"The tonic estimate followed {which} through all twelve keys (every rendering reached the "
+                     f"model in the same canonical key); {'on it' if one_key == 1 else f'over those {one_key}'}, "
                      f"p(happy) still moves by {s['transposition_spread_median_one_canonical_key']:.2f} (median): "
                      f"there the key estimate is not what moves it.")
     elif one_key == 0:
-        parts.append(f"The tonic estimate followed none of the {scores} through all twelve keys.")
+        parts.append(f"The tonic estimate followed {'the score' if n_scores == 1 else f'none of the {n_scores} scores'} "
+                     f"through all twelve keys.")
     if "transposition_scores_label_changes" in s and "transposition_register_rho_median" in s:
-        rho = s["transposition_register_rho_median"]
+        rho, changes = s["transposition_register_rho_median"], s["transposition_scores_label_changes"]
+        if n_scores == 1:
+            changed = "the score changes its label" if changes else "the score keeps its label"
+        else:
+            changed = f"{changes} of the {n_scores} scores " + ("changes its label" if changes == 1
+                                                                  else "change their label")
         parts.append(
             f"The twelve renderings are not the same music in another key only: the generator's register cue is "
-            f"the melody's absolute pitch, which moves with the key, and the label's rule follows it "
-            f"({s['transposition_scores_label_changes']} of the {scores} change their label across the twelve keys). "
+            f"the melody's absolute pitch, which moves with the key, and the label's rule follows it ({changed} "
+            f"across the twelve keys). "
             + (f"Within a score p(happy) rises with the melody's pitch (median Spearman correlation {rho:.2f} over "
                f"the scores), as the rule does: this spread mixes the key with a cue the label follows, and the "
                f"check cannot tell the two apart." if rho > 0.3 else
