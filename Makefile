@@ -10,7 +10,8 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= default
 # Test workers (pytest-xdist), one test file each at a time, files in collection order so that the
 # two longest (the quick book, tests/test_book.py, and the corpus book beside it) start first.
-# The machines this runs on have two cores.
+# The machines this runs on have two cores. A worker that crashes (a segfault) ends the run, red,
+# with the test it was running: xdist's replacement worker otherwise waited for tests that never came.
 TEST_WORKERS ?= 2
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
@@ -34,7 +35,7 @@ book: system-deps $(STAMP)
 	$(PY) -m mer run --profile $(PROFILE)
 
 test: system-deps $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --max-worker-restart 0
 
 bench: system-deps $(STAMP)
 	$(PY) -m mer bench

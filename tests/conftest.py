@@ -2,7 +2,7 @@
 
 * Matplotlib draws off-screen; numba caches compiled librosa kernels under
   ``.cache/numba`` so their ~20 s first compile happens once per machine, not
-  once per test.
+  once per test (once per pytest-xdist worker, each in a folder of its own).
 * ``warm_librosa`` pays that compile once per session, through
   ``mer.numba_cache.prepare`` (one process compiles, under a lock), before any
   test that measures or times librosa work.
@@ -16,6 +16,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each pytest-xdist worker (make test runs two) gets a numba cache of its own. Tests call librosa
+    # in-process, and numba writes the kernels a call compiles into the cache folder; two workers
+    # compiling the same gufunc into one folder leave files that point at each other's symbols
+    # (mer.numba_cache, numba issue 10128), and every later load of them segfaults. Seen on a fresh
+    # clone: the quick book's chapters and a feature test crashed, and the run hung.
+    _worker_cache = Path(os.environ["NUMBA_CACHE_DIR"]) / f"xdist-{os.environ['PYTEST_XDIST_WORKER']}"
+    os.environ["NUMBA_CACHE_DIR"] = os.environ["MER_NUMBA_CACHE_ROOT"] = str(_worker_cache)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

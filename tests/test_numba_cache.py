@@ -130,3 +130,13 @@ def test_a_cache_poisoned_by_an_earlier_race_is_not_read(raced_cache):
     status, out, err = _finish(_start(WORKER, root))
     assert status == 0, f"mer read the old, possibly poisoned cache ({status}):\n{err[-2000:]}"
     assert _folder(root).parent == root
+
+
+def test_each_test_worker_compiles_into_a_cache_of_its_own():
+    """``make test`` runs two pytest-xdist workers that call librosa in-process; sharing one numba cache
+    folder they could compile the same gufunc into it at once (the race above) and crash each other."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        pytest.skip("not run by a pytest-xdist worker")
+    assert numba_cache.folder().parent.name == f"xdist-{worker}"
+    assert Path(os.environ["NUMBA_CACHE_DIR"]) == numba_cache.folder()  # where numba writes, in this process
