@@ -207,7 +207,11 @@ def worst_key_by_chance(predictions: pd.DataFrame, clips: pd.DataFrame, *, n_dra
 
 
 def transposition_spread(p_happy, clips: pd.DataFrame, canonical=None) -> pd.DataFrame:
-    """How far p(happy) moves when only the key does: max - min over each score's twelve keys.
+    """How far p(happy) moves when a score moves through the twelve keys: max - min over its twelve renderings.
+
+    The key is not all that moves: the melody's register moves with it, and
+    the generator's label reads the register (``labels``, ``rho_register``
+    below; book/design.md, "Where the spread over transpositions comes from").
 
     Parameters
     ----------
@@ -384,16 +388,16 @@ def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, set
     predict : callable
         ``predict(clips) -> p_happy`` for a dataset table (the model with its
         own front end; :func:`vit_predictor`).
-    canonical : callable, optional
-        ``canonical(clips) -> semitones`` the model moves each clip by
-        (:func:`vit_canonical`); the summary then says on how many scores of
-        the transpositions the tonic estimate followed the key, and their spread.
     test_predictions : pandas.DataFrame
         The model's predictions on its own test split (``clip_id, label, p_happy``).
     test_clips : pandas.DataFrame
         The test split's clips with their cues (the edges are cut there).
     sets : dict name -> mer.data.Dataset
         :func:`load_sets`.
+    canonical : callable, optional
+        ``canonical(clips) -> semitones`` the model moves each clip by
+        (:func:`vit_canonical`); the summary then says on how many scores of
+        the transpositions the tonic estimate followed the key, and their spread.
 
     Returns
     -------

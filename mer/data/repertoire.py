@@ -351,7 +351,8 @@ def load(collection: str = "chorales", data_dir: str | Path | None = None, *, n_
         Render each piece in all twelve keys, from five semitones down to
         six up (:data:`SHIFTS`; ``12 * n_clips`` clips, ``score`` and
         ``shift`` columns as :func:`mer.data.synth.load_transpositions` has
-        them): how far p(happy) moves when nothing but the key does.
+        them): how far p(happy) moves when the piece moves through the keys
+        and its label, the mode, does not.
 
     Returns
     -------
