@@ -472,9 +472,9 @@ def check_models(models: dict[str, tuple[Any, pd.DataFrame]], test_clips: pd.Dat
 
     Notebook: notebooks/02_vit.ipynb
     """
-    return {name: check(model[0], model[1], test_clips, sets, canonical=model[2] if len(model) > 2 else None,
+    return {name: check(predict, test_predictions, test_clips, sets, canonical=canonical[0] if canonical else None,
                         n_bootstrap=n_bootstrap, seed=seed)
-            for name, model in models.items()}
+            for name, (predict, test_predictions, *canonical) in models.items()}
 
 
 def vit_predictor(model, meta: dict[str, Any], *, n_jobs: int = 2):
@@ -767,11 +767,11 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
                 f"{TARGETS['balanced_accuracy_by_key_min']:.2f} in {100 * chance['target_model_passes']:.0f} % of such draws"
                 + (": with these clip counts the per-key target asks for more than the overall one."
                    if chance["target_model_passes"] < 0.5 else "."))
-    scores = f"{len(carry.spread)} score" + ("s" if len(carry.spread) != 1 else "")
+    n_scores = len(carry.spread)
+    scores = f"{n_scores} score" + ("s" if n_scores != 1 else "")
     parts.append(f"Moved through the twelve keys, one score's p(happy) moves by "
                  f"**{s['transposition_spread_median']:.2f}** (median over {scores}; "
                  f"at most {s['transposition_spread_max']:.2f}).")
-    n_scores = len(carry.spread)
     one_key = s.get("transposition_scores_one_canonical_key")
     if one_key:
         which = "the one score" if n_scores == 1 else f"{one_key} of the {n_scores} scores"
