@@ -241,7 +241,8 @@ def _chords_in_every_key(folder, *, seed: int) -> pd.DataFrame:
             sf.write(path, _chord(261.63 * 2 ** (shift / 12), minor, rng), SR)
             rows.append({"clip_id": path.stem, "path": str(path), "label": "sad" if minor else "happy",
                          "valence": np.nan, "arousal": np.nan, "split": "test", "source": "test", "score": score,
-                         "shift": shift, "tonic": shift % 12, "mode": "minor" if minor else "major"})
+                         "shift": shift, "tonic": shift % 12, "mode": "minor" if minor else "major",
+                         "valence_noiseless": -1.0 if minor else 1.0})
     return pd.DataFrame(rows)
 
 
@@ -308,6 +309,9 @@ def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_
     assert vit_summary["transposition_spread_median_one_canonical_key"] == pytest.approx(
         carries["ViT"].spread["spread"].median())
     assert "transposition_scores_one_canonical_key" not in carries["features"].summary
+    # Both chords keep their label in every key, and a reader of every cue is sure of it: whatever moves is the model.
+    assert vit_summary["transposition_spread_median_bayes"] == pytest.approx(0.0, abs=1e-9)
+    assert vit_summary["transposition_spread_median_label_holds"] == pytest.approx(vit_summary["transposition_spread_median"])
     text = carryover.reading(carries["ViT"], carryover.against_targets(vit_summary), test_balanced_accuracy=0.8)
     assert "followed 2 of the 2 scores through all twelve keys" in text
     assert "followed" not in carryover.reading(carries["features"], carryover.against_targets(
@@ -337,7 +341,49 @@ def test_the_spread_table_says_when_the_label_moves_with_the_key():
     assert flat["rho_register"].isna().all() and flat["spread"].tolist() == [0.0, 0.0]
     # Without the generator's columns (a set from elsewhere) the table has neither column.
     plain = carryover.transposition_spread(rising, clips[["score", "shift", "mode"]])
-    assert "labels" not in plain and "rho_register" not in plain
+    assert "labels" not in plain and "rho_register" not in plain and "bayes_spread" not in plain
+
+
+def test_the_spread_is_held_against_a_reader_that_hears_every_cue():
+    """Where the label's rule is sure in every key (valence far from 0), a reader of every cue does not move, so
+    a model's spread there is its own; where the valence crosses 0 within the twelve keys, that reader moves by
+    almost 1. The chapter's sentences say which case the run is in."""
+    from scipy.stats import norm
+
+    from mer import carryover
+    from mer.data import synth
+
+    shifts = np.arange(-5, 7)
+    step = 0.108  # the transposition set's valence per semitone of the melody (load_transpositions' docstring)
+    valence = np.concatenate([1.5 + step * shifts, -2.0 + step * shifts, step * shifts])
+    clips = pd.DataFrame({"score": np.repeat([0, 1, 2], 12), "shift": np.tile(shifts, 3), "mode": "major",
+                          "register": np.tile(70.0 + shifts, 3), "valence_noiseless": valence,
+                          "label": np.where(valence > 0, "happy", "sad")})
+    bayes = synth.bayes_p_happy(clips)
+    assert bayes == pytest.approx(norm.cdf(valence / synth.NOISE_SD))
+    # A model that hears the register as the rule does, but unsure: p drifts 0.3 on every score.
+    p_happy = np.tile(np.linspace(0.35, 0.65, 12), 3)
+    table = carryover.transposition_spread(p_happy, clips).set_index("score")
+    assert table.loc[0, "bayes_spread"] < 1e-6 and table.loc[1, "bayes_spread"] < 1e-6
+    assert table.loc[2, "bayes_spread"] > 0.99 and table["labels"].tolist() == [1, 1, 2]
+    with pytest.raises(ParameterError, match="valence_noiseless"):
+        synth.bayes_p_happy(clips.drop(columns="valence_noiseless"))
+    predictions = clips[["score", "shift", "mode", "label"]].assign(p_happy=p_happy)
+    carry = carryover.CarryOver({"transposition_spread_median": 0.3, "transposition_spread_max": 0.3,
+                                 "transposition_scores_label_changes": 1, "transposition_register_rho_median": 1.0,
+                                 "transposition_spread_median_bayes": float(table["bayes_spread"].median()),
+                                 "transposition_spread_median_label_holds": 0.3},
+                                pd.DataFrame(columns=["key", "balanced_accuracy", "n"]), table.reset_index(),
+                                pd.DataFrame({"set": ["keys"], "n": [36]}), pd.DataFrame(),
+                                {"transpositions": predictions})
+    s = {"keys_balanced_accuracy": 0.8, "keys_balanced_accuracy_ci": [0.7, 0.9],
+         "heldout_soundfont_balanced_accuracy": 0.8, "heldout_texture_balanced_accuracy": 0.8,
+         "mode_ranking_auc": 0.9, "balanced_accuracy_by_key_min": 0.7}
+    carry.summary.update(s)
+    text = carryover.reading(carry, carryover.against_targets(carry.summary), test_balanced_accuracy=0.8)
+    assert "moves by 0.00 in median, so the label's own movement leaves the target within reach" in text
+    assert "On the 2 scores whose label holds in every key this model moves by 0.30 (median): that movement is " \
+           "the model's uncertainty" in text
 
 
 def test_carry_over_measures_are_the_textbook_ones():

@@ -791,6 +791,34 @@ def reference_scores(clips: pd.DataFrame) -> pd.DataFrame:
                           "n": int(len(clips))} for name, guess in guesses.items()])
 
 
+def bayes_p_happy(clips: pd.DataFrame) -> np.ndarray:
+    """p(happy) of a reader that hears every cue perfectly: the label's own rule, only its noise unknown.
+
+    The label is Happy when the noiseless valence plus ``NOISE_SD`` times a
+    standard-normal draw is positive (:func:`latent`), so given the cues
+    p(happy) = Phi(valence_noiseless / NOISE_SD). The reference a model's
+    probabilities are held against where the generator's truth is known
+    (the spread over transpositions, :func:`mer.carryover.transposition_spread`).
+
+    Parameters
+    ----------
+    clips : pandas.DataFrame
+        Rows of a synthetic ``clips.csv`` with ``valence_noiseless``.
+
+    Returns
+    -------
+    np.ndarray, shape (n_clips,)
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    if "valence_noiseless" not in clips:
+        raise ParameterError("the Bayes reader needs the synthetic truth column valence_noiseless")
+    # scipy.stats takes a moment to import; only this function of the module needs it
+    from scipy.stats import norm
+
+    return norm.cdf(clips["valence_noiseless"].to_numpy(dtype=float) / NOISE_SD)
+
+
 def standardised_cues(clips: pd.DataFrame) -> pd.DataFrame:
     """The generator's cues of every clip on the scale of :data:`WEIGHTS`.
 
