@@ -425,10 +425,13 @@ def execute_chapter(chapter: str, parameters: dict[str, Any], *, progress: bool 
     scratch = Path(scratch)
     # The kernel talks to papermill over Unix sockets where there are some: over TCP (jupyter_client's
     # default) ipykernel 7 warns on every chapter that the traffic is unencrypted, and any local user
-    # could connect to the port; the sockets are files only their owner can open.
-    engine = {"config": Config({"KernelManager": {"transport": "ipc"}})} if os.name == "posix" else {}
+    # could connect to the port. The sockets live in a private temporary folder, not in the chapters'
+    # working directory (jupyter_client's default), where a run killed mid-chapter would leave them.
+    sockets = tempfile.TemporaryDirectory(prefix="mer-kernel-") if os.name == "posix" else None
+    engine = ({"config": Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets.name, "kernel")}})}
+              if sockets else {})
     try:
-        with kernel_environment():
+        with kernel_environment(), (sockets or contextlib.nullcontext()):
             papermill.execute_notebook(
                 str(source), str(scratch), parameters=parameters, kernel_name=KERNEL_NAME,
                 cwd=str(chapters_dir()), log_output=False,

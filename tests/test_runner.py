@@ -91,6 +91,13 @@ def test_the_kernel_talks_over_local_sockets_and_prints_no_warning(scratch, capf
     printed = capfd.readouterr()
     assert "without encryption" not in printed.err + printed.out
     assert "WARNING" not in printed.err
+    # The sockets sat in a private folder of their own, not among the chapters, and are gone with the run.
+    notebook = nbformat.read(scratch / "book" / "chapters" / "00_alpha.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    transport, path = next(line for line in printed.splitlines() if line.startswith("kernel:")).split()[1:]
+    folder = Path(path).parent
+    assert transport == "ipc" and folder.name.startswith("mer-kernel-")
+    assert not folder.exists() and not list((scratch / "book" / "chapters").glob("kernel*"))
 
 
 def test_force_executes_again(scratch):
