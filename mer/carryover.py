@@ -38,7 +38,7 @@ from scipy import stats
 
 from . import ParameterError, features, store, vit
 from .data import synth
-from .metrics import THRESHOLD, bootstrap_metrics, label_codes
+from .metrics import THRESHOLD, bootstrap_interval, bootstrap_metrics, label_codes
 from .tonality import KEY_NAMES
 
 #: Targets of issue 17 for the every-key model (the chapter reports met or missed against them).
@@ -446,6 +446,9 @@ def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, set
         "balanced_accuracy_by_key_min": float(keys["balanced_accuracy"].min()),
         "worst_key_by_chance": worst_key_by_chance(predictions["keys"], sets["keys"].clips, seed=seed),
         "transposition_spread_median": float(spread["spread"].median()),
+        # Resampling the scores: with a handful of them the median moves a lot from one draw of scores to another.
+        "transposition_spread_median_ci": list(bootstrap_interval(spread["spread"], statistic=np.median,
+                                                                  **options)[1:]),
         "transposition_spread_max": float(spread["spread"].max()),
         "heldout_soundfont_balanced_accuracy": float(by_set.loc["soundfont", "balanced_accuracy"]),
         "heldout_soundfont_balanced_accuracy_ci": ci("soundfont"),
@@ -783,6 +786,13 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
     parts.append(f"Moved through the twelve keys, one score's p(happy) moves by "
                  f"**{s['transposition_spread_median']:.2f}** (median over {scores}; "
                  f"at most {s['transposition_spread_max']:.2f}).")
+    low, high = s.get("transposition_spread_median_ci") or (float("nan"), float("nan"))
+    if np.isfinite([low, high]).all() and n_scores > 1:
+        target = TARGETS["transposition_spread_median"]
+        parts.append(f"Drawing the scores again (a bootstrap over the {n_scores}), the median lies between "
+                     f"{low:.2f} and {high:.2f} (95 %)" + (
+                         f": the interval reaches both sides of the target of {target:g}, so {scores} do not "
+                         f"settle whether it is met." if low < target <= high else "."))
     one_key = s.get("transposition_scores_one_canonical_key")
     if one_key:
         which = "the one score" if n_scores == 1 else f"{one_key} of the {n_scores} scores"

@@ -13,7 +13,7 @@ the same computation on every page.
 * :func:`classification_metrics`, :func:`bootstrap_metrics`: accuracy,
   balanced accuracy, F1 and ROC AUC, with percentile-bootstrap intervals over
   clips (chapter 2, chapter 1's refit, the carry-over checks, the CLI).
-* :func:`bootstrap_interval`: the mean of per-clip values with its interval
+* :func:`bootstrap_interval`: the mean (or median) of per-clip values with its interval
   (the paired bootstrap of chapter 3's perturbation tests).
 """
 
@@ -182,19 +182,36 @@ def bootstrap_metrics(labels: np.ndarray, p_happy: np.ndarray, *, n_bootstrap: i
 
 
 def bootstrap_interval(values: np.ndarray, *, n_bootstrap: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``values`` and its percentile-bootstrap interval (resampling clips).
+                       level: float = 0.95, statistic=np.mean) -> tuple[float, float, float]:
+    """A statistic of ``values`` (their mean unless given) and its percentile-bootstrap interval.
 
-    Applied to per-clip differences, this is the paired bootstrap.
+    The values (clips, or a transposition set's scores) are resampled with
+    replacement. Applied to per-clip differences, the mean's interval is the
+    paired bootstrap (chapter 3); the median spread over transposed scores
+    has its interval in chapter 2.
+
+    Parameters
+    ----------
+    values : array-like, shape (n,)
+    statistic : callable
+        A NumPy reduction taking ``axis`` (``np.mean``, ``np.median``).
+
+    Returns
+    -------
+    value, low, high : float
+        NaN bounds when ``n_bootstrap`` is 0.
 
     Notebook: notebooks/03_lrp.ipynb
     """
     values = np.asarray(values, dtype=np.float64)
+    point = float(statistic(values))
+    if n_bootstrap == 0:
+        return point, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
-    means = values[idx].mean(1)
+    draws = statistic(values[idx], axis=1)
     alpha = (1 - level) / 2
-    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    return point, float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
 
 
 __all__ = ["LABELS", "SAD", "HAPPY", "LABEL2ID", "ID2LABEL", "THRESHOLD", "QUADRANTS", "label_codes", "label_names",

@@ -309,6 +309,8 @@ def test_the_carry_over_tables_set_the_vit_beside_chapter_1s_model(chords, tiny_
     assert vit_summary["transposition_spread_median_one_canonical_key"] == pytest.approx(
         carries["ViT"].spread["spread"].median())
     assert "transposition_scores_one_canonical_key" not in carries["features"].summary
+    low, high = vit_summary["transposition_spread_median_ci"]
+    assert min(carries["ViT"].spread["spread"]) <= low <= vit_summary["transposition_spread_median"] <= high
     # Both chords keep their label in every key, and a reader of every cue is sure of it: whatever moves is the model.
     assert vit_summary["transposition_spread_median_bayes"] == pytest.approx(0.0, abs=1e-9)
     assert vit_summary["transposition_spread_median_label_holds"] == pytest.approx(vit_summary["transposition_spread_median"])
@@ -382,6 +384,9 @@ def test_the_spread_is_held_against_a_reader_that_hears_every_cue():
     carry.summary.update(s)
     text = carryover.reading(carry, carryover.against_targets(carry.summary), test_balanced_accuracy=0.8)
     assert "moves by 0.00 in median, so the label's own movement leaves the target within reach" in text
+    carry.summary["transposition_spread_median_ci"] = [0.05, 0.4]
+    text = carryover.reading(carry, carryover.against_targets(carry.summary), test_balanced_accuracy=0.8)
+    assert "the median lies between 0.05 and 0.40 (95 %): the interval reaches both sides of the target" in text
     assert "On the 2 scores whose label holds in every key this model moves by 0.30 (median): that movement is " \
            "the model's uncertainty" in text
 

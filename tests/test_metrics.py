@@ -58,6 +58,17 @@ def test_bootstrap_interval_of_a_mean_holds_the_mean():
     assert high - low == pytest.approx(2 * 1.96 * values.std() / np.sqrt(len(values)), rel=0.25)
 
 
+def test_bootstrap_interval_of_a_median_of_few_values_is_wide_and_held_by_them():
+    """Chapter 2's spread over transpositions is a median over eight scores: its interval must say how little
+    eight settle, and can only run between values the scores took."""
+    spreads = np.array([0.02, 0.04, 0.05, 0.06, 0.09, 0.24, 0.43, 0.96])
+    median, low, high = metrics.bootstrap_interval(spreads, statistic=np.median, n_bootstrap=2000, seed=0)
+    assert median == pytest.approx(0.075)
+    assert spreads.min() <= low < 0.06 and 0.2 < high <= spreads.max()
+    assert metrics.bootstrap_interval(spreads, statistic=np.median, n_bootstrap=2000, seed=0) == (median, low, high)
+    assert np.isnan(metrics.bootstrap_interval(spreads, statistic=np.median, n_bootstrap=0)[1:]).all()
+
+
 def test_sample_by_quadrant_draws_up_to_n_of_each_quadrant_reproducibly():
     quadrants = np.array(["TP", "TN", "TP", "FN", "TP", "TN"])
     chosen = metrics.sample_by_quadrant(quadrants, 2, seed=3)
