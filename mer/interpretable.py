@@ -719,7 +719,8 @@ def features_baseline(dataset, *, families: Sequence[str], n_jobs: int = 2, n_bo
 
     The feature table is :func:`mer.features.extract`'s (read from chapter 1's
     cache when it ran on the same clips); the model uses the columns of
-    ``families`` and is fitted and scored by :func:`split_scores`.
+    ``families`` that chapter 1's model reads (:func:`mer.features.model_columns`:
+    no absolute pitch class) and is fitted and scored by :func:`split_scores`.
 
     Returns
     -------
@@ -729,7 +730,7 @@ def features_baseline(dataset, *, families: Sequence[str], n_jobs: int = 2, n_bo
     Notebook: notebooks/02_vit.ipynb
     """
     table = F.extract(dataset, families=F.extractable_families(dataset.clips), n_jobs=n_jobs)
-    columns = F.feature_columns(table[table["status"] == "ok"], families)
+    columns = F.model_columns(table[table["status"] == "ok"], families)
     X, y = design(dataset, table, columns=columns)
     return split_scores(X, y, dataset.clips.set_index("clip_id")["split"], model="logreg",
                         n_bootstrap=n_bootstrap, seed=seed)

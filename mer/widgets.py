@@ -93,7 +93,7 @@ def feature_model_panel(dataset, features: pd.DataFrame, *, families: Sequence[s
                 return
             key = (chosen, model.value)
             if key not in cache:
-                X, y = interpretable.design(dataset, features, columns=F.feature_columns(features, chosen))
+                X, y = interpretable.design(dataset, features, columns=F.model_columns(features, chosen))
                 scores = interpretable.cross_validate(X, y, model=model.value, cv_folds=cv_folds, seed=seed)["scores"]
                 if model.value == "logreg":
                     table = interpretable.coefficients(X, y, model="logreg").to_frame()

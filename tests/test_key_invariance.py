@@ -482,3 +482,32 @@ def test_the_worst_key_is_weighed_against_chance():
     # 16 clips over twelve keys (the quick profile): some shuffles leave no key with both labels; they are left out.
     few = carryover.worst_key_by_chance(uniform.iloc[::15], clips, n_draws=500)
     assert few and not np.isnan(few["shuffled_median"]) and 0 < few["n_draws"] < 500
+
+
+
+def test_chapter_1s_model_reads_nothing_a_transposition_moves_but_through_the_audio():
+    """The issue asks for chapter 1's model key-invariant by construction: move a clip's pitch content to each of
+    the twelve keys (its chroma rotated, everything else as it was) and every column the model reads
+    (mer.features.model_columns) stays exactly as it was, while the absolute pitch classes it leaves out move."""
+    from mer import features
+
+    rng = np.random.default_rng(5)
+    y = np.concatenate([_chord(261.63 * 2 ** (s / 12), minor, rng) for s, minor in ((0, False), (5, False),
+                                                                                   (7, False), (9, True))])
+    chroma = features.analyse(y, sr=SR).chroma
+    rows = []
+    for k in range(12):
+        analysis = features.analyse(y, sr=SR)
+        analysis.chroma = np.roll(chroma, k, axis=0)  # the same music, k semitones up, as the chroma hears it
+        row = {}
+        for family in features.REGISTRY:
+            if family.reads == "audio":
+                row.update(family.compute(analysis=analysis, reasons=[]))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    read = features.model_columns(table)
+    assert {"chroma_rel_b3", "key_minor", "chords_major_share", "ml_minorness", "melody_pitch_midi"} <= set(read)
+    assert not set(read) & set(features.ABSOLUTE_PITCH_COLUMNS)
+    assert np.allclose(table[read].to_numpy(dtype=float), table[read].iloc[[0]].to_numpy(dtype=float), equal_nan=True), \
+        table[read].std().sort_values().tail()
+    assert table["key_tonic"].nunique() == 12 and table["chroma_C"].nunique() > 1  # left out: they follow the key

@@ -45,8 +45,8 @@ from .analysis import (CQT_BINS, CQT_FMIN_MIDI, HOP, N_FFT, ONSET_HOP, SILENCE_R
 from .chords import (CHORD_BETA, CHORD_LABELS, CHORD_N_SIMILARITY, CHORD_SELF_LOOP, chord_degrees, chord_features,
                      chord_sequence, chord_templates, decode_chords, encode_chords)
 from .chroma import DEGREES, chroma_features
-from .extraction import (AUDIO_FAMILIES, FAMILIES, REGISTRY, Family, clip_features, extract, extractable_families,
-                         feature_columns)
+from .extraction import (ABSOLUTE_PITCH_COLUMNS, AUDIO_FAMILIES, FAMILIES, REGISTRY, Family, clip_features, extract,
+                         extractable_families, feature_columns, model_columns)
 from .key import key_correlations, key_features
 from .lowlevel import MELODY_RANGE_MIDI, PITCHED_BAND_HZ, lowlevel_features, melody_pitch
 from .midlevel import (ARTICULATION_BAND_HZ, ROUGHNESS_FMAX, ROUGHNESS_FMIN, ROUGHNESS_PEAKS, midlevel_features,
@@ -70,7 +70,7 @@ __all__ = [
     "symbolic_features",
     # extraction
     "Family", "REGISTRY", "FAMILIES", "AUDIO_FAMILIES", "clip_features", "extract", "extractable_families",
-    "feature_columns",
+    "feature_columns", "ABSOLUTE_PITCH_COLUMNS", "model_columns",
     # validation
     "TEMPO_TOLERANCE", "VALIDATION_TARGETS", "chord_frame_accuracy", "validate", "validation_summary",
     # test clips

@@ -28,6 +28,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from .. import ParameterError, audio, numba_cache, store
+from ..tonality import PITCH_CLASSES
 from .analysis import HOP, N_FFT, SR, analyse
 from .chords import chord_features
 from .chroma import chroma_features
@@ -251,6 +252,27 @@ def extractable_families(clips: pd.DataFrame) -> tuple[str, ...]:
     Notebook: notebooks/01_features.ipynb
     """
     return FAMILIES if "midi_path" in clips else AUDIO_FAMILIES
+
+
+#: Columns that name absolute pitch: the mean chroma of each of the twelve pitch classes and the
+#: estimated tonic's number (0 = C .. 11 = B, not even an ordered quantity). A model reading them can
+#: tie its evidence to one key, so the book's models leave them out (:func:`model_columns`).
+ABSOLUTE_PITCH_COLUMNS = tuple(f"chroma_{pc}" for pc in PITCH_CLASSES) + ("key_tonic",)
+
+
+def model_columns(features: pd.DataFrame, families: Iterable[str] | None = None) -> list[str]:
+    """The columns the book's feature models read: :func:`feature_columns` without :data:`ABSOLUTE_PITCH_COLUMNS`.
+
+    What is left reads pitch relative to the estimated key (the chroma by
+    scale degree, the mode, the chords' qualities) or not at all, so the model
+    is key-invariant by construction as far as the key estimate goes; the
+    melody's pitch and the brightness still move with a transposition, as
+    the synthetic label's register cue does. Chapter 1 fits its models on
+    these columns and chapter 2 refits the same model beside the ViT.
+
+    Notebook: notebooks/01_features.ipynb
+    """
+    return [c for c in feature_columns(features, families) if c not in ABSOLUTE_PITCH_COLUMNS]
 
 
 def feature_columns(features: pd.DataFrame, families: Iterable[str] | None = None) -> list[str]:
