@@ -266,6 +266,17 @@ def transposition_spread(p_happy, clips: pd.DataFrame, canonical=None) -> pd.Dat
     return table
 
 
+def spread_interval(spread: pd.DataFrame, *, n_bootstrap: int = 1000, seed: int = 0) -> list[float]:
+    """Bootstrap 95 % interval of the median spread, resampling the scores (or pieces) of a :func:`transposition_spread` table.
+
+    With a handful of scores the median moves a lot from one draw of scores
+    to another; this says how much. ``[low, high]``, NaN with ``n_bootstrap=0``.
+
+    Notebook: notebooks/02_vit.ipynb
+    """
+    return list(bootstrap_interval(spread["spread"], statistic=np.median, n_bootstrap=n_bootstrap, seed=seed)[1:])
+
+
 def spread_over_seeds(predictors: dict[str, Any], transpositions: pd.DataFrame) -> dict[str, float]:
     """The median :func:`transposition_spread` of each model of a seed spread, on the same scores.
 
@@ -446,9 +457,7 @@ def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, set
         "balanced_accuracy_by_key_min": float(keys["balanced_accuracy"].min()),
         "worst_key_by_chance": worst_key_by_chance(predictions["keys"], sets["keys"].clips, seed=seed),
         "transposition_spread_median": float(spread["spread"].median()),
-        # Resampling the scores: with a handful of them the median moves a lot from one draw of scores to another.
-        "transposition_spread_median_ci": list(bootstrap_interval(spread["spread"], statistic=np.median,
-                                                                  **options)[1:]),
+        "transposition_spread_median_ci": spread_interval(spread, **options),
         "transposition_spread_max": float(spread["spread"].max()),
         "heldout_soundfont_balanced_accuracy": float(by_set.loc["soundfont", "balanced_accuracy"]),
         "heldout_soundfont_balanced_accuracy_ci": ci("soundfont"),
@@ -678,9 +687,10 @@ def real_music_reading(table: pd.DataFrame, *, chapter_model: str, what: str = "
         curves = spread.attrs["curves"]
         modes = spread.set_index("score").loc[curves.index, "mode"]
         per_key = [mode_ranking(curves[shift], modes, n_bootstrap=0)["value"] for shift in curves.columns]
+        low, high = spread_interval(spread)
         parts.append(f"Moved through the twelve keys, one piece's p(happy) moves by a median "
                      f"**{spread['spread'].median():.2f}** (at most {spread['spread'].max():.2f}, "
-                     f"{len(spread)} pieces)"
+                     f"{len(spread)} pieces; 95 % interval over pieces {low:.2f}-{high:.2f})"
                      + (f", against {generated_spread:.2f} for the generator's scores above"
                         if generated_spread is not None else "")
                      + f"; key by key, the mode ranking of those pieces runs from {np.nanmin(per_key):.2f} to "
@@ -853,7 +863,7 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
 
 
 __all__ = ["TARGETS", "MEASURES", "EDGE_SHARE", "EDGE_CUES", "HELDOUT_SETS", "scored", "by_group",
-           "by_key", "worst_key_by_chance", "transposition_spread", "spread_over_seeds", "mode_ranking", "edges",
+           "by_key", "worst_key_by_chance", "transposition_spread", "spread_interval", "spread_over_seeds", "mode_ranking", "edges",
            "CarryOver", "load_sets", "check", "check_models", "vit_predictor", "vit_canonical", "features_predictor", "seed_predictors", "real_music", "REAL_MUSIC_COLUMNS", "real_music_records",
            "real_music_reading",
            "against_targets", "compare", "reading"]

@@ -141,7 +141,8 @@ def test_in_twelve_keys_each_chorale_moves_by_exactly_its_shift(tmp_path):
     table, _ = carryover.real_music({"fixed": lambda c: np.where(c["mode"] == "major", 0.7, 0.3)}, clips,
                                     n_bootstrap=0)
     text = carryover.real_music_reading(table, chapter_model="fixed", spread=spread, generated_spread=0.08)
-    assert "median **0.11** (at most 0.11, 2 pieces), against 0.08" in text
+    assert "median **0.11** (at most 0.11, 2 pieces; 95 % interval over pieces 0.11-0.11), against 0.08" in text
+    assert carryover.spread_interval(spread) == pytest.approx([0.11, 0.11])
     assert "runs from 1.00 to 1.00" in text
 
 
