@@ -467,12 +467,11 @@ def check(predict, test_predictions: pd.DataFrame, test_clips: pd.DataFrame, set
         "mode_ranking_auc_ci": ci("neutral", "mode_auc_low", "mode_auc_high"),
     }
     if "labels" in spread:
-        summary["transposition_scores_label_changes"] = int((spread["labels"] > 1).sum())
+        holds = spread[spread["labels"] == 1]
+        summary["transposition_scores_label_changes"] = int(len(spread) - len(holds))
+        summary["transposition_spread_median_label_holds"] = float(holds["spread"].median()) if len(holds) else None
     if "bayes_spread" in spread:
         summary["transposition_spread_median_bayes"] = float(spread["bayes_spread"].median())
-    if "labels" in spread:
-        holds = spread[spread["labels"] == 1]
-        summary["transposition_spread_median_label_holds"] = float(holds["spread"].median()) if len(holds) else None
     if "rho_register" in spread and spread["rho_register"].notna().any():
         summary["transposition_register_rho_median"] = float(spread["rho_register"].median())
     if "canonical_keys" in spread:
@@ -863,7 +862,7 @@ def reading(carry: CarryOver, targets: pd.DataFrame, *, test_balanced_accuracy: 
 
 
 __all__ = ["TARGETS", "MEASURES", "EDGE_SHARE", "EDGE_CUES", "HELDOUT_SETS", "scored", "by_group",
-           "by_key", "worst_key_by_chance", "transposition_spread", "spread_interval", "spread_over_seeds", "mode_ranking", "edges",
-           "CarryOver", "load_sets", "check", "check_models", "vit_predictor", "vit_canonical", "features_predictor", "seed_predictors", "real_music", "REAL_MUSIC_COLUMNS", "real_music_records",
-           "real_music_reading",
-           "against_targets", "compare", "reading"]
+           "by_key", "worst_key_by_chance", "transposition_spread", "spread_interval", "spread_over_seeds",
+           "mode_ranking", "edges", "CarryOver", "load_sets", "check", "check_models", "vit_predictor",
+           "vit_canonical", "features_predictor", "seed_predictors", "real_music", "REAL_MUSIC_COLUMNS",
+           "real_music_records", "real_music_reading", "against_targets", "compare", "reading"]
