@@ -12,6 +12,7 @@ PROFILE ?= default
 # two longest (the quick book, tests/test_book.py, and the corpus book beside it) start first.
 # The machines this runs on have two cores. A worker that crashes (a segfault) ends the run, red,
 # with the test it was running: xdist's replacement worker otherwise waited for tests that never came.
+# The fifteen slowest tests are listed at the end, so a CI log says where the suite's time goes.
 TEST_WORKERS ?= 2
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
@@ -35,7 +36,7 @@ book: system-deps $(STAMP)
 	$(PY) -m mer run --profile $(PROFILE)
 
 test: system-deps $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --max-worker-restart 0
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --max-worker-restart 0 --durations 15
 
 bench: system-deps $(STAMP)
 	$(PY) -m mer bench
