@@ -80,6 +80,11 @@ LONG_FILE_S = 600.0
 #: 1.5 s at 44.1 kHz, 0.5 MB of stereo float32).
 _BLOCK_FRAMES = 1 << 16
 
+#: The names :func:`audio_files` takes for audio in a folder: the formats libsndfile and audioread (FFmpeg)
+#: decode, by their usual suffixes (case ignored). A file named otherwise is listed as skipped, never read.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac", ".aif", ".aiff",
+                  ".aifc", ".wma", ".webm")
+
 # RIFF format tag of MPEG layer III inside WAV (mmreg.h: WAVE_FORMAT_MPEGLAYER3).
 _WAVE_FORMAT_MPEGLAYER3 = 0x0055
 
@@ -224,6 +229,25 @@ def _span(seconds: float) -> str:
     if whole < 3600:
         return f"{whole // 60} min {whole % 60:02d} s"
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def audio_files(folder) -> tuple[list[Path], list[Path]]:
+    """A folder's audio files by name (:data:`AUDIO_SUFFIXES`), and the other files it holds.
+
+    Only the folder itself, not its sub-folders; hidden files (``.DS_Store``)
+    are neither. Whether each audio file is usable is still :func:`inspect`'s
+    to say. ``python -m mer predict FOLDER`` reads a folder of songs this way.
+
+    Returns
+    -------
+    audio, others : list of Path
+        Sorted by name.
+
+    Notebook: README.md ("Your own song") shows the command.
+    """
+    entries = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    audio = [p for p in entries if p.suffix.lower() in AUDIO_SUFFIXES]
+    return audio, [p for p in entries if p.suffix.lower() not in AUDIO_SUFFIXES]
 
 
 # ----------------------------------------------------------------------------

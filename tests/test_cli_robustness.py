@@ -112,6 +112,33 @@ def test_default_is_the_chapter_model_not_the_newest_seed(machine, capsys):
     assert predict.default_checkpoint() == machine["chapter"]
 
 
+def test_a_folder_of_songs_is_predicted_file_by_file_and_what_is_skipped_is_said(machine, capsys):
+    """``mer predict album/``: every audio file of the folder gets its table, a corrupt one is one line and the
+    others go on, files not named as audio are listed (never silently dropped), sub-folders are not searched."""
+    vit.record_chapter_model(machine["chapter"], profile="quick")
+    album = machine["tmp"] / "album"
+    (album / "bonus").mkdir(parents=True)
+    sf.write(album / "01 first.flac", tune(seed=1), SR, format="FLAC")
+    sf.write(album / "02 second.WAV", tune(seed=2), SR, format="WAV")
+    (album / "03 broken.mp3").write_bytes(b"ID3" + b"\0" * 64)
+    (album / "cover.jpg").write_bytes(b"\xff\xd8\xff")
+    (album / ".DS_Store").write_bytes(b"\0")
+    sf.write(album / "bonus" / "04 hidden away.flac", tune(seed=4), SR, format="FLAC")
+    assert predict_cli.main([str(album)]) == 1  # one file could not be used
+    printed = capsys.readouterr()
+    assert f"{album / '01 first.flac'}\n" in printed.out and f"{album / '02 second.WAV'}\n" in printed.out
+    assert "hidden away" not in printed.out + printed.err
+    assert f"{album}: skipped 1 file not named as audio (cover.jpg)" in printed.err
+    assert printed.err.count("03 broken.mp3") == 1 and ".DS_Store" not in printed.err
+    # The same song named on its own gives the same table as through its folder.
+    assert predict_cli.main([str(album / "01 first.flac")]) == 0
+    alone = capsys.readouterr().out
+    assert tables(alone) in tables(printed.out)
+    # A folder without audio is one line and status 1.
+    assert predict_cli.main([str(machine["tmp"] / "data" / "derived")]) == 1
+    assert "no audio file in this folder" in capsys.readouterr().err
+
+
 def test_no_recorded_model_says_which_command_makes_one(machine, capsys):
     status = predict_cli.main([str(machine["song"])])
     err = capsys.readouterr().err
