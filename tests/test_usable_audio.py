@@ -295,7 +295,10 @@ def test_predict_explain_and_a_manifest_say_the_same(tmp_path, checkpoint, capfd
     line = one_line(err)
     # stdout names the model (chapter 2's or --checkpoint's) and nothing else: no table for a bad file
     assert status == 1 and [l for l in out.splitlines() if not l.startswith("model: ")] == []
-    assert line.endswith(message) and words in line
+    if name == "a folder":  # predict reads a folder as a folder of songs (here none); explain and manifests refuse it
+        assert "no audio file in this folder" in line
+    else:
+        assert line.endswith(message) and words in line
 
     status, out, err = run_explain(capsys, checkpoint, path, tmp_path / "out")
     assert status == 1 and one_line(err).endswith(message)
@@ -427,8 +430,8 @@ def test_unreadable_files_get_one_line_everywhere(tmp_path, checkpoint):
     env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     try:
         predicted = subprocess.run([*prefix, sys.executable, "-m", "mer", "predict", str(locked), str(inside),
-                                    "--checkpoint", str(checkpoint)], cwd=ROOT, env=env, capture_output=True,
-                                   text=True, timeout=300)
+                                    str(closed), "--checkpoint", str(checkpoint)], cwd=ROOT, env=env,
+                                   capture_output=True, text=True, timeout=300)
         script = ("import sys, pandas as pd; from mer import audio; from mer.cli import explain; "
                   "from mer.data import manifest\n"
                   "for p in sys.argv[1:3]:\n"
@@ -446,8 +449,12 @@ def test_unreadable_files_get_one_line_everywhere(tmp_path, checkpoint):
         locked.chmod(0o600)
     assert "Traceback" not in predicted.stderr + other.stderr, predicted.stderr + other.stderr
     assert predicted.returncode == 1 and [l for l in predicted.stdout.splitlines() if not l.startswith("model: ")] == []
-    lines = predicted.stderr.strip().splitlines()
+    folder_line, *lines = predicted.stderr.strip().splitlines()
     assert len(lines) == 2, predicted.stderr
+    # The closed folder itself, given to predict as a folder of songs: one line (first: folders are listed before
+    # any file is read), not a traceback.
+    assert folder_line.startswith(f"python -m mer predict: {closed}: cannot list this folder") and \
+        "ermission denied" in folder_line, folder_line
     inspected = [line.removeprefix("inspect ") for line in other.stdout.splitlines() if line.startswith("inspect")]
     assert len(inspected) == 2
     for line, message, path in zip(lines, inspected, (locked, inside)):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import stat
 import sys
-
-from pathlib import Path
 
 from .. import audio, profiles
 from ..predict import describe_model, load_model, predict_file
@@ -29,10 +29,20 @@ def expand(paths: list[str], prog: str) -> tuple[list[str], int]:
     """
     out, status = [], 0
     for path in paths:
-        if not Path(path).is_dir():
+        try:
+            is_folder = stat.S_ISDIR(os.stat(path).st_mode)
+        except OSError:  # missing, or behind a folder one may not enter: the file's own check says which
+            is_folder = False
+        if not is_folder:
             out.append(path)
             continue
-        found, others = audio.audio_files(path)
+        try:
+            found, others = audio.audio_files(path)
+        except OSError as error:
+            print(f"{prog}: {path}: cannot list this folder ({error.strerror or error}); check its permissions",
+                  file=sys.stderr)
+            status = 1
+            continue
         if others:
             names = ", ".join(p.name for p in others[:5]) + (", ..." if len(others) > 5 else "")
             print(f"{prog}: {path}: skipped {len(others)} file{'s' if len(others) != 1 else ''} not named as "
