@@ -245,9 +245,11 @@ def audio_files(folder) -> tuple[list[Path], list[Path]]:
 
     Notebook: README.md ("Your own song") shows the command.
     """
-    entries = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
-    audio = [p for p in entries if p.suffix.lower() in AUDIO_SUFFIXES]
-    return audio, [p for p in entries if p.suffix.lower() not in AUDIO_SUFFIXES]
+    audio, others = [], []
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            (audio if p.suffix.lower() in AUDIO_SUFFIXES else others).append(p)
+    return audio, others
 
 
 # ----------------------------------------------------------------------------

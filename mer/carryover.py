@@ -636,7 +636,7 @@ def real_music_records(table: pd.DataFrame, dataset, *, chapter_model: str, pref
 
 def real_music_reading(table: pd.DataFrame, *, chapter_model: str, what: str = "Bach's chorales",
                        baseline: str | None = None, spread: pd.DataFrame | None = None,
-                       generated_spread: float | None = None) -> str:
+                       generated_spread: float | None = None, seed: int = 0) -> str:
     """The chapter's sentences on :func:`real_music`, every number from ``table`` and ``spread``.
 
     Parameters
@@ -654,6 +654,8 @@ def real_music_reading(table: pd.DataFrame, *, chapter_model: str, what: str = "
         twelve keys (``mer.data.repertoire.load(in_keys=True)``).
     generated_spread : float, optional
         The same model's median spread on the generator's scores, to set beside it.
+    seed : int
+        Of the bootstrap over pieces (:func:`spread_interval`), as the chapter records it.
 
     Returns
     -------
@@ -686,7 +688,7 @@ def real_music_reading(table: pd.DataFrame, *, chapter_model: str, what: str = "
         curves = spread.attrs["curves"]
         modes = spread.set_index("score").loc[curves.index, "mode"]
         per_key = [mode_ranking(curves[shift], modes, n_bootstrap=0)["value"] for shift in curves.columns]
-        low, high = spread_interval(spread)
+        low, high = spread_interval(spread, seed=seed)
         parts.append(f"Moved through the twelve keys, one piece's p(happy) moves by a median "
                      f"**{spread['spread'].median():.2f}** (at most {spread['spread'].max():.2f}, "
                      f"{len(spread)} pieces; 95 % interval over pieces {low:.2f}-{high:.2f})"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import stat
 import sys
 
 from .. import audio, profiles
@@ -29,11 +28,7 @@ def expand(paths: list[str], prog: str) -> tuple[list[str], int]:
     """
     out, status = [], 0
     for path in paths:
-        try:
-            is_folder = stat.S_ISDIR(os.stat(path).st_mode)
-        except OSError:  # missing, or behind a folder one may not enter: the file's own check says which
-            is_folder = False
-        if not is_folder:
+        if not os.path.isdir(path):  # False too where it cannot look (EACCES): the file's own check says which
             out.append(path)
             continue
         try:
